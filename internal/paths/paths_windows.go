@@ -1,0 +1,7 @@
+package paths
+
+const (
+	defaultConfigFile     = `C:\ProgramData\Berth\agent.yaml`
+	defaultStateDir       = `C:\ProgramData\Berth`
+	defaultDockerEndpoint = "npipe:////./pipe/docker_engine"
+)
