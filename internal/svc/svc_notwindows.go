@@ -1,0 +1,18 @@
+//go:build !windows
+
+package svc
+
+import "context"
+
+// afterInstall has nothing to add on Unix: the unit itself carries the
+// restart policy.
+func afterInstall(context.Context, string) error { return nil }
+
+// stop asks the service manager to stop the service; systemctl waits for
+// it, up to the unit's TimeoutStopSec.
+func (s *Service) stop(context.Context) error { return s.svc.Stop() }
+
+// exitedEarly has nothing to do on Unix: the RunWait function returns when
+// the run function does, and Run exits with its error for systemd to
+// restart the agent.
+func (s *Service) exitedEarly() {}
