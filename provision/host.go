@@ -1,0 +1,145 @@
+// Package provision converges a host to its desired state: it builds the
+// agent's components from agent.yaml (engine manager, and in time the image
+// cache and reporter) and runs the loop that keeps the host where it should
+// be, both as the long-running daemon and as the one-shot `provision`.
+package provision
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/engine/docker"
+	"github.com/berthhq/berth/engine/release"
+	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/httpclient"
+	"github.com/berthhq/berth/internal/paths"
+	"github.com/berthhq/berth/internal/statedb"
+)
+
+// Options wire a Host.
+type Options struct {
+	Logger *slog.Logger
+	// Progress is told of long steps; nil for none.
+	Progress engine.ProgressFunc
+}
+
+// Host is this machine as the agent manages it.
+type Host struct {
+	Config agentconfig.Config
+	DB     *statedb.DB
+	Engine *engine.Manager
+	log    *slog.Logger
+}
+
+// NewHost builds the components that cfg asks for. It opens nothing on the
+// network: release metadata is fetched when a version is needed.
+func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stateDir := cfg.StateDir()
+	db, err := statedb.Open(filepath.Join(stateDir, paths.DBFile))
+	if err != nil {
+		return nil, err
+	}
+	var flavor engine.Flavor
+	switch cfg.Engine.Flavor {
+	case "docker":
+		flavor = &docker.Flavor{LogDir: filepath.Join(stateDir, paths.LogsDir)}
+	default:
+		return nil, fmt.Errorf("engine.flavor %q is not supported by this agent yet; use docker", cfg.Engine.Flavor)
+	}
+	var rel *release.Client
+	if cfg.Engine.Managed && cfg.Engine.Releases.URL != "" {
+		rel, err = release.Open(ctx, release.Options{
+			URL:        cfg.Engine.Releases.URL,
+			Credential: cfg.Engine.Releases.Credential,
+			RootFile:   cfg.Engine.Releases.RootFile,
+			StateDir:   stateDir,
+			HTTPClient: httpclient.NewStandard(httpclient.Options{Logger: log}),
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("engine.releases: %w", err)
+		}
+	}
+	mirror := ""
+	if cfg.Cache.Enabled {
+		mirror = cfg.Cache.Listen
+	}
+	flavorDir := paths.Engines(stateDir, flavor.Name())
+	mgr, err := engine.New(engine.Options{
+		Flavor:   flavor,
+		Runner:   engine.NewRunner(flavorDir, flavor.Daemon(flavorDir, flavorDir), log),
+		Releases: rel,
+		StateDir: stateDir,
+		DB:       db,
+		Managed:  cfg.Engine.Managed,
+		Config: engine.ConfigInput{
+			Endpoint:    cfg.EngineEndpoint(),
+			DataRoot:    cfg.Engine.DataRoot,
+			Mirror:      mirror,
+			Settings:    cfg.Engine.Settings,
+			LiveRestore: runtime.GOOS == "linux",
+		},
+		HealthTimeout: cfg.Engine.Upgrade.HealthTimeout.D(),
+		Channel:       cfg.Engine.Channel,
+		Logger:        log,
+		Progress:      o.Progress,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Host{Config: cfg, DB: db, Engine: mgr, log: log.With("component", "provision")}, nil
+}
+
+// Intervals of the daemon's loop.
+const (
+	// superviseEvery is how often the engine is checked and restarted.
+	superviseEvery = 5 * time.Second
+	// resolveEvery is how often the desired version is looked up again in
+	// the signed release metadata.
+	resolveEvery = 5 * time.Minute
+)
+
+// Run is the daemon: it finishes any interrupted engine change, then keeps
+// the engine at the desired version, running, and configured as Berth
+// writes it, until ctx ends. Errors are logged and retried, never fatal.
+func (h *Host) Run(ctx context.Context) error {
+	h.log.Info("agent running", "state_dir", h.Config.StateDir(), "engine_managed", h.Config.Engine.Managed)
+	if err := h.Engine.Recover(ctx); err != nil {
+		h.log.Error("recover interrupted engine change", "err", err)
+	}
+	var desired string
+	var resolvedAt time.Time
+	tick := time.NewTicker(superviseEvery)
+	defer tick.Stop()
+	for {
+		if h.Config.Engine.Managed && (desired == "" || time.Since(resolvedAt) > resolveEvery) {
+			d, err := h.Engine.Desired(ctx, h.Config.Engine.Version)
+			if err != nil {
+				h.log.Error("resolve the desired engine version", "err", err)
+			} else {
+				if d != desired {
+					h.log.Info("desired engine version", "version", d)
+				}
+				desired, resolvedAt = d, time.Now()
+			}
+		}
+		if err := h.Engine.Converge(ctx, desired); err != nil && ctx.Err() == nil {
+			h.log.Error("converge engine", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			h.log.Info("agent stopping; the engine keeps running")
+			return nil
+		case <-tick.C:
+		}
+	}
+}
