@@ -111,10 +111,19 @@ var (
 	ErrNoPrevious = errors.New("no previous engine version to roll back to")
 	// ErrUnmanaged: engine.managed is false, so the agent only watches.
 	ErrUnmanaged = errors.New("engine is not managed by berth (engine.managed: false)")
-	// ErrFailedVersion: the version failed before and is not retried until
-	// the desired version changes.
-	ErrFailedVersion = errors.New("engine version failed before")
+	// ErrRebootRequired: a Windows feature the engine needs was enabled and
+	// takes effect after a reboot. Reboot the VM (provision does it when
+	// provision.allowReboot is true) and run the command again.
+	ErrRebootRequired = errors.New("a reboot is required before the engine can run")
 )
+
+// HostCheck is a platform check besides the engine API (HCS and HNS on
+// Windows).
+type HostCheck struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"` // ok | warn | fail
+	Message string `json:"message,omitempty"`
+}
 
 // Versions start with a digit, so that no version folder can clash with the
 // other names in a flavor's folder (config, downloads, .lock).

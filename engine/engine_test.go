@@ -4,23 +4,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-func TestCompareVersions(t *testing.T) {
-	sorted := []string{"1.0.0", "20.10.9", "20.10.24-1", "20.10.24-2", "24.0.0-rc1", "24.0.0-rc2", "24.0.0", "24.0.0.1", "24.0.7", "v25.0.0"}
-	shuffled := slices.Clone(sorted)
-	slices.Reverse(shuffled)
-	slices.SortFunc(shuffled, CompareVersions)
-	if d := cmp.Diff(sorted, shuffled); d != "" {
-		t.Errorf("order (-want +got):\n%s", d)
-	}
-}
 
 func TestCheckVersion(t *testing.T) {
 	for v, ok := range map[string]bool{

@@ -151,7 +151,7 @@ func (m *Manager) Installed() ([]string, error) {
 			vs = append(vs, e.Name())
 		}
 	}
-	slices.SortFunc(vs, CompareVersions)
+	slices.SortFunc(vs, release.CompareVersions)
 	return vs, nil
 }
 
@@ -187,6 +187,9 @@ func (m *Manager) Install(ctx context.Context, v string) error {
 	}
 	if st.Active != "" {
 		return nil
+	}
+	if err := prerequisites(ctx); err != nil {
+		return err
 	}
 	return m.switchTo(ctx, st, "install", v)
 }
@@ -226,6 +229,9 @@ func (m *Manager) upgradeLocked(ctx context.Context, v string) error {
 	op := "upgrade"
 	if st.Active == "" {
 		op = "install"
+		if err := prerequisites(ctx); err != nil {
+			return err
+		}
 	}
 	return m.switchTo(ctx, st, op, v)
 }
@@ -580,10 +586,14 @@ func (m *Manager) fetch(ctx context.Context, v string) error {
 	}
 	m.o.Progress("unpack "+v, 0, -1)
 	if err := archive.Extract(ctx, dl, m.versionDir(v), archive.Limits{}); err != nil {
+		// The package is signed but cannot be unpacked safely: keeping it
+		// would only make the next try fail the same way.
+		_ = os.Remove(dl)
 		return fmt.Errorf("install %s %s: %w", m.o.Flavor.Name(), v, err)
 	}
 	if !m.isInstalled(v) {
 		_ = os.RemoveAll(m.versionDir(v))
+		_ = os.Remove(dl)
 		return fmt.Errorf("install %s %s: the package has no %s; is it in the layout of the engine's static release archive?", m.o.Flavor.Name(), v, m.daemon(v).Path)
 	}
 	if err := os.Remove(dl); err != nil {

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"strconv"
-	"strings"
 )
 
 // Status is what `berth-agent engine status` shows.
@@ -23,6 +21,8 @@ type Status struct {
 	APIError       string             `json:"apiError,omitempty"`
 	Failed         map[string]Failure `json:"failed,omitempty"`
 	Journal        *Journal           `json:"journal,omitempty"`
+	// Host holds the platform's checks (HCS and HNS on Windows).
+	Host []HostCheck `json:"host,omitempty"`
 }
 
 // Status reads the recorded state and asks the runner and the engine API how
@@ -57,59 +57,11 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 			s.Running = true
 		}
 	}
+	s.Host = hostChecks(ctx)
+	for _, c := range s.Host {
+		if c.Status == "fail" {
+			s.Healthy = false
+		}
+	}
 	return s, nil
-}
-
-// CompareVersions orders version strings by their dotted numeric parts
-// ("20.10.9" < "20.10.24"), a part with a suffix after the same number
-// ("24.0.0-rc1" < "24.0.0"), then as text. It suits sorting engine versions.
-func CompareVersions(a, b string) int {
-	as, bs := splitVersion(a), splitVersion(b)
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		if c := comparePart(as[i], bs[i]); c != 0 {
-			return c
-		}
-	}
-	// One is a prefix of the other: a further number makes a later version
-	// (24.0.0.1 > 24.0.0), a further word an earlier one (24.0.0-rc1 < 24.0.0).
-	switch {
-	case len(as) < len(bs):
-		return -extraOrder(bs[len(as)])
-	case len(as) > len(bs):
-		return extraOrder(as[len(bs)])
-	}
-	return strings.Compare(a, b)
-}
-
-func splitVersion(v string) []string {
-	v = strings.TrimPrefix(v, "v")
-	v, _, _ = strings.Cut(v, "+") // build metadata does not order
-	return strings.FieldsFunc(v, func(r rune) bool { return r == '.' || r == '-' })
-}
-
-func extraOrder(part string) int {
-	if _, err := strconv.ParseUint(part, 10, 64); err == nil {
-		return 1
-	}
-	return -1
-}
-
-func comparePart(a, b string) int {
-	an, aerr := strconv.ParseUint(a, 10, 64)
-	bn, berr := strconv.ParseUint(b, 10, 64)
-	switch {
-	case aerr == nil && berr == nil:
-		switch {
-		case an < bn:
-			return -1
-		case an > bn:
-			return 1
-		}
-		return 0
-	case aerr == nil:
-		return 1 // a number sorts after a pre-release word
-	case berr == nil:
-		return -1
-	}
-	return strings.Compare(a, b)
 }

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
+	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/progress"
@@ -109,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.configPath, "config", paths.ConfigFile(), "config file (default: $BERTH_CONFIG, else the platform path)")
 	fs.StringVar(&e.output, "output", "text", "output format: text or json")
 	fs.StringVar(&e.logLevel, "log-level", logging.LevelFromEnv("info"), "log level: debug, info, warn, error")
-	rest, err := parseInterspersed(fs, args[1:])
+	rest, err := cli.ParseInterspersed(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -136,22 +136,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitFail
 }
 
-// parseInterspersed lets flags follow positional arguments
-// ("engine upgrade 24.0.7 --output json").
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func (e *env) loadConfig() (agentconfig.Config, error) {
 	cfg, err := agentconfig.Load(e.configPath)
 	if err != nil {
@@ -168,11 +152,7 @@ func (e *env) logger() *slog.Logger {
 	return log
 }
 
-func (e *env) printJSON(v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func (e *env) printJSON(v any) error { return cli.PrintJSON(e.stdout, v) }
 
 func (e *env) want(n int, what string) error {
 	if len(e.args) != n {
@@ -247,8 +227,16 @@ func (e *env) host(ctx context.Context) (*provision.Host, *progress.Reporter, er
 }
 
 func cmdEngine(ctx context.Context, e *env) error {
+	arity := map[string]string{"status": "", "list": "", "rollback": "", "install": "VERSION", "upgrade": "VERSION"}
 	if len(e.args) == 0 {
 		return usageError{errors.New("want status, list, install V, upgrade V or rollback")}
+	}
+	want, ok := arity[e.args[0]]
+	if !ok {
+		return usageError{fmt.Errorf("unknown engine command %q: want status, list, install V, upgrade V or rollback", e.args[0])}
+	}
+	if n := 1 + len(strings.Fields(want)); len(e.args) != n {
+		return usageError{fmt.Errorf("want %s", strings.TrimSpace(e.args[0]+" "+want))}
 	}
 	h, pr, err := e.host(ctx)
 	if err != nil {
@@ -290,9 +278,6 @@ func cmdEngine(ctx context.Context, e *env) error {
 		}
 		return nil
 	case "install", "upgrade":
-		if err := e.want(2, e.args[0]+" VERSION"); err != nil {
-			return err
-		}
 		v := e.args[1]
 		if e.args[0] == "install" {
 			err = m.Install(ctx, v)
@@ -315,7 +300,7 @@ func cmdEngine(ctx context.Context, e *env) error {
 		fmt.Fprintf(e.stdout, "engine rolled back to %s\n", st.Active)
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown engine command %q", e.args[0])}
+	return nil
 }
 
 func printEngineStatus(w io.Writer, st engine.Status) {
@@ -337,6 +322,9 @@ func printEngineStatus(w io.Writer, st engine.Status) {
 		fmt.Fprintf(tw, "api:\t%s (engine %s, API %s)\n", st.Endpoint, st.API.Version, st.API.APIVersion)
 	} else {
 		fmt.Fprintf(tw, "api:\t%s: %s\n", st.Endpoint, st.APIError)
+	}
+	for _, c := range st.Host {
+		fmt.Fprintf(tw, "%s:\t%s %s\n", c.Name, c.Status, c.Message)
 	}
 	fmt.Fprintf(tw, "installed:\t%s\n", dash(strings.Join(st.Installed, ", ")))
 	for v, f := range st.Failed {

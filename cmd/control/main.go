@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/buildinfo"
+	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -99,25 +99,10 @@ func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	info := buildinfo.Get()
 	if *output == "json" {
-		return json.NewEncoder(stdout).Encode(info)
+		return cli.PrintJSON(stdout, info)
 	}
 	fmt.Fprintf(stdout, "berth-control %s (commit %s, built %s, %s, %s)\n", info.Version, info.Commit, info.Date, info.Platform, info.Go)
 	return nil
-}
-
-// parseInterspersed lets flags follow positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func cmdReleases(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -150,7 +135,7 @@ func cmdReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	default:
 		return usageError{fmt.Errorf("unknown releases command %q: want init, add, publish or list", sub)}
 	}
-	rest, err := parseInterspersed(fs, args[1:])
+	rest, err := cli.ParseInterspersed(fs, args[1:])
 	if err != nil {
 		return usageError{err}
 	}
@@ -178,7 +163,7 @@ func cmdReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		if *output == "json" {
-			return json.NewEncoder(stdout).Encode(t)
+			return cli.PrintJSON(stdout, t)
 		}
 		fmt.Fprintf(stdout, "signed %s (%d bytes, sha256 %s)\n", t.Path, t.Length, t.SHA256)
 		return nil
@@ -197,7 +182,7 @@ func cmdReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		if *output == "json" {
-			return json.NewEncoder(stdout).Encode(ts)
+			return cli.PrintJSON(stdout, ts)
 		}
 		printTargets(stdout, ts)
 		return nil

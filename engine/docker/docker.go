@@ -149,6 +149,12 @@ func NewClient(endpoint string) (*Client, error) {
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
+// Ping asks the engine whether its API is up.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.get(ctx, "/_ping")
+	return err
+}
+
 // Version pings the engine and returns its version.
 func (c *Client) Version(ctx context.Context) (engine.APIStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
