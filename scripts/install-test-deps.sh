@@ -17,13 +17,30 @@ have git || need_apt+=(git)
 have make || need_apt+=(make)
 have gcc || need_apt+=(gcc)
 have curl || need_apt+=(curl)
-have go || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
+export PATH="/usr/local/go/bin:$PATH"
+go_version=1.26.8
+go_ok() { command -v go >/dev/null 2>&1 && [ "$(go env GOVERSION 2>/dev/null)" = "go$go_version" ] || go version 2>/dev/null | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; }
+go_ok || have go || need_apt+=(golang-go)
 
 if ((${#need_apt[@]})); then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Debian's Go is too old for this module: take the toolchain from the Go
+# module proxy (golang.org/toolchain is an ordinary module there) with it.
+if ! go_ok; then
+  echo "install-test-deps: installing Go $go_version from the Go module proxy"
+  tmp=$(mktemp -d)
+  dir=$(GOMODCACHE="$tmp" GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "golang.org/toolchain@v0.0.1-go$go_version.linux-amd64" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] || { echo "install-test-deps: could not download Go $go_version" >&2; exit 1; }
+  rm -rf /usr/local/go
+  cp -r "$dir" /usr/local/go
+  chmod -R u+w "$tmp" /usr/local/go && rm -rf "$tmp"
+  chmod +x /usr/local/go/bin/* /usr/local/go/pkg/tool/*/*
+  go version
 fi
 
 # Debian's docker.io starts its own daemon through systemd where systemd
