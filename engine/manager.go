@@ -63,6 +63,9 @@ type Manager struct {
 	o   Options
 	log *slog.Logger
 	dir string // <stateDir>/engines/<flavor>
+	// logFrom is the size of the daemon's log when it was last started, so
+	// that an error quotes what this start wrote, not an older daemon.
+	logFrom int64
 }
 
 // New returns a Manager. It does no I/O.
@@ -348,7 +351,7 @@ func (m *Manager) switchTo(ctx context.Context, st State, op, v string) error {
 		return m.rollBack(ctx, st, err.Error())
 	}
 	m.o.Progress("start "+v, 0, -1)
-	if err := m.o.Runner.Start(ctx, m.daemon(v)); err != nil {
+	if err := m.start(ctx, v); err != nil {
 		return m.rollBack(ctx, st, fmt.Sprintf("start %s: %v", v, err))
 	}
 	st.Active = v
@@ -436,7 +439,17 @@ func (m *Manager) restart(ctx context.Context, v string) error {
 	if err := m.writeConfig(); err != nil {
 		return err
 	}
-	return m.o.Runner.Start(ctx, m.daemon(v))
+	return m.start(ctx, v)
+}
+
+// start starts version v, noting where its log output begins.
+func (m *Manager) start(ctx context.Context, v string) error {
+	d := m.daemon(v)
+	m.logFrom = 0
+	if fi, err := os.Stat(d.LogFile); err == nil && d.LogFile != "" {
+		m.logFrom = fi.Size()
+	}
+	return m.o.Runner.Start(ctx, d)
 }
 
 // ensureRunning starts the active version when nothing runs, or when another
@@ -526,7 +539,13 @@ func (m *Manager) logTail(v string) string {
 		return ""
 	}
 	b, err := os.ReadFile(lf)
-	if err != nil || len(b) == 0 {
+	if err != nil {
+		return ""
+	}
+	if m.logFrom <= int64(len(b)) {
+		b = b[m.logFrom:]
+	}
+	if len(b) == 0 {
 		return ""
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
