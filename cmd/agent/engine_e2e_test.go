@@ -282,8 +282,14 @@ func TestDaemonDoesNotRetryFailedVersion(t *testing.T) {
 		return st.Healthy && st.Active == verA
 	})
 
-	// A new pin is a new desired version: the daemon moves to it.
+	// Stopping the agent leaves the engine running.
 	b.stopDaemon()
+	if !strings.Contains(logs.String(), "the engine keeps running") {
+		t.Errorf("the daemon did not log its clean stop:\n%s", logs.String())
+	}
+	wantHealthyOn(t, b.status(), verA)
+
+	// A new pin is a new desired version: the daemon moves to it.
 	b.writeConfig(verB)
 	b.startDaemon()
 	waitFor(t, 120*time.Second, "the daemon to move to "+verB, func() bool {
@@ -332,13 +338,18 @@ func (b *rig) stopDaemon() {
 	}
 	cmd := v.(*exec.Cmd)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		// SIGTERM is how a service manager stops the agent: a clean exit.
+		if err != nil {
+			b.t.Errorf("berth-agent run did not exit cleanly on SIGTERM: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
+		b.t.Errorf("berth-agent run did not stop within 30s of SIGTERM")
 	}
 }
 
