@@ -167,20 +167,11 @@ func (m *Manager) isInstalled(v string) bool {
 // package, verifies it and unpacks it into its own folder. When no engine
 // is active yet, it also configures and starts v.
 func (m *Manager) Install(ctx context.Context, v string) error {
-	if !m.o.Managed {
-		return ErrUnmanaged
-	}
-	if err := CheckVersion(v); err != nil {
-		return err
-	}
-	unlock, err := m.lock(ctx)
+	unlock, err := m.begin(ctx, v)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := m.recover(ctx); err != nil {
-		return err
-	}
 	if err := m.fetch(ctx, v); err != nil {
 		return err
 	}
@@ -201,13 +192,7 @@ func (m *Manager) Install(ctx context.Context, v string) error {
 // gate; a version that is not healthy within the timeout is rolled back and
 // remembered as failed. Asking for the version that already runs is a no-op.
 func (m *Manager) Upgrade(ctx context.Context, v string) error {
-	if !m.o.Managed {
-		return ErrUnmanaged
-	}
-	if err := CheckVersion(v); err != nil {
-		return err
-	}
-	unlock, err := m.lock(ctx)
+	unlock, err := m.begin(ctx, v)
 	if err != nil {
 		return err
 	}
@@ -215,10 +200,31 @@ func (m *Manager) Upgrade(ctx context.Context, v string) error {
 	return m.upgradeLocked(ctx, v)
 }
 
-func (m *Manager) upgradeLocked(ctx context.Context, v string) error {
-	if err := m.recover(ctx); err != nil {
-		return err
+// begin is how every command that changes the engine starts: refuse when
+// unmanaged or when the version is not a safe name, take the engine lock,
+// and finish whatever an earlier agent left half done.
+func (m *Manager) begin(ctx context.Context, v string) (func(), error) {
+	if !m.o.Managed {
+		return nil, ErrUnmanaged
 	}
+	if v != "" {
+		if err := CheckVersion(v); err != nil {
+			return nil, err
+		}
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.recover(ctx); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
+// upgradeLocked switches to v; the caller holds the lock and has recovered.
+func (m *Manager) upgradeLocked(ctx context.Context, v string) error {
 	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
 	if err != nil {
 		return err
@@ -242,17 +248,11 @@ func (m *Manager) upgradeLocked(ctx context.Context, v string) error {
 // Rollback switches the engine back to the previous version, behind the same
 // health gate as an upgrade.
 func (m *Manager) Rollback(ctx context.Context) error {
-	if !m.o.Managed {
-		return ErrUnmanaged
-	}
-	unlock, err := m.lock(ctx)
+	unlock, err := m.begin(ctx, "")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := m.recover(ctx); err != nil {
-		return err
-	}
 	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
 	if err != nil {
 		return err
@@ -272,12 +272,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if !m.o.Managed {
 		return nil
 	}
-	unlock, err := m.lock(ctx)
+	unlock, err := m.begin(ctx, "")
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	return m.recover(ctx)
+	unlock()
+	return nil
 }
 
 func (m *Manager) recover(ctx context.Context) error {

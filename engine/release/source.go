@@ -36,7 +36,7 @@ type source interface {
 // through azblob with the credential; another https (or loopback http)
 // URL is plain HTTP through hc; anything else is a folder.
 func newSource(rawURL string, cred agentconfig.Credential, hc *http.Client, log *slog.Logger) (source, error) {
-	if folder, ok := folderPath(rawURL); ok {
+	if folder, ok := azstore.FolderPath(rawURL); ok {
 		fi, err := os.Stat(folder)
 		if err != nil {
 			return nil, fmt.Errorf("releases folder: %w", err)
@@ -75,25 +75,6 @@ func newSource(rawURL string, cred agentconfig.Credential, hc *http.Client, log 
 		hc = &http.Client{}
 	}
 	return httpSource{base: strings.TrimSuffix(u.String(), "/") + "/", client: hc}, nil
-}
-
-// folderPath reports whether location is a folder (a path or file:// URL).
-func folderPath(location string) (string, bool) {
-	if strings.HasPrefix(location, "file://") {
-		u, err := url.Parse(location)
-		if err != nil {
-			return "", false
-		}
-		p := u.Path
-		if len(p) >= 3 && p[0] == '/' && p[2] == ':' { // file:///C:/x
-			p = p[1:]
-		}
-		return filepath.FromSlash(p), true
-	}
-	if strings.Contains(location, "://") {
-		return "", false
-	}
-	return location, location != ""
 }
 
 type blobSource struct{ c *azstore.Container }

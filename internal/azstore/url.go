@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 )
 
@@ -234,4 +235,24 @@ func checkPrefixSegment(s string) error {
 		}
 	}
 	return nil
+}
+
+// FolderPath reports whether location names a folder (a path, or a file://
+// URL) rather than an http(s) URL, and returns the folder's path.
+func FolderPath(location string) (string, bool) {
+	if strings.HasPrefix(location, "file://") {
+		u, err := url.Parse(location)
+		if err != nil {
+			return "", false
+		}
+		p := u.Path
+		if len(p) >= 3 && p[0] == '/' && p[2] == ':' { // file:///C:/x
+			p = p[1:]
+		}
+		return filepath.FromSlash(p), true
+	}
+	if strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://") || strings.Contains(location, "://") {
+		return "", false
+	}
+	return location, location != ""
 }

@@ -1,6 +1,7 @@
 package azstore
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,4 +146,22 @@ func FuzzParseURL(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v != %+v", raw, again, loc)
 		}
 	})
+}
+
+func TestFolderPath(t *testing.T) {
+	for in, want := range map[string]struct {
+		path string
+		ok   bool
+	}{
+		"/srv/releases":              {"/srv/releases", true},
+		"relative/dir":               {"relative/dir", true},
+		"file:///srv/releases":       {filepath.FromSlash("/srv/releases"), true},
+		"https://a.example/releases": {"", false},
+		"":                           {"", false},
+	} {
+		p, ok := FolderPath(in)
+		if p != want.path || ok != want.ok {
+			t.Errorf("FolderPath(%q) = %q, %v; want %q, %v", in, p, ok, want.path, want.ok)
+		}
+	}
 }

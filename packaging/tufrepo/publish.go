@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -274,7 +273,7 @@ type destInfo struct {
 }
 
 func openDest(ctx context.Context, to string, cred agentconfig.Credential, s settings) (dest, error) {
-	if folder, ok := FolderPath(to); ok {
+	if folder, ok := azstore.FolderPath(to); ok {
 		if err := os.MkdirAll(folder, 0o755); err != nil {
 			return nil, err
 		}
@@ -288,26 +287,6 @@ func openDest(ctx context.Context, to string, cred agentconfig.Credential, s set
 		return nil, err
 	}
 	return blobDest{c}, nil
-}
-
-// FolderPath reports whether location names a folder (a path, or a file://
-// URL) rather than an http(s) URL, and returns the folder's path.
-func FolderPath(location string) (string, bool) {
-	if strings.HasPrefix(location, "file://") {
-		u, err := url.Parse(location)
-		if err != nil {
-			return "", false
-		}
-		p := u.Path
-		if len(p) >= 3 && p[0] == '/' && p[2] == ':' { // file:///C:/x
-			p = p[1:]
-		}
-		return filepath.FromSlash(p), true
-	}
-	if strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://") || strings.Contains(location, "://") {
-		return "", false
-	}
-	return location, location != ""
 }
 
 type blobDest struct{ c *azstore.Container }

@@ -240,24 +240,6 @@ func TestRemotePath(t *testing.T) {
 	}
 }
 
-func TestFolderPath(t *testing.T) {
-	for in, want := range map[string]struct {
-		path string
-		ok   bool
-	}{
-		"/srv/releases":              {"/srv/releases", true},
-		"relative/dir":               {"relative/dir", true},
-		"file:///srv/releases":       {filepath.FromSlash("/srv/releases"), true},
-		"https://a.example/releases": {"", false},
-		"":                           {"", false},
-	} {
-		p, ok := FolderPath(in)
-		if p != want.path || ok != want.ok {
-			t.Errorf("FolderPath(%q) = %q, %v; want %q, %v", in, p, ok, want.path, want.ok)
-		}
-	}
-}
-
 // newRepo makes a repository with one docker package, signed now.
 func newRepo(t *testing.T) (string, Target) {
 	t.Helper()
