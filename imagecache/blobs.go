@@ -1,0 +1,436 @@
+package imagecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/berthhq/berth/imagecache/cas"
+)
+
+// holdBack is how many final bytes of a response wait for the digest check:
+// a client never gets the whole of a blob that turns out corrupt.
+const holdBack = 64 << 10
+
+func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, req request) error {
+	ctx := r.Context()
+	d := req.Digest
+	hit := -1
+	var size int64
+	for i, t := range c.o.Tiers {
+		n, err := t.Stat(ctx, d)
+		if err == nil {
+			hit, size = i, n
+			break
+		}
+		c.m.misses.WithLabelValues(t.Name()).Inc()
+		if !errors.Is(err, cas.ErrNotFound) {
+			c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+		}
+	}
+	if hit == 0 {
+		ok, err := c.serveFromTier(w, r, c.o.Tiers[0], d, size)
+		if ok || err != nil {
+			return err
+		}
+		// The blob was corrupt and is gone from the tier: fetch it again.
+	}
+	f, err := c.join(req, hit)
+	if err != nil {
+		return err
+	}
+	defer f.release()
+	return f.serve(w, r)
+}
+
+// serveFromTier streams a blob from a tier that holds it, checking its
+// digest as it goes. It reports false, having written nothing, when the
+// blob is corrupt in a way found before any byte went out.
+func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier, d cas.Digest, size int64) (bool, error) {
+	start, end, partial, err := parseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		return true, err
+	}
+	h := w.Header()
+	setBlobHeaders(h, d, start, end, size, partial)
+	if r.Method == http.MethodHead {
+		writeStatus(w, partial)
+		return true, nil
+	}
+	rc, n, err := t.Open(r.Context(), d, start)
+	if err != nil {
+		return false, nil
+	}
+	defer rc.Close()
+	if n != size-start {
+		c.corrupt(t, d, fmt.Errorf("size %d from offset %d, want %d", n, start, size-start))
+		return false, nil
+	}
+	c.m.hits.WithLabelValues(t.Name()).Inc()
+	writeStatus(w, partial)
+	if partial {
+		// A part cannot be checked against the digest; Verify finds rot.
+		m, err := io.CopyN(w, rc, end-start)
+		c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(m))
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return true, nil
+	}
+	v := cas.NewVerifier(d, size)
+	hb := &holdBackWriter{w: w}
+	m, err := io.Copy(io.MultiWriter(hb, v), rc)
+	c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(m))
+	if err == nil {
+		err = v.Check()
+		if err != nil {
+			c.corrupt(t, d, err)
+		}
+	}
+	if err != nil {
+		// Headers and most of the body are out: break the connection so
+		// the client sees a short body, never a complete wrong one.
+		panic(http.ErrAbortHandler)
+	}
+	return true, hb.flush()
+}
+
+// corrupt removes a blob whose content does not match its digest.
+func (c *Cache) corrupt(t cas.Tier, d cas.Digest, err error) {
+	c.m.digestFailures.WithLabelValues(t.Name()).Inc()
+	c.log.Error("blob in tier is corrupt; removed, it will be fetched again", "tier", t.Name(), "digest", d, "err", err)
+	if derr := t.Delete(context.Background(), d); derr != nil {
+		c.log.Error("remove corrupt blob", "tier", t.Name(), "digest", d, "err", derr)
+	}
+}
+
+func setBlobHeaders(h http.Header, d cas.Digest, start, end, size int64, partial bool) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", string(d))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Etag", `"`+string(d)+`"`)
+	h.Set("Content-Length", strconv.FormatInt(end-start, 10))
+	if partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, size))
+	}
+}
+
+func writeStatus(w http.ResponseWriter, partial bool) {
+	if partial {
+		w.WriteHeader(http.StatusPartialContent)
+	} else {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range.
+// It returns the half-open [start, end) and whether a range was asked.
+func parseRange(h string, size int64) (start, end int64, partial bool, err error) {
+	if h == "" {
+		return 0, size, false, nil
+	}
+	bad := &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "BLOB_UNKNOWN",
+		Message: fmt.Sprintf("range %q does not fit a blob of %d bytes", clip(h), size)}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, 0, false, bad
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, 0, false, bad
+	}
+	if a == "" { // the last n bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false, bad
+		}
+		return max(size-n, 0), size, true, nil
+	}
+	start, err = strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false, bad
+	}
+	end = size
+	if b != "" {
+		last, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || last < start {
+			return 0, 0, false, bad
+		}
+		end = min(last+1, size)
+	}
+	return start, end, true, nil
+}
+
+// holdBackWriter passes everything on but the last holdBack bytes, which
+// flush sends once the caller knows the content is good.
+type holdBackWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (h *holdBackWriter) Write(p []byte) (int, error) {
+	h.buf = append(h.buf, p...)
+	if over := len(h.buf) - holdBack; over > 0 {
+		if _, err := h.w.Write(h.buf[:over]); err != nil {
+			return 0, err
+		}
+		h.buf = append(h.buf[:0], h.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (h *holdBackWriter) flush() error {
+	_, err := h.w.Write(h.buf)
+	h.buf = nil
+	return err
+}
+
+// ---- flights: one fetch from below, any number of readers ----
+
+// flight fetches one blob from the nearest lower tier that has it, or the
+// upstream, into a spool file that its readers follow as it grows.
+type flight struct {
+	c    *Cache
+	d    cas.Digest
+	path string
+
+	mu       sync.Mutex
+	notify   chan struct{} // closed and replaced at every change
+	size     int64         // -1 until the source answered
+	written  int64
+	done     bool
+	err      error // set when done and failed
+	verified bool
+	refs     int // readers and the fetcher; the last one removes the spool
+}
+
+// join returns the flight for the request's blob, starting one if none
+// runs. from is the tier that holds the blob (-1: none but the upstream).
+func (c *Cache) join(req request, from int) (*flight, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.flights[req.Digest]; ok {
+		f.mu.Lock()
+		f.refs++
+		f.mu.Unlock()
+		c.m.merged.Inc()
+		return f, nil
+	}
+	if c.ctx.Err() != nil {
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE", Message: "the cache is shutting down"}
+	}
+	f := &flight{c: c, d: req.Digest, path: filepath.Join(c.o.SpoolDir, req.Digest.Hex()), notify: make(chan struct{}), size: -1, refs: 2}
+	c.flights[req.Digest] = f
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f.run(req, from)
+	}()
+	return f, nil
+}
+
+// change records a step under the lock and wakes the readers.
+func (f *flight) change(fn func()) {
+	f.mu.Lock()
+	fn()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *flight) release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last {
+		os.Remove(f.path)
+	}
+}
+
+// run fetches the blob, verifies it, commits it to the tiers above its
+// source, then leaves the flight table.
+func (f *flight) run(req request, from int) {
+	c := f.c
+	defer f.release()
+	defer func() {
+		c.mu.Lock()
+		delete(c.flights, f.d)
+		c.mu.Unlock()
+	}()
+	err := f.fetch(req, from)
+	if err != nil {
+		c.log.Error("fetch blob", "digest", f.d, "registry", req.Registry, "repo", req.Repo, "err", err)
+		f.change(func() { f.done, f.err = true, err })
+		return
+	}
+	f.change(func() { f.done, f.verified = true, true })
+	// Commit above the source, nearest first, so the next request finds
+	// the blob on disk as soon as possible.
+	top := len(c.o.Tiers)
+	if from >= 0 {
+		top = from
+	}
+	for _, t := range c.o.Tiers[:top] {
+		src, err := os.Open(f.path)
+		if err != nil {
+			c.log.Error("reopen spooled blob", "path", f.path, "err", err)
+			return
+		}
+		err = t.Put(c.ctx, f.d, f.written, src)
+		src.Close()
+		if err != nil {
+			c.log.Warn("store blob in tier", "tier", t.Name(), "digest", f.d, "err", err)
+		}
+	}
+}
+
+func (f *flight) fetch(req request, from int) error {
+	c := f.c
+	var (
+		rc     io.ReadCloser
+		size   int64
+		source string
+		err    error
+	)
+	if from > 0 {
+		t := c.o.Tiers[from]
+		rc, size, err = t.Open(c.ctx, f.d, 0)
+		source = t.Name()
+		if err == nil {
+			c.m.hits.WithLabelValues(t.Name()).Inc()
+		}
+	}
+	if rc == nil {
+		var up Upstream
+		up, err = c.o.Upstream(req.Registry)
+		if err != nil {
+			return err
+		}
+		rc, size, err = up.OpenBlob(c.ctx, req.Repo, f.d, 0)
+		source = "upstream"
+		if err != nil {
+			return err
+		}
+		from = -1
+		c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
+	}
+	defer rc.Close()
+	// The spool exists before readers learn the size and open it.
+	out, err := os.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", f.d, err)
+	}
+	defer out.Close()
+	f.change(func() { f.size = size })
+	v := cas.NewVerifier(f.d, size)
+	buf := make([]byte, 256<<10)
+	for {
+		n, rerr := rc.Read(buf)
+		if n > 0 {
+			if f.written+int64(n) > size {
+				return fmt.Errorf("%w: %s sent more than the %d bytes it announced", cas.ErrDigestMismatch, source, size)
+			}
+			if _, err := out.Write(buf[:n]); err != nil {
+				return fmt.Errorf("spool %s: %w", f.d, err)
+			}
+			v.Write(buf[:n])
+			f.change(func() { f.written += int64(n) })
+			c.m.bytesServed.WithLabelValues(source).Add(float64(n))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read %s from %s: %w", f.d, source, rerr)
+		}
+	}
+	if err := v.Check(); err != nil {
+		if from > 0 {
+			c.corrupt(c.o.Tiers[from], f.d, err)
+		} else {
+			c.m.digestFailures.WithLabelValues("upstream").Inc()
+		}
+		return fmt.Errorf("from %s: %w", source, err)
+	}
+	return nil
+}
+
+// serve streams the flight's blob (or the asked range) to one client as
+// the spool grows, holding back the last bytes until the digest checks out.
+func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	// Wait for the source to announce the size.
+	var size int64
+	for {
+		f.mu.Lock()
+		n, done, ferr, ch := f.size, f.done, f.err, f.notify
+		f.mu.Unlock()
+		if n >= 0 {
+			size = n
+			break
+		}
+		if done {
+			return ferr
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	start, end, partial, err := parseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		return err
+	}
+	setBlobHeaders(w.Header(), f.d, start, end, size, partial)
+	writeStatus(w, partial)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	in, err := os.Open(f.path)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer in.Close()
+	pos := start
+	buf := make([]byte, 256<<10)
+	for pos < end {
+		f.mu.Lock()
+		written, done, verified, ferr, ch := f.written, f.done, f.verified, f.err, f.notify
+		f.mu.Unlock()
+		if done && ferr != nil {
+			panic(http.ErrAbortHandler) // never a complete wrong body
+		}
+		limit := min(written, end)
+		if !verified {
+			limit = min(limit, size-holdBack)
+		}
+		if pos >= limit {
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		n, err := in.ReadAt(buf[:min(int64(len(buf)), limit-pos)], pos)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the client went away
+			}
+			pos += int64(n)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+// Package imagecache is the pull-through registry mirror that engines pull
+// through: an OCI distribution-spec pull API on loopback, backed by tiers —
+// the local disk, then Azure Blob containers nearest first — and the
+// upstream registry last.
+//
+// A blob that is not in the nearest tier is fetched once from the nearest
+// tier below that has it (or the upstream), however many clients ask for it
+// at the same time: the first request starts a flight that spools the
+// content to disk while it hashes it, and every client streams from the
+// spool as it grows. Content is committed to the tiers above only after its
+// digest checks out, and the last bytes of a response are held back until
+// then, so a client never receives the whole of a corrupt blob.
+package imagecache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/berthhq/berth/imagecache/cas"
+)
+
+// Upstream is a registry the cache fetches from (imagecache/upstream).
+type Upstream interface {
+	// GetManifest fetches a manifest by tag or digest.
+	GetManifest(ctx context.Context, repo, reference string, accept []string) (body []byte, mediaType string, d cas.Digest, err error)
+	// OpenBlob reads a blob from offset; the reader resumes a broken
+	// transfer by itself.
+	OpenBlob(ctx context.Context, repo string, d cas.Digest, offset int64) (io.ReadCloser, int64, error)
+}
+
+// Options wire a Cache.
+type Options struct {
+	// Tiers are tried nearest first: the disk, then Azure Blob tiers.
+	Tiers []cas.Tier
+	// Upstream returns the client of a registry, by the name images use.
+	Upstream func(registry string) (Upstream, error)
+	// SpoolDir holds blobs while they are fetched; on the disk tier's
+	// file system, so that committing is cheap.
+	SpoolDir string
+	// Allow, when not empty, lists the only registries served.
+	Allow []string
+	Logger *slog.Logger
+	// Metrics records figures; nil records nothing.
+	Metrics *Metrics
+}
+
+// Cache serves the registry API. Start it before serving and Close it after.
+type Cache struct {
+	o   Options
+	log *slog.Logger
+	m   *Metrics
+
+	ctx    context.Context // flights run under it, not under a client's request
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	flights map[cas.Digest]*flight
+}
+
+// maxManifest bounds a manifest: real ones are a few KiB.
+const maxManifest = 4 << 20
+
+// New returns a Cache; it does no I/O.
+func New(o Options) (*Cache, error) {
+	if o.Upstream == nil || o.SpoolDir == "" {
+		return nil, errors.New("image cache: an upstream resolver and a spool folder are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	c := &Cache{o: o, log: o.Logger.With("component", "imagecache"), m: o.Metrics, flights: map[cas.Digest]*flight{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Start prepares the spool folder, removing what a crash left in it.
+func (c *Cache) Start(ctx context.Context) error {
+	if err := os.RemoveAll(c.o.SpoolDir); err != nil {
+		return fmt.Errorf("image cache spool %s: %w", c.o.SpoolDir, err)
+	}
+	if err := os.MkdirAll(c.o.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("image cache spool %s: %w", c.o.SpoolDir, err)
+	}
+	return nil
+}
+
+// Close stops every flight and waits for them.
+func (c *Cache) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// ServeHTTP serves GET and HEAD of /v2/, manifests and blobs.
+func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "UNSUPPORTED", Message: "this is a pull-through cache: only GET and HEAD are served"})
+		return
+	}
+	p := r.URL.Path
+	if p == "/v2" || p == "/v2/" {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			io.WriteString(w, "{}")
+		}
+		return
+	}
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok || strings.Contains(rest, "//") {
+		writeError(w, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "not a registry API path"})
+		return
+	}
+	req, err := parseRequest(rest, r.URL.Query())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(c.o.Allow) > 0 && !slices.Contains(c.o.Allow, req.Registry) {
+		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", req.Registry)})
+		return
+	}
+	if req.Kind == "manifests" {
+		err = c.serveManifest(w, r, req)
+	} else {
+		err = c.serveBlob(w, r, req)
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+// writeError answers with the distribution spec's error body.
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		switch {
+		case errors.Is(err, cas.ErrNotFound):
+			ae = &apiError{Status: http.StatusNotFound, Code: "BLOB_UNKNOWN", Message: err.Error()}
+		case errors.Is(err, cas.ErrDigestMismatch):
+			ae = &apiError{Status: http.StatusBadGateway, Code: "DIGEST_INVALID", Message: err.Error()}
+		default:
+			ae = &apiError{Status: http.StatusBadGateway, Code: "UNAVAILABLE", Message: err.Error()}
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"errors": []map[string]any{{"code": ae.Code, "message": ae.Message, "detail": ae.Detail}}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	h.Del("Docker-Content-Digest")
+	w.WriteHeader(ae.Status)
+	w.Write(body)
+}
+
+// ---- manifests ----
+
+// manifestRef is what a tag resolved to, kept in the tiers so that a pull
+// by tag works while the upstream is down.
+type manifestRef struct {
+	Digest    cas.Digest `json:"digest"`
+	MediaType string     `json:"mediaType"`
+	Size      int64      `json:"size"`
+}
+
+func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, req request) error {
+	ctx := r.Context()
+	accept := acceptList(r.Header.Values("Accept"))
+	var (
+		body []byte
+		mt   string
+		d    cas.Digest
+		err  error
+	)
+	if req.Digest != "" {
+		d = req.Digest
+		body, err = c.manifestFromTiers(ctx, d)
+		if err != nil {
+			body, mt, d, err = c.manifestFromUpstream(ctx, req, accept)
+		} else {
+			mt = detectMediaType(body)
+		}
+	} else {
+		body, mt, d, err = c.manifestFromUpstream(ctx, req, accept)
+		if err != nil && !isNotFound(err) {
+			// The upstream is unreachable: the tag's last resolution.
+			var ref manifestRef
+			if raw, rerr := c.getRef(ctx, refName(req.Registry, req.Repo, req.Reference)); rerr == nil && json.Unmarshal(raw, &ref) == nil {
+				if b, terr := c.manifestFromTiers(ctx, ref.Digest); terr == nil {
+					c.log.Warn("upstream unreachable; serving the tag's last resolution", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "digest", ref.Digest, "err", err)
+					body, mt, d, err = b, ref.MediaType, ref.Digest, nil
+				}
+			}
+		}
+	}
+	if err != nil {
+		if isNotFound(err) {
+			return &apiError{Status: http.StatusNotFound, Code: "MANIFEST_UNKNOWN", Message: fmt.Sprintf("%s/%s:%s: %v", req.Registry, req.Repo, req.Reference, err)}
+		}
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", mt)
+	h.Set("Docker-Content-Digest", string(d))
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	h.Set("Etag", `"`+string(d)+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+	return nil
+}
+
+// manifestFromUpstream fetches a manifest, then stores it by digest in every
+// tier and, for a tag, records the tag's resolution.
+func (c *Cache) manifestFromUpstream(ctx context.Context, req request, accept []string) ([]byte, string, cas.Digest, error) {
+	up, err := c.o.Upstream(req.Registry)
+	if err != nil {
+		return nil, "", "", err
+	}
+	body, mt, d, err := up.GetManifest(ctx, req.Repo, req.Reference, accept)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if mt == "" {
+		mt = detectMediaType(body)
+	}
+	c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
+	for _, t := range c.o.Tiers {
+		if err := t.Put(ctx, d, int64(len(body)), strings.NewReader(string(body))); err != nil {
+			c.log.Warn("store manifest in tier", "tier", t.Name(), "digest", d, "err", err)
+		}
+		if req.Digest == "" {
+			raw, _ := json.Marshal(manifestRef{Digest: d, MediaType: mt, Size: int64(len(body))})
+			if err := t.PutRef(ctx, refName(req.Registry, req.Repo, req.Reference), raw); err != nil {
+				c.log.Warn("record tag in tier", "tier", t.Name(), "err", err)
+			}
+		}
+	}
+	return body, mt, d, nil
+}
+
+// manifestFromTiers reads a manifest by digest from the nearest tier that
+// holds it, verified, and copies it to the tiers above.
+func (c *Cache) manifestFromTiers(ctx context.Context, d cas.Digest) ([]byte, error) {
+	for i, t := range c.o.Tiers {
+		rc, size, err := t.Open(ctx, d, 0)
+		if err != nil {
+			c.m.misses.WithLabelValues(t.Name()).Inc()
+			continue
+		}
+		body, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
+		rc.Close()
+		if err != nil || int64(len(body)) != size || len(body) > maxManifest || cas.FromBytes(body) != d {
+			c.m.digestFailures.WithLabelValues(t.Name()).Inc()
+			c.log.Error("manifest in tier is corrupt; removing it", "tier", t.Name(), "digest", d, "err", err)
+			_ = t.Delete(ctx, d)
+			continue
+		}
+		c.m.hits.WithLabelValues(t.Name()).Inc()
+		c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(len(body)))
+		for _, above := range c.o.Tiers[:i] {
+			_ = above.Put(ctx, d, size, strings.NewReader(string(body)))
+		}
+		return body, nil
+	}
+	return nil, cas.ErrNotFound
+}
+
+func (c *Cache) getRef(ctx context.Context, name string) ([]byte, error) {
+	for _, t := range c.o.Tiers {
+		if raw, err := t.GetRef(ctx, name); err == nil {
+			return raw, nil
+		}
+	}
+	return nil, cas.ErrNotFound
+}
+
+// detectMediaType reads a manifest's media type from its body, for
+// manifests served from a tier. OCI manifests may leave mediaType out;
+// then an index has manifests and an image manifest a config.
+func detectMediaType(body []byte) string {
+	var m struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+		Config    json.RawMessage `json:"config"`
+		Schema    int             `json:"schemaVersion"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return "application/octet-stream"
+	}
+	switch {
+	case m.MediaType != "":
+		return m.MediaType
+	case m.Manifests != nil:
+		return "application/vnd.oci.image.index.v1+json"
+	case m.Config != nil:
+		return "application/vnd.oci.image.manifest.v1+json"
+	case m.Schema == 1:
+		return "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	}
+	return "application/octet-stream"
+}
+
+// defaultAccept is what the cache asks for when a client names nothing.
+var defaultAccept = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+func acceptList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if mt = strings.TrimSpace(mt); mt != "" && mt != "*/*" && !slices.Contains(out, mt) {
+				out = append(out, mt)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return defaultAccept
+	}
+	return out
+}
+
+func isNotFound(err error) bool { return errors.Is(err, cas.ErrNotFound) }
