@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
@@ -67,7 +68,7 @@ func commands() []command {
 		{"config", "validate [PATH]|show the agent configuration", cmdConfig},
 		{"provision", "converge the host once (prerequisites, engine, cache, prewarm)", notYet},
 		{"extension", "Azure VM extension handler entry points", notYet},
-		{"pull", "pull images through the cache into the engine", notYet},
+		{"pull", "pull images through the cache into the engine", cmdPull},
 		{"cache", "stats|verify|prune the image cache", notYet},
 		{"health", "run the health checks and print them", notYet},
 		{"self-update", "update the agent from the release channel", notYet},
@@ -420,5 +421,38 @@ func cmdService(ctx context.Context, e *env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "berth-agent service %s: ok\n", e.args[0])
+	return nil
+}
+
+func cmdPull(ctx context.Context, e *env) error {
+	if len(e.args) == 0 {
+		return usageError{errors.New("want one or more IMAGE references")}
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	log := e.logger()
+	term := false
+	if f, ok := e.stderr.(*os.File); ok {
+		term = logging.IsTerminal(f)
+	}
+	bars := progress.NewMulti(e.stderr, term, log)
+	defer bars.Done()
+	p, err := provision.NewPuller(cfg, log, func(image string, ev docker.PullEvent) {
+		if ev.ID != "" {
+			bars.Set(ev.ID, ev.Status, ev.Current, ev.Total)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.Pull(ctx, e.args...); err != nil {
+		return err
+	}
+	bars.Done()
+	for _, img := range e.args {
+		fmt.Fprintf(e.stdout, "pulled %s\n", img)
+	}
 	return nil
 }

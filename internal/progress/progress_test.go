@@ -37,3 +37,30 @@ func TestLogsWithoutTerminal(t *testing.T) {
 		t.Errorf("logged %d progress lines, want 11:\n%s", n, buf.String())
 	}
 }
+
+func TestMultiRedrawsInPlace(t *testing.T) {
+	var buf bytes.Buffer
+	m := NewMulti(&buf, true, nil)
+	m.Set("aaaa", "Downloading", 1, 10)
+	m.Set("bbbb", "Waiting", 0, 0)
+	m.Done()
+	out := buf.String()
+	if !strings.Contains(out, "\x1b[1A") && !strings.Contains(out, "\x1b[2A") {
+		t.Errorf("second draw does not move the cursor back: %q", out)
+	}
+	if !strings.Contains(out, "bbbb Waiting") || !strings.Contains(out, "aaaa Downloading") {
+		t.Errorf("lines missing: %q", out)
+	}
+}
+
+func TestMultiLogsStatusChanges(t *testing.T) {
+	var buf bytes.Buffer
+	m := NewMulti(nil, false, slog.New(slog.NewTextHandler(&buf, nil)))
+	for i := int64(0); i < 100; i++ {
+		m.Set("layer", "Downloading", i, 100)
+	}
+	m.Set("layer", "Pull complete", 100, 100)
+	if n := strings.Count(buf.String(), "item=layer"); n != 2 {
+		t.Errorf("logged %d lines for 2 status changes:\n%s", n, buf.String())
+	}
+}
