@@ -75,9 +75,11 @@ type Tier interface {
 	Name() string
 	// Stat returns the blob's size, or ErrNotFound.
 	Stat(ctx context.Context, d Digest) (int64, error)
-	// Open reads the blob from offset to its end. The reader's content is
-	// not checked again: a tier verifies content when it stores it, and
-	// Verify finds rot afterwards.
+	// Open reads the blob from offset to its end and returns that length
+	// (the blob's size minus offset); offset == size gives an empty reader,
+	// a larger offset an error. The reader's content is not checked
+	// again: a tier verifies content when it stores it, and Verify finds
+	// rot afterwards.
 	Open(ctx context.Context, d Digest, offset int64) (io.ReadCloser, int64, error)
 	// Put stores the blob read from r, which must be exactly size bytes
 	// hashing to d; otherwise it returns ErrDigestMismatch and stores

@@ -5,7 +5,7 @@
 // Layout under the tier's folder (SPEC "Files on a host": <stateDir>/cache):
 //
 //	blobs/sha256/<2 hex>/<64 hex>   content, named by its SHA-256
-//	tmp/                            uploads in progress; emptied at start
+//	tmp/                            uploads in progress; stale ones are removed
 //	refs/<escaped name>.ref         small named records (GetRef, PutRef)
 //
 // A blob is written to tmp/ while it is hashed, flushed to disk, and renamed
@@ -39,6 +39,12 @@ const IndexBucket = "cache-index"
 // DefaultFlushInterval is how often last-access times are written to
 // agent.db when Options.FlushInterval is zero.
 const DefaultFlushInterval = 30 * time.Second
+
+// staleTmp is how long a file in tmp/ may go unwritten before it is taken
+// for the leftover of a crash and removed. Uploads in progress write to
+// their file all the time; another process using the same folder (a
+// one-shot command beside the daemon) must not lose its uploads.
+const staleTmp = 15 * time.Minute
 
 // lowWater is the share of MaxSize eviction frees down to, so that one Put
 // over the limit does not make every following Put evict too.
@@ -100,7 +106,8 @@ type entry struct {
 
 var _ cas.Tier = (*Disk)(nil)
 
-// New opens the tier in o.Dir: it creates the folders, empties tmp/, and
+// New opens the tier in o.Dir: it creates the folders, removes stale
+// uploads from tmp/, and
 // builds the index from agent.db reconciled with the blobs on disk (files
 // the index does not know are added, records without a file dropped). It
 // starts nothing; call Start.
@@ -139,7 +146,7 @@ func New(o Options) (*Disk, error) {
 			return nil, fmt.Errorf("disk cache: %w", err)
 		}
 	}
-	if err := d.clearTmp(); err != nil {
+	if err := d.sweepTmp(staleTmp); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -150,19 +157,27 @@ func New(o Options) (*Disk, error) {
 	return d, nil
 }
 
-// clearTmp removes uploads a crash left behind.
-func (d *Disk) clearTmp() error {
+// sweepTmp removes files in tmp/ not written for olderThan: uploads a
+// crash or a killed process left behind.
+func (d *Disk) sweepTmp(olderThan time.Duration) error {
 	ents, err := os.ReadDir(d.tmpDir)
 	if err != nil {
 		return fmt.Errorf("disk cache: %w", err)
 	}
+	n := 0
 	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(d.tmpDir, e.Name())); err != nil {
 			d.log.Warn("cannot remove a leftover upload", "file", e.Name(), "err", err)
+			continue
 		}
+		n++
 	}
-	if len(ents) > 0 {
-		d.log.Info("removed leftover uploads", "count", len(ents))
+	if n > 0 {
+		d.log.Info("removed leftover uploads", "count", n)
 	}
 	return nil
 }
@@ -204,6 +219,7 @@ func (d *Disk) flushLoop(ctx context.Context) {
 	t := time.NewTicker(d.flushEvery)
 	defer t.Stop()
 	failing := false
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,6 +229,12 @@ func (d *Disk) flushLoop(ctx context.Context) {
 		fctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := d.flush(fctx)
 		cancel()
+		if time.Since(lastSweep) > staleTmp {
+			lastSweep = time.Now()
+			if serr := d.sweepTmp(staleTmp); serr != nil {
+				d.log.Warn("cannot sweep the upload folder", "err", serr)
+			}
+		}
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			d.log.Warn("cannot write the cache index; will retry", "err", err)
@@ -263,8 +285,9 @@ func (d *Disk) Stat(ctx context.Context, dg cas.Digest) (int64, error) {
 	return e.size, nil
 }
 
-// Open returns the blob's content from offset on and the blob's total size.
-// An offset equal to the size gives an empty reader; a larger one an error.
+// Open returns the blob's content from offset on and its length (the
+// blob's size minus offset). An offset equal to the size gives an empty
+// reader; a larger one an error.
 // It counts as an access for eviction, and the blob is not evicted while
 // the reader is open. A file whose size no longer matches the index is
 // treated as rot: it is removed and Open reports cas.ErrNotFound.
@@ -323,7 +346,7 @@ func (d *Disk) Open(ctx context.Context, dg cas.Digest, offset int64) (io.ReadCl
 			return nil, 0, fmt.Errorf("disk open %s: %w", dg, err)
 		}
 	}
-	return &blobReader{f: f, d: d, e: e}, size, nil
+	return &blobReader{f: f, d: d, e: e}, size - offset, nil
 }
 
 // blobReader is an open blob; closing it lets the blob be evicted again.

@@ -245,6 +245,7 @@ func (d *Disk) Stats() Stats {
 
 // PruneResult says what Prune removed.
 type PruneResult struct {
+	// Blobs and Bytes count what was removed.
 	Blobs int
 	Bytes int64
 }
@@ -341,6 +342,7 @@ type ctxReader struct {
 	r   io.Reader
 }
 
+// Read implements io.Reader.
 func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
