@@ -17,7 +17,10 @@ type sentinel struct {
 	base error
 }
 
+// Error returns the class's message.
 func (s *sentinel) Error() string { return s.msg }
+
+// Unwrap returns the broader class, if any.
 func (s *sentinel) Unwrap() error { return s.base }
 
 // Error classes the client returns, for errors.Is. Every error from a
@@ -49,9 +52,12 @@ var (
 // cleaned of control characters and bounded in length: they come from the
 // network.
 type ErrorDetail struct {
-	Code    string          `json:"code"`
-	Message string          `json:"message,omitempty"`
-	Detail  json.RawMessage `json:"detail,omitempty"`
+	// Code is the spec's error code, e.g. MANIFEST_UNKNOWN.
+	Code string `json:"code"`
+	// Message is the registry's words.
+	Message string `json:"message,omitempty"`
+	// Detail is the entry's detail, JSON as sent (at most 4 KiB).
+	Detail json.RawMessage `json:"detail,omitempty"`
 }
 
 // RegistryError is a non-success answer from the registry. It unwraps to

@@ -68,6 +68,7 @@ func safeURL(u *url.URL) string {
 // lose their query strings and user info.
 type redactingLogger struct{ inner retryablehttp.LeveledLogger }
 
+// Error, Info, Debug and Warn implement retryablehttp.LeveledLogger.
 func (l redactingLogger) Error(msg string, kv ...any) { l.inner.Error(msg, redactKV(kv)...) }
 func (l redactingLogger) Info(msg string, kv ...any)  { l.inner.Info(msg, redactKV(kv)...) }
 func (l redactingLogger) Debug(msg string, kv ...any) { l.inner.Debug(msg, redactKV(kv)...) }
