@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/release"
@@ -33,7 +35,11 @@ type Host struct {
 	Config agentconfig.Config
 	DB     *statedb.DB
 	Engine *engine.Manager
-	log    *slog.Logger
+	// Cache is nil when cache.enabled is false.
+	Cache *CacheService
+	// Metrics holds every component's Prometheus figures.
+	Metrics *prometheus.Registry
+	log     *slog.Logger
 }
 
 // NewHost builds the components that cfg asks for. It opens nothing on the
@@ -96,7 +102,13 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 	if err != nil {
 		return nil, err
 	}
-	return &Host{Config: cfg, DB: db, Engine: mgr, log: log.With("component", "provision")}, nil
+	h := &Host{Config: cfg, DB: db, Engine: mgr, Metrics: prometheus.NewRegistry(), log: log.With("component", "provision")}
+	if cfg.Cache.Enabled {
+		if h.Cache, err = NewCacheService(cfg, db, h.Metrics, log); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
 // Intervals of the daemon's loop.
@@ -113,6 +125,15 @@ const (
 // writes it, until ctx ends. Errors are logged and retried, never fatal.
 func (h *Host) Run(ctx context.Context) error {
 	h.log.Info("agent running", "state_dir", h.Config.StateDir(), "engine_managed", h.Config.Engine.Managed)
+	if h.Cache != nil {
+		// The engine falls back to the upstream while the cache is down,
+		// so a cache that cannot start is logged, not fatal.
+		if err := h.Cache.Start(ctx); err != nil {
+			h.log.Error("start the image cache", "err", err)
+		} else {
+			defer h.Cache.Close()
+		}
+	}
 	if err := h.Engine.Recover(ctx); err != nil {
 		h.log.Error("recover interrupted engine change", "err", err)
 	}

@@ -1,0 +1,168 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthhq/berth/imagecache"
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/imagecache/disk"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/httpclient"
+	"github.com/berthhq/berth/internal/statedb"
+)
+
+// CacheService is the image cache as the agent runs it: its tiers, the
+// registry handler and the loopback listener.
+type CacheService struct {
+	cfg   agentconfig.Cache
+	log   *slog.Logger
+	Disk  *disk.Disk
+	Blobs []*blobtier.Tier
+	Cache *imagecache.Cache
+
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+
+	mu        sync.Mutex
+	upstreams map[string]*upstream.Client
+	mi        *azidentity.ManagedIdentityCredential
+}
+
+// NewCacheService builds the cache's tiers and handler from the config. It
+// opens no listener and touches no network until Start.
+func NewCacheService(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*CacheService, error) {
+	c := cfg.Cache
+	s := &CacheService{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
+	dir := cfg.CacheDir()
+	d, err := disk.New(disk.Options{Dir: dir, MaxSize: int64(c.Local.MaxSize), DB: db, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.Disk = d
+	tiers := []cas.Tier{d}
+	for i, st := range c.Storage {
+		t, err := blobtier.New(blobtier.Options{URL: st.URL, Credential: st.Credential, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("cache.storage[%d]: %w", i, err)
+		}
+		s.Blobs = append(s.Blobs, t)
+		tiers = append(tiers, t)
+	}
+	s.Cache, err = imagecache.New(imagecache.Options{
+		Tiers:    tiers,
+		Upstream: s.upstream,
+		SpoolDir: filepath.Join(dir, "spool"),
+		Allow:    c.Allow,
+		Logger:   log,
+		Metrics:  imagecache.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// upstream returns the client of a registry, made on first use from its
+// entry in cache.upstreams (or the defaults).
+func (s *CacheService) upstream(registry string) (imagecache.Upstream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.upstreams[registry]; ok {
+		return c, nil
+	}
+	conf, ok := s.cfg.Upstreams[registry]
+	if !ok {
+		conf = agentconfig.DefaultUpstream()
+	}
+	o := upstream.Options{Registry: registry, Config: conf, HTTPClient: httpclient.NewStandard(httpclient.Options{Logger: s.log}), Logger: s.log}
+	if conf.Auth == "managed-identity" {
+		if s.mi == nil {
+			var opts azidentity.ManagedIdentityCredentialOptions
+			if conf.ClientID != "" {
+				opts.ID = azidentity.ClientID(conf.ClientID)
+			}
+			mi, err := azidentity.NewManagedIdentityCredential(&opts)
+			if err != nil {
+				return nil, fmt.Errorf("managed identity for %s: %w", registry, err)
+			}
+			s.mi = mi
+		}
+		o.TokenSource = s.mi
+	}
+	c, err := upstream.New(o)
+	if err != nil {
+		return nil, err
+	}
+	s.upstreams[registry] = c
+	return c, nil
+}
+
+// Start opens the tiers and serves the registry API on cache.listen. A blob
+// tier that cannot be used is logged and skipped, not fatal: the disk and
+// the upstream still serve.
+func (s *CacheService) Start(ctx context.Context) error {
+	if err := s.Disk.Start(ctx); err != nil {
+		return err
+	}
+	for _, t := range s.Blobs {
+		if err := t.Start(ctx); err != nil {
+			s.log.Warn("blob tier unavailable; it is skipped until it answers", "tier", t.Name(), "err", err)
+		}
+	}
+	if err := s.Cache.Start(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cache.listen %s: %w (is another cache or registry on that port?)", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Cache, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.srv.Serve(ln) }()
+	s.log.Info("image cache listening", "addr", ln.Addr().String(), "dir", s.Disk.Dir(), "blob_tiers", len(s.Blobs))
+	return nil
+}
+
+// Addr is where the cache listens, once started.
+func (s *CacheService) Addr() string {
+	if s.ln == nil {
+		return s.cfg.Listen
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops serving, waits for flights, and flushes the disk index.
+func (s *CacheService) Close() error {
+	var errs []error
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := <-s.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.Cache.Close())
+	for _, t := range s.Blobs {
+		errs = append(errs, t.Close())
+	}
+	errs = append(errs, s.Disk.Close())
+	return errors.Join(errs...)
+}
