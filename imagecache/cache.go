@@ -47,7 +47,7 @@ type Options struct {
 	// file system, so that committing is cheap.
 	SpoolDir string
 	// Allow, when not empty, lists the only registries served.
-	Allow []string
+	Allow  []string
 	Logger *slog.Logger
 	// Metrics records figures; nil records nothing.
 	Metrics *Metrics
