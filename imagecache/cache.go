@@ -199,11 +199,19 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, req reques
 		if err != nil && !isNotFound(err) {
 			// The upstream is unreachable: the tag's last resolution.
 			var ref manifestRef
-			if raw, rerr := c.getRef(ctx, refName(req.Registry, req.Repo, req.Reference)); rerr == nil && json.Unmarshal(raw, &ref) == nil {
-				if b, terr := c.manifestFromTiers(ctx, ref.Digest); terr == nil {
-					c.log.Warn("upstream unreachable; serving the tag's last resolution", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "digest", ref.Digest, "err", err)
-					body, mt, d, err = b, ref.MediaType, ref.Digest, nil
-				}
+			raw, rerr := c.getRef(ctx, refName(req.Registry, req.Repo, req.Reference))
+			if rerr == nil {
+				rerr = json.Unmarshal(raw, &ref)
+			}
+			var b []byte
+			if rerr == nil {
+				b, rerr = c.manifestFromTiers(ctx, ref.Digest)
+			}
+			if rerr == nil {
+				c.log.Warn("upstream unreachable; serving the tag's last resolution", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "digest", ref.Digest, "err", err)
+				body, mt, d, err = b, ref.MediaType, ref.Digest, nil
+			} else {
+				c.log.Warn("upstream unreachable and no tier knows the tag", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "err", err, "tiers", rerr)
 			}
 		}
 	}
@@ -282,12 +290,22 @@ func (c *Cache) manifestFromTiers(ctx context.Context, d cas.Digest) ([]byte, er
 }
 
 func (c *Cache) getRef(ctx context.Context, name string) ([]byte, error) {
-	for _, t := range c.o.Tiers {
-		if raw, err := t.GetRef(ctx, name); err == nil {
+	var errs []error
+	for i, t := range c.o.Tiers {
+		raw, err := t.GetRef(ctx, name)
+		if err == nil {
+			// Nearer tiers learn the resolution too, so that they can
+			// answer for the tag when this one is gone.
+			for _, above := range c.o.Tiers[:i] {
+				if err := above.PutRef(ctx, name, raw); err != nil {
+					c.log.Warn("copy tag resolution to tier", "tier", above.Name(), "err", err)
+				}
+			}
 			return raw, nil
 		}
+		errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
 	}
-	return nil, cas.ErrNotFound
+	return nil, errors.Join(errs...)
 }
 
 // detectMediaType reads a manifest's media type from its body, for

@@ -97,9 +97,10 @@ func (r ImageRef) Familiar() string {
 }
 
 // ThroughCache is the name under which dockerd pulls the image from the
-// cache at addr, in the path-prefix form: addr/<registry>/<repo>.
+// cache at addr, in the path-prefix form: addr/<registry>/<repo>, a
+// registry's port written host_port.
 func (r ImageRef) ThroughCache(addr string) string {
-	s := addr + "/" + r.Registry + "/" + r.Repo
+	s := addr + "/" + pathComponent(r.Registry) + "/" + r.Repo
 	if r.Tag != "" {
 		s += ":" + r.Tag
 	}

@@ -46,7 +46,11 @@ func TestParseImageRef(t *testing.T) {
 			t.Errorf("Familiar() = %q, want %q", got.Familiar(), tc.familiar)
 		}
 	}
-	r, _ := ParseImageRef("busybox")
+	r, _ := ParseImageRef("127.0.0.1:5000/team/app:v1")
+	if got := r.ThroughCache("127.0.0.1:5050"); got != "127.0.0.1:5050/127.0.0.1_5000/team/app:v1" {
+		t.Errorf("ThroughCache = %s", got)
+	}
+	r, _ = ParseImageRef("busybox")
 	if got := r.ThroughCache("127.0.0.1:5050"); got != "127.0.0.1:5050/docker.io/library/busybox:latest" {
 		t.Errorf("ThroughCache = %s", got)
 	}

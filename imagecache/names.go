@@ -74,8 +74,8 @@ func parseRequest(path string, query url.Values) (request, error) {
 			return request{}, errNameInvalid("ns=%q is not a registry host", clip(ns))
 		}
 		req.Registry, req.Repo = ns, name
-	} else if first, rest, ok := strings.Cut(name, "/"); ok && looksLikeHost(first) {
-		req.Registry, req.Repo = first, rest
+	} else if first, rest, ok := strings.Cut(name, "/"); ok && pathHost(first) != "" {
+		req.Registry, req.Repo = pathHost(first), rest
 	} else {
 		req.Registry, req.Repo = DockerHub, name
 	}
@@ -109,6 +109,27 @@ func parseRequest(path string, query url.Values) (request, error) {
 func looksLikeHost(s string) bool {
 	return (strings.ContainsAny(s, ".:") || s == "localhost") && hostRE.MatchString(s)
 }
+
+// portRE finds the port of a registry written in the path-prefix form.
+var portRE = regexp.MustCompile(`^(.+)_([0-9]{1,5})$`)
+
+// pathHost returns the registry a first path component names, or "". A
+// registry with a port is written host_port there ("127.0.0.1_5000"),
+// because Docker's reference grammar allows no colon in a path; a host
+// never contains "_", so the form is unambiguous.
+func pathHost(component string) string {
+	if looksLikeHost(component) {
+		return component
+	}
+	if m := portRE.FindStringSubmatch(component); m != nil && looksLikeHost(m[1]+":"+m[2]) {
+		return m[1] + ":" + m[2]
+	}
+	return ""
+}
+
+// pathComponent writes a registry as the first path component of the
+// path-prefix form (the inverse of pathHost).
+func pathComponent(registry string) string { return strings.Replace(registry, ":", "_", 1) }
 
 // canonicalRegistry names Docker Hub one way.
 func canonicalRegistry(r string) string {

@@ -25,6 +25,9 @@ func TestParseRequest(t *testing.T) {
 		// Path prefix form.
 		{path: "myregistry.azurecr.io/team/app/manifests/v1.2", want: request{Registry: "myregistry.azurecr.io", Repo: "team/app", Kind: "manifests", Reference: "v1.2"}},
 		{path: "127.0.0.1:5000/busybox/manifests/" + dgst, want: request{Registry: "127.0.0.1:5000", Repo: "busybox", Kind: "manifests", Reference: dgst, Digest: cas.Digest(dgst)}},
+		{path: "127.0.0.1_5000/busybox/manifests/t", want: request{Registry: "127.0.0.1:5000", Repo: "busybox", Kind: "manifests", Reference: "t"}},
+		{path: "registry.internal_443/a/manifests/t", want: request{Registry: "registry.internal:443", Repo: "a", Kind: "manifests", Reference: "t"}},
+		{path: "my_org/app/manifests/t", want: request{Registry: "docker.io", Repo: "my_org/app", Kind: "manifests", Reference: "t"}},
 		{path: "localhost/a/b/manifests/t", want: request{Registry: "localhost", Repo: "a/b", Kind: "manifests", Reference: "t"}},
 		{path: "index.docker.io/busybox/manifests/1", want: request{Registry: "docker.io", Repo: "library/busybox", Kind: "manifests", Reference: "1"}},
 		// containerd's mirror form.

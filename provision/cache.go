@@ -88,7 +88,11 @@ func (s *CacheService) upstream(registry string) (imagecache.Upstream, error) {
 	if !ok {
 		conf = agentconfig.DefaultUpstream()
 	}
-	o := upstream.Options{Registry: registry, Config: conf, HTTPClient: httpclient.NewStandard(httpclient.Options{Logger: s.log}), Logger: s.log}
+	// Few, short retries: an engine waits on the other end, and a tag's
+	// last resolution in a tier beats a minute of backoff against an
+	// upstream that is down. Broken blob bodies resume on their own.
+	hc := httpclient.NewStandard(httpclient.Options{Logger: s.log, RetryMax: 2, WaitMin: 100 * time.Millisecond, WaitMax: time.Second})
+	o := upstream.Options{Registry: registry, Config: conf, HTTPClient: hc, Logger: s.log}
 	if conf.Auth == "managed-identity" {
 		if s.mi == nil {
 			var opts azidentity.ManagedIdentityCredentialOptions
