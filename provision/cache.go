@@ -170,3 +170,36 @@ func (s *CacheService) Close() error {
 	errs = append(errs, s.Disk.Close())
 	return errors.Join(errs...)
 }
+
+// TierStatus is one tier as `cache stats` shows it.
+type TierStatus struct {
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
+	Error   string `json:"error,omitempty"`
+}
+
+// CacheStats is what `berth-agent cache stats` prints.
+type CacheStats struct {
+	Listen string       `json:"listen"`
+	Disk   disk.Stats   `json:"disk"`
+	Tiers  []TierStatus `json:"tiers"`
+}
+
+// OpenTiers starts the tiers without the listener, for the one-shot cache
+// commands.
+func (s *CacheService) OpenTiers(ctx context.Context) error {
+	return s.Disk.Start(ctx)
+}
+
+// Stats reports the disk tier's figures and each tier's health.
+func (s *CacheService) Stats(ctx context.Context) CacheStats {
+	st := CacheStats{Listen: s.cfg.Listen, Disk: s.Disk.Stats(), Tiers: []TierStatus{{Name: s.Disk.Name(), Healthy: true}}}
+	for _, t := range s.Blobs {
+		ts := TierStatus{Name: t.Name(), Healthy: true}
+		if err := t.Health(ctx); err != nil {
+			ts.Healthy, ts.Error = false, err.Error()
+		}
+		st.Tiers = append(st.Tiers, ts)
+	}
+	return st
+}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,6 +122,39 @@ func TestPullsThroughTheCache(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", d.Hex()[:2], d.Hex())); err != nil {
 			t.Fatalf("disk tier lacks %s: %v", d, err)
 		}
+	}
+
+
+	// The cache commands on what the first pull left.
+	var stats struct {
+		Disk  struct{ Blobs int }
+		Tiers []struct {
+			Name    string
+			Healthy bool
+		}
+	}
+	if err := json.Unmarshal([]byte(b.mustRun("cache", "stats", "--output", "json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats.Disk.Blobs < 3 || len(stats.Tiers) != 2 || !stats.Tiers[1].Healthy {
+		t.Fatalf("cache stats: %+v", stats)
+	}
+	rot := layers[0]
+	rotPath := filepath.Join(cacheDir, "blobs", "sha256", rot.Hex()[:2], rot.Hex())
+	if err := os.WriteFile(rotPath, []byte("rotten"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := b.run("cache", "verify"); code != 1 || !strings.Contains(out, string(rot)) {
+		t.Fatalf("cache verify of a rotten blob: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(rotPath); !os.IsNotExist(err) {
+		t.Fatalf("verify left the rotten blob: %v", err)
+	}
+	if out := b.mustRun("cache", "prune", "0"); !strings.HasPrefix(out, "pruned ") {
+		t.Fatalf("cache prune: %q", out)
+	}
+	if err := json.Unmarshal([]byte(b.mustRun("cache", "stats", "--output", "json")), &stats); err != nil || stats.Disk.Blobs != 0 {
+		t.Fatalf("after prune 0: %+v, %v", stats, err)
 	}
 
 	// 2. Upstream gone, disk wiped: Azurite serves.

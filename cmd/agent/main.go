@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/docker"
+	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
@@ -69,7 +70,7 @@ func commands() []command {
 		{"provision", "converge the host once (prerequisites, engine, cache, prewarm)", notYet},
 		{"extension", "Azure VM extension handler entry points", notYet},
 		{"pull", "pull images through the cache into the engine", cmdPull},
-		{"cache", "stats|verify|prune the image cache", notYet},
+		{"cache", "stats|verify|prune [--to SIZE] the image cache", cmdCache},
 		{"health", "run the health checks and print them", notYet},
 		{"self-update", "update the agent from the release channel", notYet},
 		{"version", "print version, commit, build date and platform", cmdVersion},
@@ -455,4 +456,96 @@ func cmdPull(ctx context.Context, e *env) error {
 		fmt.Fprintf(e.stdout, "pulled %s\n", img)
 	}
 	return nil
+}
+
+func cmdCache(ctx context.Context, e *env) error {
+	if len(e.args) == 0 {
+		return usageError{errors.New("want stats, verify or prune [SIZE]")}
+	}
+	sub := e.args[0]
+	switch sub {
+	case "stats", "verify":
+		if len(e.args) != 1 {
+			return usageError{fmt.Errorf("%s takes no arguments", sub)}
+		}
+	case "prune":
+		if len(e.args) > 2 {
+			return usageError{errors.New("want prune [SIZE]: the size to shrink the disk tier to (default 0: empty it)")}
+		}
+	default:
+		return usageError{fmt.Errorf("unknown cache command %q: want stats, verify or prune", sub)}
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if !cfg.Cache.Enabled {
+		return usageError{errors.New("cache.enabled is false in the config")}
+	}
+	log := e.logger()
+	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	c := h.Cache
+	if err := c.OpenTiers(ctx); err != nil {
+		return err
+	}
+	defer c.Close()
+	switch sub {
+	case "stats":
+		st := c.Stats(ctx)
+		if e.output == "json" {
+			return e.printJSON(st)
+		}
+		fmt.Fprintf(e.stdout, "listen:    %s\n", st.Listen)
+		fmt.Fprintf(e.stdout, "disk:      %d blobs, %s of %s; %d evicted (%s), %d corrupt removed\n",
+			st.Disk.Blobs, agentconfig.Size(st.Disk.Bytes), agentconfig.Size(st.Disk.MaxSize), st.Disk.Evictions, agentconfig.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
+		for _, t := range st.Tiers {
+			state := "healthy"
+			if !t.Healthy {
+				state = "unhealthy: " + t.Error
+			}
+			fmt.Fprintf(e.stdout, "tier:      %s %s\n", t.Name, state)
+		}
+		return nil
+	case "verify":
+		term := false
+		if f, ok := e.stderr.(*os.File); ok {
+			term = logging.IsTerminal(f)
+		}
+		pr := progress.New(e.stderr, term, log)
+		removed, err := c.Disk.Verify(ctx, func(p disk.VerifyProgress) { pr.Update("verify", p.Bytes, p.TotalBytes) })
+		pr.Done()
+		if err != nil {
+			return err
+		}
+		if e.output == "json" {
+			return e.printJSON(map[string]any{"removed": removed})
+		}
+		for _, d := range removed {
+			fmt.Fprintf(e.stdout, "removed corrupt %s\n", d)
+		}
+		fmt.Fprintf(e.stdout, "verified: %d corrupt blobs removed\n", len(removed))
+		if len(removed) > 0 {
+			return fmt.Errorf("%d corrupt blobs found and removed; they will be fetched again", len(removed))
+		}
+		return nil
+	default: // prune
+		var target agentconfig.Size
+		if len(e.args) == 2 && e.args[1] != "0" {
+			if target, err = agentconfig.ParseSize(e.args[1]); err != nil {
+				return usageError{err}
+			}
+		}
+		res, err := c.Disk.Prune(ctx, int64(target))
+		if err != nil {
+			return err
+		}
+		if e.output == "json" {
+			return e.printJSON(res)
+		}
+		fmt.Fprintf(e.stdout, "pruned %d blobs (%s)\n", res.Blobs, agentconfig.Size(res.Bytes))
+		return nil
+	}
 }
