@@ -124,7 +124,6 @@ func TestPullsThroughTheCache(t *testing.T) {
 		}
 	}
 
-
 	// The cache commands on what the first pull left.
 	var stats struct {
 		Disk  struct{ Blobs int }
