@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,7 +139,7 @@ func (h *Host) Run(ctx context.Context) error {
 		h.log.Error("recover interrupted engine change", "err", err)
 	}
 	var desired string
-	var resolvedAt time.Time
+	var resolvedAt, prewarmAfter time.Time
 	tick := time.NewTicker(superviseEvery)
 	defer tick.Stop()
 	for {
@@ -156,6 +157,12 @@ func (h *Host) Run(ctx context.Context) error {
 		if err := h.Engine.Converge(ctx, desired); err != nil && ctx.Err() == nil {
 			h.log.Error("converge engine", "err", err)
 		}
+		if time.Now().After(prewarmAfter) {
+			if err := h.prewarm(ctx); err != nil && ctx.Err() == nil {
+				h.log.Error("prewarm images; retrying in a minute", "err", err)
+				prewarmAfter = time.Now().Add(time.Minute)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			h.log.Info("agent stopping; the engine keeps running")
@@ -163,4 +170,37 @@ func (h *Host) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// prewarm pulls cache.prewarm into the engine through the cache once the
+// engine is healthy, and again whenever the list changes. What was pulled
+// is remembered in agent.db, so a restart does not pull again.
+func (h *Host) prewarm(ctx context.Context) error {
+	images := h.Config.Cache.Prewarm
+	if h.Cache == nil || len(images) == 0 {
+		return nil
+	}
+	key := strings.Join(images, "\n")
+	var done string
+	if _, err := h.DB.Get(ctx, "prewarm", "images", &done); err != nil {
+		return err
+	}
+	if done == key {
+		return nil
+	}
+	st, err := h.Engine.Status(ctx)
+	if err != nil || !st.Healthy {
+		return nil // the engine is not up yet: next round
+	}
+	p, err := NewPuller(h.Config, h.log, nil)
+	if err != nil {
+		return err
+	}
+	p.CacheAddr = h.Cache.Addr()
+	h.log.Info("prewarming images", "images", images)
+	if err := p.Pull(ctx, images...); err != nil {
+		return err
+	}
+	h.log.Info("prewarmed images", "images", images)
+	return h.DB.Put(ctx, "prewarm", "images", key)
 }

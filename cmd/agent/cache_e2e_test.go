@@ -41,6 +41,7 @@ func TestPullsThroughTheCache(t *testing.T) {
 			"listen":  listen,
 			"local":   map[string]any{"dir": cacheDir, "maxSize": "2GiB"},
 			"storage": []any{map[string]any{"url": b.az.ContainerURL(container), "auth": "shared-key", "keyFile": b.keyFile}},
+			"prewarm": []any{otherRef},
 			"upstreams": map[string]any{
 				"docker.io": map[string]any{"endpoint": endpoint},
 				reg.Addr:    map[string]any{"endpoint": endpoint},
@@ -108,6 +109,10 @@ func TestPullsThroughTheCache(t *testing.T) {
 	if err != nil || !strings.Contains(string(conf), `"http://`+listen+`"`) {
 		t.Fatalf("daemon.json does not name the cache as registry mirror:\n%s", conf)
 	}
+	waitFor(t, 60*time.Second, "the daemon to prewarm "+otherRef, func() bool {
+		_, err := b.host.Docker(ctx, "image", "inspect", otherRef)
+		return err == nil
+	})
 	pullBoth("cold")
 	before := reg.CountRequests(t, "GET", "/blobs/")
 	if before == 0 {
