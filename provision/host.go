@@ -22,6 +22,7 @@ import (
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/statedb"
+	"github.com/berthhq/berth/telemetry"
 )
 
 // Options wire a Host.
@@ -126,6 +127,12 @@ const (
 // writes it, until ctx ends. Errors are logged and retried, never fatal.
 func (h *Host) Run(ctx context.Context) error {
 	h.log.Info("agent running", "state_dir", h.Config.StateDir(), "engine_managed", h.Config.Engine.Managed)
+	ts := telemetry.NewServer(h.Metrics, h.log)
+	if err := ts.Start(h.Config.Health.Listen); err != nil {
+		h.log.Error("start the health endpoint", "err", err)
+	} else {
+		defer ts.Close()
+	}
 	if h.Cache != nil {
 		// The engine falls back to the upstream while the cache is down,
 		// so a cache that cannot start is logged, not fatal.

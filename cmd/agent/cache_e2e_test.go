@@ -5,7 +5,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,6 +116,12 @@ func TestPullsThroughTheCache(t *testing.T) {
 		return err == nil
 	})
 	pullBoth("cold")
+	metrics := httpGet(t, "http://"+b.cfg["health"].(map[string]any)["listen"].(string)+"/metrics")
+	for _, want := range []string{`berth_cache_upstream_fetches_total{registry="docker.io"}`, `berth_cache_misses_total{tier="disk"}`, "berth_cache_merged_requests_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	before := reg.CountRequests(t, "GET", "/blobs/")
 	if before == 0 {
 		t.Fatal("the upstream saw no blob GET: the pulls did not go through the cache to it")
@@ -211,4 +219,18 @@ func reachable(addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return string(body)
 }

@@ -84,7 +84,8 @@ func newRig(t testing.TB, versions ...string) *rig {
 			},
 			"upgrade": map[string]any{"healthTimeout": "60s"},
 		},
-		"cache": map[string]any{"enabled": false},
+		"cache":  map[string]any{"enabled": false},
+		"health": map[string]any{"listen": testenv.FreePort(t)},
 	}
 	b.writeConfig("")
 	return b
