@@ -66,18 +66,20 @@ func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier
 	}
 	rc, n, err := t.Open(r.Context(), d, start)
 	if err != nil {
+		clearBlobHeaders(h)
 		return false, nil
 	}
 	defer rc.Close()
 	if n != size-start {
 		c.corrupt(t, d, fmt.Errorf("size %d from offset %d, want %d", n, start, size-start))
+		clearBlobHeaders(h)
 		return false, nil
 	}
 	c.m.hits.WithLabelValues(t.Name()).Inc()
-	writeStatus(w, partial)
+	lw := &lazyStatus{w: w, status: statusOf(partial)}
 	if partial {
 		// A part cannot be checked against the digest; Verify finds rot.
-		m, err := io.CopyN(w, rc, end-start)
+		m, err := io.CopyN(lw, rc, end-start)
 		c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(m))
 		if err != nil {
 			panic(http.ErrAbortHandler)
@@ -85,7 +87,7 @@ func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier
 		return true, nil
 	}
 	v := cas.NewVerifier(d, size)
-	hb := &holdBackWriter{w: w}
+	hb := &holdBackWriter{w: lw}
 	m, err := io.Copy(io.MultiWriter(hb, v), rc)
 	c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(m))
 	if err == nil {
@@ -95,11 +97,37 @@ func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier
 		}
 	}
 	if err != nil {
-		// Headers and most of the body are out: break the connection so
-		// the client sees a short body, never a complete wrong one.
-		panic(http.ErrAbortHandler)
+		if !lw.wrote {
+			// Nothing went out: fetch it again from below instead.
+			clearBlobHeaders(h)
+			return false, nil
+		}
+		// Most of the body is out: break the connection so the client
+		// sees a short body, never a complete wrong one.
+		abort(w)
 	}
-	return true, hb.flush()
+	if err := hb.flush(); err != nil {
+		return true, nil // the client went away
+	}
+	if !lw.wrote { // an empty blob
+		w.WriteHeader(lw.status)
+	}
+	return true, nil
+}
+
+// abort breaks off a response whose status is written: what was written is
+// flushed first, so the client sees a 200 with a short body rather than a
+// connection closed without an answer.
+func abort(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+// clearBlobHeaders takes back headers set for a blob that will not be sent.
+func clearBlobHeaders(h http.Header) {
+	for _, k := range []string{"Docker-Content-Digest", "Accept-Ranges", "Etag", "Content-Range", "Content-Length"} {
+		h.Del(k)
+	}
 }
 
 // corrupt removes a blob whose content does not match its digest.
@@ -131,41 +159,76 @@ func writeStatus(w http.ResponseWriter, partial bool) {
 }
 
 // parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range.
-// It returns the half-open [start, end) and whether a range was asked.
+// It returns the half-open [start, end) and whether a range applies. As RFC
+// 9110 allows, a header it does not understand (another unit, several
+// ranges, garbage) is ignored and the whole blob is served; a range that
+// starts at or past the end is refused with 416.
 func parseRange(h string, size int64) (start, end int64, partial bool, err error) {
-	if h == "" {
-		return 0, size, false, nil
-	}
-	bad := &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "BLOB_UNKNOWN",
-		Message: fmt.Sprintf("range %q does not fit a blob of %d bytes", clip(h), size)}
+	whole := func() (int64, int64, bool, error) { return 0, size, false, nil }
 	spec, ok := strings.CutPrefix(h, "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return 0, 0, false, bad
+	if h == "" || !ok || strings.Contains(spec, ",") {
+		return whole()
 	}
-	a, b, ok := strings.Cut(spec, "-")
+	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
 	if !ok {
-		return 0, 0, false, bad
+		return whole()
 	}
+	unsatisfiable := &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "SIZE_INVALID",
+		Message: fmt.Sprintf("range %q starts past the end of a blob of %d bytes", clip(h), size), size: size}
 	if a == "" { // the last n bytes
 		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, 0, false, bad
+		if err != nil || n < 0 {
+			return whole()
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, unsatisfiable
 		}
 		return max(size-n, 0), size, true, nil
 	}
 	start, err = strconv.ParseInt(a, 10, 64)
-	if err != nil || start < 0 || start >= size {
-		return 0, 0, false, bad
+	if err != nil || start < 0 {
+		return whole()
+	}
+	if start >= size {
+		return 0, 0, false, unsatisfiable
 	}
 	end = size
 	if b != "" {
-		last, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || last < start {
-			return 0, 0, false, bad
+		last, err := strconv.ParseUint(b, 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			return whole()
+		case err == nil && last < uint64(start):
+			return whole()
+		case err == nil && last < uint64(size):
+			end = int64(last) + 1
 		}
-		end = min(last+1, size)
 	}
 	return start, end, true, nil
+}
+
+// lazyStatus writes the status line just before the first byte of the
+// body, so that a failure found before then can still be answered with a
+// proper error instead of a cut-off 200.
+type lazyStatus struct {
+	w      http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (l *lazyStatus) Write(p []byte) (int, error) {
+	if !l.wrote {
+		l.wrote = true
+		l.w.WriteHeader(l.status)
+	}
+	return l.w.Write(p)
+}
+
+func statusOf(partial bool) int {
+	if partial {
+		return http.StatusPartialContent
+	}
+	return http.StatusOK
 }
 
 // holdBackWriter passes everything on but the last holdBack bytes, which
@@ -391,8 +454,8 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setBlobHeaders(w.Header(), f.d, start, end, size, partial)
-	writeStatus(w, partial)
 	if r.Method == http.MethodHead {
+		writeStatus(w, partial)
 		return nil
 	}
 	in, err := os.Open(f.path)
@@ -400,6 +463,7 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 		panic(http.ErrAbortHandler)
 	}
 	defer in.Close()
+	lw := &lazyStatus{w: w, status: statusOf(partial)}
 	pos := start
 	buf := make([]byte, 256<<10)
 	for pos < end {
@@ -407,7 +471,11 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 		written, done, verified, ferr, ch := f.written, f.done, f.verified, f.err, f.notify
 		f.mu.Unlock()
 		if done && ferr != nil {
-			panic(http.ErrAbortHandler) // never a complete wrong body
+			if !lw.wrote {
+				clearBlobHeaders(w.Header())
+				return ferr // nothing went out: a proper error
+			}
+			abort(w) // never a complete wrong body
 		}
 		limit := min(written, end)
 		if !verified {
@@ -423,7 +491,7 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		n, err := in.ReadAt(buf[:min(int64(len(buf)), limit-pos)], pos)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if _, werr := lw.Write(buf[:n]); werr != nil {
 				return nil // the client went away
 			}
 			pos += int64(n)
@@ -431,6 +499,9 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil && !errors.Is(err, io.EOF) {
 			panic(http.ErrAbortHandler)
 		}
+	}
+	if !lw.wrote { // an empty range or blob
+		w.WriteHeader(lw.status)
 	}
 	return nil
 }

@@ -108,6 +108,7 @@ func (c *Cache) Close() error {
 func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD") // RFC 9110 §15.5.6: a 405 carries Allow
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "UNSUPPORTED", Message: "this is a pull-through cache: only GET and HEAD are served"})
 		return
 	}
@@ -123,7 +124,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok || strings.Contains(rest, "//") {
-		writeError(w, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "not a registry API path"})
+		writeError(w, &apiError{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: "not a registry API path"})
 		return
 	}
 	req, err := parseRequest(rest, r.URL.Query())
@@ -132,7 +133,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(c.o.Allow) > 0 && !slices.Contains(c.o.Allow, req.Registry) {
-		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", req.Registry)})
+		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", clip(req.Registry))})
 		return
 	}
 	if req.Kind == "manifests" {
@@ -160,9 +161,12 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]any{{"code": ae.Code, "message": ae.Message, "detail": ae.Detail}}})
 	h := w.Header()
+	clearBlobHeaders(h)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", fmt.Sprint(len(body)))
-	h.Del("Docker-Content-Digest")
+	if ae.Status == http.StatusRequestedRangeNotSatisfiable {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", ae.size))
+	}
 	w.WriteHeader(ae.Status)
 	w.Write(body)
 }
@@ -188,11 +192,9 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, req reques
 	)
 	if req.Digest != "" {
 		d = req.Digest
-		body, err = c.manifestFromTiers(ctx, d)
+		body, mt, err = c.manifestFromTiers(ctx, d)
 		if err != nil {
 			body, mt, d, err = c.manifestFromUpstream(ctx, req, accept)
-		} else {
-			mt = detectMediaType(body)
 		}
 	} else {
 		body, mt, d, err = c.manifestFromUpstream(ctx, req, accept)
@@ -204,12 +206,13 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, req reques
 				rerr = json.Unmarshal(raw, &ref)
 			}
 			var b []byte
+			var bmt string
 			if rerr == nil {
-				b, rerr = c.manifestFromTiers(ctx, ref.Digest)
+				b, bmt, rerr = c.manifestFromTiers(ctx, ref.Digest)
 			}
 			if rerr == nil {
 				c.log.Warn("upstream unreachable; serving the tag's last resolution", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "digest", ref.Digest, "err", err)
-				body, mt, d, err = b, ref.MediaType, ref.Digest, nil
+				body, mt, d, err = b, bmt, ref.Digest, nil
 			} else {
 				c.log.Warn("upstream unreachable and no tier knows the tag", "registry", req.Registry, "repo", req.Repo, "tag", req.Reference, "err", err, "tiers", rerr)
 			}
@@ -248,9 +251,12 @@ func (c *Cache) manifestFromUpstream(ctx context.Context, req request, accept []
 		mt = detectMediaType(body)
 	}
 	c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
+	rec, _ := json.Marshal(manifestRef{Digest: d, MediaType: mt, Size: int64(len(body))})
 	for _, t := range c.o.Tiers {
 		if err := t.Put(ctx, d, int64(len(body)), strings.NewReader(string(body))); err != nil {
 			c.log.Warn("store manifest in tier", "tier", t.Name(), "digest", d, "err", err)
+		} else if err := t.PutRef(ctx, manifestRecord(d), rec); err != nil {
+			c.log.Warn("record manifest in tier", "tier", t.Name(), "digest", d, "err", err)
 		}
 		if req.Digest == "" {
 			raw, _ := json.Marshal(manifestRef{Digest: d, MediaType: mt, Size: int64(len(body))})
@@ -262,10 +268,25 @@ func (c *Cache) manifestFromUpstream(ctx context.Context, req request, accept []
 	return body, mt, d, nil
 }
 
-// manifestFromTiers reads a manifest by digest from the nearest tier that
-// holds it, verified, and copies it to the tiers above.
-func (c *Cache) manifestFromTiers(ctx context.Context, d cas.Digest) ([]byte, error) {
+// manifestRecord names the ref that marks a digest as a manifest, with its
+// media type: manifests and blobs share the tiers' store, and only what was
+// fetched as a manifest is served as one.
+func manifestRecord(d cas.Digest) string { return "manifests/sha256/" + d.Hex() }
+
+// manifestFromTiers reads a manifest by digest, and its media type, from
+// the nearest tier that holds both, verified, and copies them to the tiers
+// above.
+func (c *Cache) manifestFromTiers(ctx context.Context, d cas.Digest) ([]byte, string, error) {
 	for i, t := range c.o.Tiers {
+		var rec manifestRef
+		raw, err := t.GetRef(ctx, manifestRecord(d))
+		if err == nil {
+			err = json.Unmarshal(raw, &rec)
+		}
+		if err != nil {
+			c.m.misses.WithLabelValues(t.Name()).Inc()
+			continue
+		}
 		rc, size, err := t.Open(ctx, d, 0)
 		if err != nil {
 			c.m.misses.WithLabelValues(t.Name()).Inc()
@@ -282,11 +303,16 @@ func (c *Cache) manifestFromTiers(ctx context.Context, d cas.Digest) ([]byte, er
 		c.m.hits.WithLabelValues(t.Name()).Inc()
 		c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(len(body)))
 		for _, above := range c.o.Tiers[:i] {
-			_ = above.Put(ctx, d, size, strings.NewReader(string(body)))
+			if above.Put(ctx, d, size, strings.NewReader(string(body))) == nil {
+				_ = above.PutRef(ctx, manifestRecord(d), raw)
+			}
 		}
-		return body, nil
+		if rec.MediaType == "" {
+			rec.MediaType = detectMediaType(body)
+		}
+		return body, rec.MediaType, nil
 	}
-	return nil, cas.ErrNotFound
+	return nil, "", cas.ErrNotFound
 }
 
 func (c *Cache) getRef(ctx context.Context, name string) ([]byte, error) {
@@ -352,8 +378,13 @@ func acceptList(values []string) []string {
 			}
 		}
 	}
-	if len(out) == 0 {
-		return defaultAccept
+	// Always accept the current Docker and OCI types as well: a registry
+	// asked only for OCI types may otherwise rewrite a Docker image into
+	// the old signed schema 1, whose digest no client can check.
+	for _, mt := range defaultAccept {
+		if !slices.Contains(out, mt) {
+			out = append(out, mt)
+		}
 	}
 	return out
 }

@@ -721,3 +721,51 @@ func checkSeeded(t *testing.T, base string, s *seeded) {
 		t.Errorf("GET missing blob: %d %q %s (%v)", code, h.Get("Content-Type"), body, err)
 	}
 }
+
+// TestOCIOnlyAcceptOfDockerTag pulls, through the cache, the tag of a
+// Docker schema2 manifest and of a Docker manifest list with the Accept
+// header the conformance suite sends (the two OCI types only). Debian's
+// registry (distribution 2.8) then rewrites the manifest to a signed
+// schema1 one whose Docker-Content-Digest is that of its payload without
+// the signatures (the digest rule of schema1), which the cache cannot
+// check against the body. Whatever the cache makes of it, it must not
+// hand out a manifest under a digest it does not hash to, and an error
+// must be the spec's.
+func TestOCIOnlyAcceptOfDockerTag(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	docker := testenv.SeedImage(t, reg.URL, "team/app", "docker", testenv.RandomLayer(1000))
+	list, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     testenv.MediaTypeDockerManifestList,
+		"manifests": []map[string]any{{"mediaType": docker.MediaType, "size": len(docker.Manifest), "digest": docker.ManifestDigest,
+			"platform": map[string]string{"os": "linux", "architecture": runtime.GOARCH}}},
+	})
+	putManifest(t, reg, "team/app", "list", testenv.MediaTypeDockerManifestList, list)
+	srv := startCache(t, reg, []cas.Tier{newDiskTier(t)}, false)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ociOnly := map[string]string{"Accept": upstream.MediaTypeOCIIndex + ", " + upstream.MediaTypeOCIManifest}
+	for _, tag := range []string{"docker", "list"} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			r := rawRequest(t, addr, method, "/v2/"+reg.Addr+"/team/app/manifests/"+tag, ociOnly)
+			switch {
+			case r.noResponse != nil:
+				t.Errorf("%s %s: no answer: %v", method, tag, r.noResponse)
+			case r.status == http.StatusOK:
+				if d := r.header.Get("Docker-Content-Digest"); method == http.MethodGet && d != string(cas.FromBytes(r.body)) {
+					t.Errorf("%s %s: 200 with Docker-Content-Digest %s for a body hashing to %s", method, tag, d, cas.FromBytes(r.body))
+				}
+				t.Logf("%s %s with OCI-only Accept: 200 %s", method, tag, r.header.Get("Content-Type"))
+			default:
+				codes := checkErrorBody(t, r, method == http.MethodHead)
+				t.Logf("%s %s with OCI-only Accept: %d %v (the upstream converted to schema1; see the report)", method, tag, r.status, codes)
+			}
+		}
+	}
+	// The way dockerd and containerd ask, the same tags work.
+	for tag, want := range map[string][]byte{"docker": docker.Manifest, "list": list} {
+		r := rawRequest(t, addr, http.MethodGet, "/v2/"+reg.Addr+"/team/app/manifests/"+tag, map[string]string{"Accept": strings.Join(upstream.DefaultAccept(), ", ")})
+		if r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Errorf("GET %s with the engines' Accept: %d, %d bytes", tag, r.status, len(r.body))
+		}
+	}
+}

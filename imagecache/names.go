@@ -41,6 +41,7 @@ type apiError struct {
 	Code    string // NAME_INVALID, MANIFEST_UNKNOWN, …
 	Message string
 	Detail  any
+	size    int64 // for a 416: the blob's size, sent as Content-Range
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -99,7 +100,7 @@ func parseRequest(path string, query url.Values) (request, error) {
 	} else if kind == "blobs" {
 		return request{}, &apiError{Status: 400, Code: "DIGEST_INVALID", Message: fmt.Sprintf("blob reference %q is not a digest", clip(ref))}
 	} else if !tagRE.MatchString(ref) {
-		return request{}, &apiError{Status: 400, Code: "TAG_INVALID", Message: fmt.Sprintf("tag %q: want up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -", clip(ref))}
+		return request{}, &apiError{Status: 400, Code: "MANIFEST_INVALID", Message: fmt.Sprintf("tag %q: want up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -", clip(ref))}
 	}
 	return req, nil
 }
