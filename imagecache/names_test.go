@@ -140,3 +140,20 @@ func TestDetectMediaType(t *testing.T) {
 		}
 	}
 }
+
+// FuzzManifestHandling feeds arbitrary manifests and Accept headers to what
+// the cache reads of them: it never panics and always answers a type.
+func FuzzManifestHandling(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}`), "application/vnd.oci.image.index.v1+json")
+	f.Add([]byte(`{"manifests":[{"digest":"x"}]}`), "*/*;q=0.5, application/json")
+	f.Add([]byte(`[`), "")
+	f.Fuzz(func(t *testing.T, body []byte, accept string) {
+		if detectMediaType(body) == "" {
+			t.Fatal("no media type")
+		}
+		list := acceptList([]string{accept})
+		if len(list) < len(defaultAccept) {
+			t.Fatalf("accept list %v lost the defaults", list)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/berthhq/berth/engine/winhost"
@@ -36,4 +37,17 @@ func TestPickFromIndex(t *testing.T) {
 	if _, err := PickFromIndex([]byte(`{`), winhost.OSVersion{}, "amd64"); err == nil {
 		t.Error("broken JSON accepted")
 	}
+}
+
+func FuzzPickFromIndex(f *testing.F) {
+	f.Add([]byte(`{"manifests":[{"digest":"sha256:` + strings.Repeat("a", 64) + `","platform":{"os":"windows","architecture":"amd64","os.version":"10.0.20348.1"}}]}`), uint16(20348))
+	f.Add([]byte(`{"manifests":[{"platform":{}}]}`), uint16(0))
+	f.Fuzz(func(t *testing.T, body []byte, build uint16) {
+		d, err := PickFromIndex(body, winhost.OSVersion{Major: 10, Build: build}, "amd64")
+		if err == nil && d != "" {
+			if _, perr := cas.ParseDigest(string(d)); perr != nil {
+				t.Fatalf("picked an invalid digest %q", d)
+			}
+		}
+	})
 }
