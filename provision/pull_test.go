@@ -40,7 +40,7 @@ func TestPickFromIndex(t *testing.T) {
 }
 
 func FuzzPickFromIndex(f *testing.F) {
-	f.Add([]byte(`{"manifests":[{"digest":"sha256:` + strings.Repeat("a", 64) + `","platform":{"os":"windows","architecture":"amd64","os.version":"10.0.20348.1"}}]}`), uint16(20348))
+	f.Add([]byte(`{"manifests":[{"digest":"sha256:`+strings.Repeat("a", 64)+`","platform":{"os":"windows","architecture":"amd64","os.version":"10.0.20348.1"}}]}`), uint16(20348))
 	f.Add([]byte(`{"manifests":[{"platform":{}}]}`), uint16(0))
 	f.Fuzz(func(t *testing.T, body []byte, build uint16) {
 		d, err := PickFromIndex(body, winhost.OSVersion{Major: 10, Build: build}, "amd64")
