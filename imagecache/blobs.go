@@ -20,29 +20,26 @@ import (
 const holdBack = 64 << 10
 
 func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, req request) error {
-	ctx := r.Context()
 	d := req.Digest
-	hit := -1
-	var size int64
-	for i, t := range c.o.Tiers {
-		n, err := t.Stat(ctx, d)
+	// The nearest tier serves straight from its store; anything else goes
+	// through a flight, which looks in the lower tiers and then upstream.
+	if len(c.o.Tiers) > 0 {
+		t := c.o.Tiers[0]
+		size, err := t.Stat(r.Context(), d)
 		if err == nil {
-			hit, size = i, n
-			break
-		}
-		c.m.misses.WithLabelValues(t.Name()).Inc()
-		if !errors.Is(err, cas.ErrNotFound) {
-			c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+			ok, err := c.serveFromTier(w, r, t, d, size)
+			if ok || err != nil {
+				return err
+			}
+			// The blob was corrupt and is gone from the tier: fetch it again.
+		} else {
+			c.m.misses.WithLabelValues(t.Name()).Inc()
+			if !errors.Is(err, cas.ErrNotFound) {
+				c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+			}
 		}
 	}
-	if hit == 0 {
-		ok, err := c.serveFromTier(w, r, c.o.Tiers[0], d, size)
-		if ok || err != nil {
-			return err
-		}
-		// The blob was corrupt and is gone from the tier: fetch it again.
-	}
-	f, err := c.join(req, hit)
+	f, err := c.join(req)
 	if err != nil {
 		return err
 	}
@@ -275,8 +272,8 @@ type flight struct {
 }
 
 // join returns the flight for the request's blob, starting one if none
-// runs. from is the tier that holds the blob (-1: none but the upstream).
-func (c *Cache) join(req request, from int) (*flight, error) {
+// runs.
+func (c *Cache) join(req request) (*flight, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f, ok := c.flights[req.Digest]; ok {
@@ -294,7 +291,7 @@ func (c *Cache) join(req request, from int) (*flight, error) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		f.run(req, from)
+		f.run(req)
 	}()
 	return f, nil
 }
@@ -320,7 +317,7 @@ func (f *flight) release() {
 
 // run fetches the blob, verifies it, commits it to the tiers above its
 // source, then leaves the flight table.
-func (f *flight) run(req request, from int) {
+func (f *flight) run(req request) {
 	c := f.c
 	defer f.release()
 	defer func() {
@@ -328,7 +325,7 @@ func (f *flight) run(req request, from int) {
 		delete(c.flights, f.d)
 		c.mu.Unlock()
 	}()
-	err := f.fetch(req, from)
+	from, err := f.fetch(req)
 	if err != nil {
 		c.log.Error("fetch blob", "digest", f.d, "registry", req.Registry, "repo", req.Repo, "err", err)
 		f.change(func() { f.done, f.err = true, err })
@@ -355,41 +352,49 @@ func (f *flight) run(req request, from int) {
 	}
 }
 
-func (f *flight) fetch(req request, from int) error {
+// fetch copies the blob into the spool from the nearest tier below the
+// first that holds it, else the upstream, verifying it. It returns the
+// source's tier index, -1 for the upstream.
+func (f *flight) fetch(req request) (int, error) {
 	c := f.c
 	var (
 		rc     io.ReadCloser
 		size   int64
 		source string
+		from   = -1
 		err    error
 	)
-	if from > 0 {
-		t := c.o.Tiers[from]
+	for i := 1; i < len(c.o.Tiers) && rc == nil; i++ {
+		t := c.o.Tiers[i]
 		rc, size, err = t.Open(c.ctx, f.d, 0)
-		source = t.Name()
-		if err == nil {
-			c.m.hits.WithLabelValues(t.Name()).Inc()
+		if err != nil {
+			rc = nil
+			c.m.misses.WithLabelValues(t.Name()).Inc()
+			if !errors.Is(err, cas.ErrNotFound) {
+				c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+			}
+			continue
 		}
+		from, source = i, t.Name()
+		c.m.hits.WithLabelValues(t.Name()).Inc()
 	}
 	if rc == nil {
-		var up Upstream
-		up, err = c.o.Upstream(req.Registry)
+		up, err := c.o.Upstream(req.Registry)
 		if err != nil {
-			return err
+			return -1, err
 		}
 		rc, size, err = up.OpenBlob(c.ctx, req.Repo, f.d, 0)
-		source = "upstream"
 		if err != nil {
-			return err
+			return -1, err
 		}
-		from = -1
+		source = "upstream"
 		c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
 	}
 	defer rc.Close()
 	// The spool exists before readers learn the size and open it.
 	out, err := os.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("spool %s: %w", f.d, err)
+		return from, fmt.Errorf("spool %s: %w", f.d, err)
 	}
 	defer out.Close()
 	f.change(func() { f.size = size })
@@ -399,10 +404,10 @@ func (f *flight) fetch(req request, from int) error {
 		n, rerr := rc.Read(buf)
 		if n > 0 {
 			if f.written+int64(n) > size {
-				return fmt.Errorf("%w: %s sent more than the %d bytes it announced", cas.ErrDigestMismatch, source, size)
+				return from, fmt.Errorf("%w: %s sent more than the %d bytes it announced", cas.ErrDigestMismatch, source, size)
 			}
 			if _, err := out.Write(buf[:n]); err != nil {
-				return fmt.Errorf("spool %s: %w", f.d, err)
+				return from, fmt.Errorf("spool %s: %w", f.d, err)
 			}
 			v.Write(buf[:n])
 			f.change(func() { f.written += int64(n) })
@@ -412,7 +417,7 @@ func (f *flight) fetch(req request, from int) error {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("read %s from %s: %w", f.d, source, rerr)
+			return from, fmt.Errorf("read %s from %s: %w", f.d, source, rerr)
 		}
 	}
 	if err := v.Check(); err != nil {
@@ -421,9 +426,9 @@ func (f *flight) fetch(req request, from int) error {
 		} else {
 			c.m.digestFailures.WithLabelValues("upstream").Inc()
 		}
-		return fmt.Errorf("from %s: %w", source, err)
+		return from, fmt.Errorf("from %s: %w", source, err)
 	}
-	return nil
+	return from, nil
 }
 
 // serve streams the flight's blob (or the asked range) to one client as

@@ -275,3 +275,33 @@ func TestCorruptBlobIsNeverServed(t *testing.T) {
 		t.Fatalf("after the corrupt Azurite copy: status %d, digest %s", code, cas.FromBytes(body))
 	}
 }
+
+// TestCorruptDiskCopyServedFromBelow: a small blob corrupt on disk is found
+// before any byte goes out, and the same request is answered from Azurite
+// (the upstream being gone), which then refills the disk.
+func TestCorruptDiskCopyServedFromBelow(t *testing.T) {
+	w := newWorld(t, testenv.RandomLayer(8<<10))
+	srv, d := w.cache(nil, w.reg.URL)
+	w.pullAll(srv)
+	wantIn(t, d, w.digests())
+	wantIn(t, w.blob, w.digests())
+	layer := w.img.Layers[0]
+	p := filepath.Join(d.Dir(), "blobs", "sha256", layer.Digest.Hex()[:2], layer.Digest.Hex())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv2, _ := w.cache(d, deadEndpoint(t))
+	code, body, _ := get(t, srv2.URL+"/v2/"+w.reg.Addr+"/team/app/blobs/"+string(layer.Digest))
+	if code != 200 || cas.FromBytes(body) != layer.Digest {
+		t.Fatalf("status %d, digest %s: the corrupt disk copy should have been replaced from Azurite in the same request", code, cas.FromBytes(body))
+	}
+	wantIn(t, d, []cas.Digest{layer.Digest})
+	if got, _ := os.ReadFile(p); cas.FromBytes(got) != layer.Digest {
+		t.Fatal("the disk copy was not refilled with good content")
+	}
+}
