@@ -39,7 +39,7 @@ test-short: ## unit tests only, no real components
 	$(GO) test -short ./...
 
 bench: deps build ## benchmarks against the named peers; prints figures and ratios (medians of several runs)
-	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
+	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
 
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh
