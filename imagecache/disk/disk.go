@@ -102,6 +102,9 @@ type entry struct {
 	size    int64
 	atime   int64 // last access, unix nanoseconds
 	readers int   // open readers; such a blob is never evicted
+	// verified identifies the file as it was when its content last hashed
+	// to its digest (zero: not since this process started).
+	verified fileID
 }
 
 var _ cas.Tier = (*Disk)(nil)
@@ -346,15 +349,18 @@ func (d *Disk) Open(ctx context.Context, dg cas.Digest, offset int64) (io.ReadCl
 			return nil, 0, fmt.Errorf("disk open %s: %w", dg, err)
 		}
 	}
-	return &blobReader{f: f, d: d, e: e}, size - offset, nil
+	r := &blobReader{f: f, d: d, e: e}
+	d.markTrusted(r)
+	return r, size - offset, nil
 }
 
 // blobReader is an open blob; closing it lets the blob be evicted again.
 type blobReader struct {
-	f    *os.File
-	d    *Disk
-	e    *entry
-	once sync.Once
+	f       *os.File
+	d       *Disk
+	e       *entry
+	trusted bool // unchanged since verified: see TrustedFile
+	once    sync.Once
 }
 
 // Read implements io.Reader.
@@ -507,6 +513,8 @@ func (d *Disk) Put(ctx context.Context, dg cas.Digest, size int64, r io.Reader) 
 	if err := syncDir(shard); err != nil {
 		d.log.Warn("cannot flush the cache folder after a rename", "dir", shard, "err", err)
 	}
+	// The content was hashed on its way in: the file is verified as it is.
+	_ = d.MarkVerified(dg)
 	return nil
 }
 

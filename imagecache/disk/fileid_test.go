@@ -1,0 +1,55 @@
+//go:build linux
+
+package disk
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"github.com/berthhq/berth/imagecache/cas"
+)
+
+// A blob is trusted as it is only while its file is unchanged since it was
+// verified; any write through the file system ends the trust.
+func TestTrustEndsWhenTheFileChanges(t *testing.T) {
+	ctx := context.Background()
+	d, err := New(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	body := bytes.Repeat([]byte("berth"), 1000)
+	dg := cas.FromBytes(body)
+	if err := d.Put(ctx, dg, int64(len(body)), bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	trusted := func() bool {
+		rc, _, err := d.Open(ctx, dg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		return rc.(*blobReader).TrustedFile() != nil
+	}
+	if !trusted() {
+		t.Fatal("a blob just stored through Put is not trusted")
+	}
+	// Same size, same bytes even: a write is a change.
+	if err := os.WriteFile(d.blobPath(dg.Hex()), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if trusted() {
+		t.Fatal("a file written behind the tier's back is still trusted")
+	}
+	if err := d.MarkVerified(dg); err != nil {
+		t.Fatal(err)
+	}
+	if !trusted() {
+		t.Fatal("MarkVerified did not restore trust")
+	}
+}
