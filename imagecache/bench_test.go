@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -42,37 +42,6 @@ const pullStreams = 3
 
 // benchClients is (d)'s number of concurrent cold pulls.
 const benchClients = 32
-
-func benchMedian(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func benchMBps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / (1 << 20) }
-
-func benchRates(n int64, ds []time.Duration) string {
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = fmt.Sprintf("%.0f", benchMBps(n, d))
-	}
-	return "[" + strings.Join(out, " ") + "]"
-}
-
-func benchRound(ds []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(ds))
-	for i, d := range ds {
-		out[i] = d.Round(10 * time.Millisecond)
-	}
-	return out
-}
-
-func benchVerdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
 
 // benchImage is an image seeded in the upstream and the blobs a pull
 // fetches (config first, then the layers in manifest order).
@@ -353,17 +322,17 @@ func BenchmarkWarmBlobThroughput(b *testing.B) {
 		}))
 	}
 	b.StopTimer()
-	mo, mp, mr := benchMedian(o), benchMedian(p), benchMedian(r)
+	mo, mp, mr := measure.Median(o), measure.Median(p), measure.Median(r)
 	ratio := mp.Seconds() / mo.Seconds()
-	b.ReportMetric(benchMBps(img.total, mo), "ours-MB/s")
-	b.ReportMetric(benchMBps(img.total, mp), "distribution-MB/s")
-	b.ReportMetric(benchMBps(img.total, mr), "pagecache-MB/s")
+	b.ReportMetric(measure.MBps(img.total, mo), "ours-MB/s")
+	b.ReportMetric(measure.MBps(img.total, mp), "distribution-MB/s")
+	b.ReportMetric(measure.MBps(img.total, mr), "pagecache-MB/s")
 	b.ReportMetric(ratio, "ratio")
 	fmt.Printf("\n(a) warm blob throughput, %d MiB in %d blobs, %d streams: our disk tier %.0f MB/s vs distribution's proxy %.0f MB/s (medians of %d; runs %s vs %s MB/s): ratio %.2f; target >= 1.2: %s\n",
-		img.total>>20, len(img.blobs), pullStreams, benchMBps(img.total, mo), benchMBps(img.total, mp), cacheBenchRuns,
-		benchRates(img.total, o), benchRates(img.total, p), ratio, benchVerdict(ratio >= 1.2))
+		img.total>>20, len(img.blobs), pullStreams, measure.MBps(img.total, mo), measure.MBps(img.total, mp), cacheBenchRuns,
+		measure.Rates(img.total, o), measure.Rates(img.total, p), ratio, measure.Verdict(ratio >= 1.2))
 	fmt.Printf("    ceiling: the page cache reads the disk tier's files at %.0f MB/s (runs %s); ours is %.0f%% of it. (distribution fetched the cold image from the upstream %d times for %d blobs)\n",
-		benchMBps(img.total, mr), benchRates(img.total, r), 100*mr.Seconds()/mo.Seconds(), peerFetches, len(img.blobs))
+		measure.MBps(img.total, mr), measure.Rates(img.total, r), 100*mr.Seconds()/mo.Seconds(), peerFetches, len(img.blobs))
 }
 
 // BenchmarkConcurrentColdPulls is issue 3's (d): 32 clients, each fetching
@@ -441,14 +410,14 @@ func coldPulls(b *testing.B, label string, up *testenv.Registry, endpoint, repo 
 		one = append(one, cold(1))
 		many = append(many, cold(benchClients))
 	}
-	m1, mn := benchMedian(one), benchMedian(many)
+	m1, mn := measure.Median(one), measure.Median(many)
 	ratio := mn.Seconds() / m1.Seconds()
 	b.ReportMetric(ratio, strings.TrimSpace(strings.Trim(label, "()"))+"-ratio")
 	fmt.Printf("\n%s %d concurrent cold pulls of a %d MiB, %d-blob image (%d streams each; %s; one upstream GET per blob): %.2fs vs one cold pull %.2fs (medians of %d; runs %v vs %v): ratio %.2f; target <= 1.3: %s\n",
 		label, benchClients, img.total>>20, len(img.blobs), pullStreams, what, mn.Seconds(), m1.Seconds(), cacheBenchRuns,
-		benchRound(many), benchRound(one), ratio, benchVerdict(ratio <= 1.3))
+		measure.Round(many), measure.Round(one), ratio, measure.Verdict(ratio <= 1.3))
 	fmt.Printf("     served %.0f MB/s to %d clients together vs %.0f MB/s to one\n",
-		benchMBps(int64(benchClients)*img.total, mn), benchClients, benchMBps(img.total, m1))
+		measure.MBps(int64(benchClients)*img.total, mn), benchClients, measure.MBps(img.total, m1))
 }
 
 // throttle is a reverse proxy to target whose response bodies together

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/packaging/tufrepo"
 	"github.com/berthhq/berth/provision"
@@ -27,12 +27,6 @@ import (
 // benchRuns is how many times each measurement is repeated; medians are
 // reported, since the machine is shared and noisy.
 const benchRuns = 5
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 // BenchmarkUpgradeDowntime measures how long the engine API does not answer
 // while the agent upgrades the engine with a container running (target:
@@ -83,11 +77,11 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 			b.Fatalf("upgrade %d: container pid %d, want %d: it did not survive", i, got, pid)
 		}
 	}
-	med := median(gaps)
+	med := measure.Median(gaps)
 	b.ReportMetric(med.Seconds(), "downtime-s")
-	b.ReportMetric(median(totals).Seconds(), "upgrade-s")
+	b.ReportMetric(measure.Median(totals).Seconds(), "upgrade-s")
 	fmt.Printf("\n(a) engine API downtime during an upgrade, container kept running: median %.2fs (runs %v; whole upgrade median %.2fs); target <= 3s: %s\n",
-		med.Seconds(), round(gaps), median(totals).Seconds(), verdict(med <= 3*time.Second))
+		med.Seconds(), measure.Round(gaps), measure.Median(totals).Seconds(), measure.Verdict(med <= 3*time.Second))
 }
 
 // BenchmarkInstallOverhead compares installing a package from Azurite
@@ -146,10 +140,10 @@ func BenchmarkInstallOverhead(b *testing.B) {
 		plain = append(plain, time.Since(start))
 		os.RemoveAll(dir)
 	}
-	ratio := median(ours).Seconds() / median(plain).Seconds()
+	ratio := measure.Median(ours).Seconds() / measure.Median(plain).Seconds()
 	b.ReportMetric(ratio, "ratio")
 	fmt.Printf("\n(b) install from Azurite %.2fs vs azblob download + archive/tar %.2fs (medians of %d; runs %v vs %v): ratio %.2f; target <= 1.2: %s\n",
-		median(ours).Seconds(), median(plain).Seconds(), benchRuns, round(ours), round(plain), ratio, verdict(ratio <= 1.2))
+		measure.Median(ours).Seconds(), measure.Median(plain).Seconds(), benchRuns, measure.Round(ours), measure.Round(plain), ratio, measure.Verdict(ratio <= 1.2))
 }
 
 // downloadAndUntar is the peer: azblob's DownloadFile, then archive/tar.
@@ -201,19 +195,4 @@ func downloadAndUntar(ctx context.Context, c *azblob.Client, blob, dir string) e
 			return err
 		}
 	}
-}
-
-func round(ds []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(ds))
-	for i, d := range ds {
-		out[i] = d.Round(10 * time.Millisecond)
-	}
-	return out
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -150,7 +151,7 @@ func BenchmarkDockerPullThroughCache(b *testing.B) {
 		peer = append(peer, pull(proxy.Addr+"/bench/app:v1"))
 	}
 	b.StopTimer()
-	md, mc, mw, mp := median(direct), median(cold), median(warm), median(peer)
+	md, mc, mw, mp := measure.Median(direct), measure.Median(cold), measure.Median(warm), measure.Median(peer)
 	coldRatio, warmRatio, peerRatio := mc.Seconds()/md.Seconds(), mw.Seconds()/md.Seconds(), mp.Seconds()/md.Seconds()
 	b.ReportMetric(md.Seconds(), "straight-s")
 	b.ReportMetric(mc.Seconds(), "cold-s")
@@ -159,13 +160,13 @@ func BenchmarkDockerPullThroughCache(b *testing.B) {
 	b.ReportMetric(warmRatio, "warm-ratio")
 	b.ReportMetric(peerRatio, "distribution-cold-ratio")
 	fmt.Printf("\n(b) docker pull of a %d MiB, %d-layer image (medians of %d), straight from the registry %.2fs (runs %v)\n",
-		img.size>>20, len(pullLayerSizes), pullRuns, md.Seconds(), round(direct))
+		img.size>>20, len(pullLayerSizes), pullRuns, md.Seconds(), measure.Round(direct))
 	fmt.Printf("    cold through the cache %.2fs (runs %v): ratio %.2f; target <= 1.15: %s\n",
-		mc.Seconds(), round(cold), coldRatio, verdict(coldRatio <= 1.15))
+		mc.Seconds(), measure.Round(cold), coldRatio, measure.Verdict(coldRatio <= 1.15))
 	fmt.Printf("    warm through the cache %.2fs (runs %v): ratio %.2f; target <= 1.05: %s\n",
-		mw.Seconds(), round(warm), warmRatio, verdict(warmRatio <= 1.05))
+		mw.Seconds(), measure.Round(warm), warmRatio, measure.Verdict(warmRatio <= 1.05))
 	fmt.Printf("    for reference, cold through distribution's proxy %.2fs (runs %v): ratio %.2f\n",
-		mp.Seconds(), round(peer), peerRatio)
+		mp.Seconds(), measure.Round(peer), peerRatio)
 }
 
 // pullableImage is an image dockerd can pull and unpack: gzip tar layers

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/tiertest"
+	"github.com/berthhq/berth/internal/measure"
 )
 
 // benchRuns is how many times each measurement is repeated; medians are
@@ -22,22 +22,6 @@ const benchRuns = 7
 
 // benchSize is the blob read in the benchmarks: a large Windows layer.
 const benchSize = 256 << 20
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / (1 << 20) }
-
-func rates(n int64, ds []time.Duration) []string {
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = fmt.Sprintf("%.0f", mbps(n, d))
-	}
-	return out
-}
 
 // BenchmarkBlobtierOpen compares a hit in the Azure Blob tier (Open, read
 // to a file) with azblob's own DownloadFile of the same blob into a file,
@@ -68,19 +52,12 @@ func BenchmarkBlobtierOpen(b *testing.B) {
 		p = append(p, plain())
 	}
 	b.StopTimer()
-	ratio := median(p).Seconds() / median(o).Seconds()
-	b.ReportMetric(mbps(benchSize, median(o)), "tier-MB/s")
-	b.ReportMetric(mbps(benchSize, median(p)), "downloadfile-MB/s")
+	ratio := measure.Median(p).Seconds() / measure.Median(o).Seconds()
+	b.ReportMetric(measure.MBps(benchSize, measure.Median(o)), "tier-MB/s")
+	b.ReportMetric(measure.MBps(benchSize, measure.Median(p)), "downloadfile-MB/s")
 	b.ReportMetric(ratio, "ratio")
 	fmt.Printf("\n(c) Azurite-tier hit of a %d MiB blob: %.0f MB/s vs azblob DownloadFile %.0f MB/s (medians of %d; runs %v vs %v): ratio %.2f; target >= 0.9: %s\n",
-		benchSize>>20, mbps(benchSize, median(o)), mbps(benchSize, median(p)), benchRuns, rates(benchSize, o), rates(benchSize, p), ratio, verdict(ratio >= 0.9))
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT MET"
+		benchSize>>20, measure.MBps(benchSize, measure.Median(o)), measure.MBps(benchSize, measure.Median(p)), benchRuns, measure.Rates(benchSize, o), measure.Rates(benchSize, p), ratio, measure.Verdict(ratio >= 0.9))
 }
 
 // timeIt runs fn on a fresh file at path and returns how long it took.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/berthhq/berth/imagecache/tiertest"
+	"github.com/berthhq/berth/internal/measure"
 )
 
 // benchRuns is how many times each measurement is repeated; medians are
@@ -18,14 +18,6 @@ const benchRuns = 7
 
 // benchSize is the blob read: a large Windows layer.
 const benchSize = 256 << 20
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / (1 << 20) }
 
 // BenchmarkDiskOpen measures the read throughput of a disk-tier hit (Open,
 // read to the end) against reading the same file with os.Open, both from
@@ -78,10 +70,10 @@ func BenchmarkDiskOpen(b *testing.B) {
 		r = append(r, raw())
 	}
 	b.StopTimer()
-	ratio := median(r).Seconds() / median(t).Seconds()
-	b.ReportMetric(mbps(benchSize, median(t)), "tier-MB/s")
-	b.ReportMetric(mbps(benchSize, median(r)), "raw-MB/s")
+	ratio := measure.Median(r).Seconds() / measure.Median(t).Seconds()
+	b.ReportMetric(measure.MBps(benchSize, measure.Median(t)), "tier-MB/s")
+	b.ReportMetric(measure.MBps(benchSize, measure.Median(r)), "raw-MB/s")
 	b.ReportMetric(ratio, "ratio")
 	fmt.Printf("\ndisk-tier hit of a %d MiB blob: %.0f MB/s vs os.Open of the same file %.0f MB/s (medians of %d, page cache warm): ratio %.2f\n",
-		benchSize>>20, mbps(benchSize, median(t)), mbps(benchSize, median(r)), benchRuns, ratio)
+		benchSize>>20, measure.MBps(benchSize, measure.Median(t)), measure.MBps(benchSize, measure.Median(r)), benchRuns, ratio)
 }
