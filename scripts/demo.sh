@@ -3,16 +3,19 @@
 # repository's root:
 #
 #   1. wipes a previous run (its processes, mounts and files);
-#   2. starts Azurite, the Azure Blob Storage emulator;
+#   2. starts Azurite, the Azure Blob Storage emulator, and Debian's
+#      docker-registry as a local upstream registry;
 #   3. builds engine packages from Debian's docker.io binaries (two versions,
 #      and a third one broken on purpose to try a failed upgrade), signs them
 #      into TUF release metadata and publishes them to a Blob container;
 #   4. writes and validates an agent.yaml that trusts that metadata;
 #   5. has berth-agent install Docker Engine from it, runs a container,
 #      upgrades the engine under a running container, rolls back;
-#   6. starts the agent's daemon and prints what to try.
+#   6. seeds the registry, enables the image cache and starts the agent's
+#      daemon, which serves it;
+#   7. pulls images through the cache and prints what to try.
 #
-# It exits leaving Azurite, the engine and the agent running in the
+# It exits leaving Azurite, the registry, the engine and the agent running in the
 # background. `scripts/demo.sh stop` stops them and removes demo/.
 #
 # usage: scripts/demo.sh [start|stop]   (`make demo` runs make deps, make build, then this)
@@ -39,6 +42,8 @@ CFG="$DEMO/agent.yaml"
 AGENT="$ROOT/bin/berth-agent"
 CONTROL="$ROOT/bin/berth-control"
 AZURITE_MAIN="$ROOT/tools/azurite/node_modules/azurite/dist/src/blob/main.js"
+REGISTRY=/usr/bin/docker-registry
+REG_CFG="$DEMO/registry/config.yml"
 AZ_ACCOUNT=devstoreaccount1
 # Azurite's well-known development key: public, the same in every Azurite.
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -147,7 +152,7 @@ has_systemd() { [ -d /run/systemd/system ]; }
 
 # cleanup stops and removes everything a run of the demo left: the agent
 # first (else it restarts the engine), then containers, the engine, Azurite,
-# mounts and files. Safe to run when nothing runs.
+# the registry, mounts and files. Safe to run when nothing runs.
 cleanup() {
 	local pids m
 	if [ ! -e "$DEMO" ] && [ ! -e "$STATE" ] && [ -z "$(pids_cmdline "$CFG")" ]; then
@@ -192,6 +197,9 @@ cleanup() {
 	pids=$(pids_cmdline "--location $DEMO/azurite")
 	# shellcheck disable=SC2086
 	stop_pids "Azurite" 10 $pids
+	pids=$(pids_cmdline "serve $REG_CFG")
+	# shellcheck disable=SC2086
+	stop_pids "docker-registry" 10 $pids
 	for m in $(mounts_under "$STATE"; [ "$STATE" = "$DEMO/state" ] || mounts_under "$DEMO"); do
 		umount -l "$m" 2>/dev/null || true
 	done
@@ -212,11 +220,11 @@ cleanup() {
 
 stop_cmd() {
 	[ "$(id -u)" -eq 0 ] || { echo "demo: run as root" >&2; exit 1; }
-	step "Stopping the demo: agent, containers, engine, Azurite; removing demo/"
+	step "Stopping the demo: agent, containers, engine, Azurite, registry; removing demo/"
 	cleanup
 	local left
 	# shellcheck disable=SC2086
-	left="$(pids_exe_under "$STATE") $(pids_in_containers $CIDS) $(pids_cmdline "--location $DEMO/azurite") $(pids_cmdline "--config $CFG")"
+	left="$(pids_exe_under "$STATE") $(pids_in_containers $CIDS) $(pids_cmdline "--location $DEMO/azurite") $(pids_cmdline "serve $REG_CFG") $(pids_cmdline "--config $CFG")"
 	left="${left//$'\n'/ }"
 	if [ -n "${left// /}" ] || [ -n "$(mounts_under "$STATE")$(mounts_under "$DEMO")" ]; then
 		echo "demo: some processes or mounts are left:$left" >&2
@@ -255,6 +263,68 @@ start_azurite() {
 	die "Azurite did not start" "$DEMO/azurite.log"
 }
 
+# start_registry runs Debian's docker-registry (distribution) on a free
+# loopback port, storing under demo/registry.
+start_registry() {
+	local attempt pid i
+	for attempt in 1 2 3; do
+		REG_PORT=$(free_port)
+		mkdir -p "$DEMO/registry/data"
+		cat >"$REG_CFG" <<-EOF
+			version: 0.1
+			log:
+			  level: info
+			storage:
+			  filesystem:
+			    rootdirectory: $DEMO/registry/data
+			http:
+			  addr: 127.0.0.1:$REG_PORT
+		EOF
+		printf '  %s$ docker-registry serve demo/registry/config.yml >demo/registry.log 2>&1 &%s   (http addr 127.0.0.1:%s, storage demo/registry/data)\n' "$DIM" "$R" "$REG_PORT"
+		(cd "$DEMO/registry" && exec setsid nohup "$REGISTRY" serve "$REG_CFG" >"$DEMO/registry.log" 2>&1 </dev/null) &
+		pid=$!
+		for ((i = 0; i < 100; i++)); do
+			[ -n "$(alive "$pid")" ] || break
+			if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$REG_PORT/v2/")" = 200 ]; then
+				echo "$pid" >"$DEMO/registry.pid"
+				note "docker-registry (pid $pid) serves http://127.0.0.1:$REG_PORT"
+				return 0
+			fi
+			sleep 0.1
+		done
+		kill "$pid" 2>/dev/null || true
+		note "docker-registry did not come up on port $REG_PORT (attempt $attempt): $(tail -n 3 "$DEMO/registry.log" 2>/dev/null | tr '\n' ' ')"
+	done
+	die "docker-registry did not start" "$DEMO/registry.log"
+}
+
+# write_config CACHE: writes agent.yaml; CACHE is its cache: section.
+write_config() {
+	cat >"$CFG" <<-EOF
+		# berth-agent configuration written by scripts/demo.sh
+		agent:
+		  stateDir: $STATE
+		engine:
+		  version: $V1
+		  endpoint: $DOCKER_H
+		  settings:            # into daemon.json; each engine of the demo is isolated:
+		    exec-root: $STATE/exec
+		    pidfile: $STATE/docker.pid
+		    data-root: $STATE/data
+		    bridge: none       # no network changes on this machine
+		    iptables: false
+		    ip6tables: false
+		  releases:
+		    url: $RELEASES_URL
+		    auth: shared-key
+		    keyFile: $DEMO/azurite.key
+		    rootFile: $DEMO/releases/metadata/root.json
+		health:
+		  listen: 127.0.0.1:$HEALTH_PORT   # /healthz and /metrics
+	EOF
+	printf '%s\n' "$1" >>"$CFG"
+}
+
 preflight() {
 	[ "$(id -u)" -eq 0 ] || die "the demo runs engines and mounts: run it as root"
 	local miss=()
@@ -265,6 +335,7 @@ preflight() {
 	for c in node curl dockerd docker containerd runc; do command -v "$c" >/dev/null || miss+=("$c"); done
 	[ -x /bin/busybox ] || miss+=(busybox)
 	[ -f "$AZURITE_MAIN" ] || miss+=(azurite)
+	[ -x "$REGISTRY" ] || miss+=(docker-registry)
 	((${#miss[@]} == 0)) || die "missing: ${miss[*]}; run 'make deps'"
 }
 
@@ -272,20 +343,23 @@ start_cmd() {
 	local t0=$SECONDS
 	preflight
 	trap on_err ERR
-	printf '%sBerth demo%s: signed engine packages in Azure Blob Storage (Azurite) → berth-agent installs Docker Engine → a container runs.\n' "$B" "$R"
+	printf '%sBerth demo%s: %s\n' "$B" "$R" "signed engine packages in Azure Blob Storage (Azurite) → berth-agent installs Docker Engine → a container runs → images pulled through berth-agent's image cache."
 	note "everything lives in $(where); the commands below run from $ROOT"
 
-	step "1/6 Wiping a previous run of the demo"
+	step "1/7 Wiping a previous run of the demo"
 	cleanup
 	mkdir -p "$DEMO" "$STATE"
 
-	step "2/6 Starting Azurite, the Azure Blob Storage emulator" "$DEMO/azurite.log"
+	step "2/7 Starting Azurite, the Azure Blob Storage emulator, and a local upstream registry" "$DEMO/azurite.log"
 	start_azurite
+	HINT="$DEMO/registry.log"
+	start_registry
+	REG="127.0.0.1:$REG_PORT"
 	RELEASES_URL="http://127.0.0.1:$AZ_PORT/$AZ_ACCOUNT/releases"
 	(umask 077 && printf '%s\n' "$AZ_KEY" >"$DEMO/azurite.key")
 	note "the account key of $AZ_ACCOUNT is in demo/azurite.key (mode 0600)"
 
-	step "3/6 Building engine packages from Debian's docker.io binaries, signing and publishing them"
+	step "3/7 Building engine packages from Debian's docker.io binaries, signing and publishing them"
 	show go build -o "$DEMO/bin/mkbundle" ./packaging/enginebundle/mkbundle
 	mkdir -p "$DEMO/packages"
 	local j builds=()
@@ -306,33 +380,14 @@ start_cmd() {
 	show "$CONTROL" releases publish --repo "$DEMO/releases" --to "$RELEASES_URL" --auth shared-key --key-file "$DEMO/azurite.key"
 	show "$CONTROL" releases list --repo "$DEMO/releases"
 
-	step "4/6 Writing the agent's configuration"
-	cat >"$CFG" <<-EOF
-		# berth-agent configuration written by scripts/demo.sh
-		agent:
-		  stateDir: $STATE
-		engine:
-		  version: $V1
-		  endpoint: $DOCKER_H
-		  settings:            # into daemon.json; each engine of the demo is isolated:
-		    exec-root: $STATE/exec
-		    pidfile: $STATE/docker.pid
-		    data-root: $STATE/data
-		    bridge: none       # no network changes on this machine
-		    iptables: false
-		    ip6tables: false
-		  releases:
-		    url: $RELEASES_URL
-		    auth: shared-key
-		    keyFile: $DEMO/azurite.key
-		    rootFile: $DEMO/releases/metadata/root.json
-		cache:
-		  enabled: false       # the image cache comes in a later step of the demo
-	EOF
+	step "4/7 Writing the agent's configuration"
+	HEALTH_PORT=$(free_port)
+	write_config "cache:
+  enabled: false       # the image cache is enabled in step 6, once the engine is in place"
 	sed 's/^/    /' "$CFG"
 	show "$AGENT" config validate "$CFG"
 
-	step "5/6 berth-agent installs Docker Engine, a container runs, the engine is upgraded under it and rolled back" "$STATE/logs/dockerd.log"
+	step "5/7 berth-agent installs Docker Engine, a container runs, the engine is upgraded under it and rolled back" "$STATE/logs/dockerd.log"
 	if has_systemd; then
 		note "this machine runs systemd: the agent runs the engine as berth-docker.service and stops Debian's"
 		note "docker.service/docker.socket (Berth owns the engine); '$ME stop' starts them again"
@@ -381,19 +436,74 @@ start_cmd() {
 	fi
 	printf '    %sdemo-sleeper still runs: same pid %s%s\n' "$GRN" "$pid_before" "$R"
 
-	step "6/6 Starting the agent's daemon (berth-agent run) in the background" "$DEMO/agent.log"
+	step "6/7 Seeding the local registry, enabling the image cache, starting the agent's daemon" "$DEMO/registry.log"
+	sub "seed the registry at $REG: busybox:demo, and demo/tools:v1 (busybox:demo plus one layer)"
+	note "demo-sleeper has shown what it had to: it goes, so that the image leaves the engine and the pulls below are real"
+	show docker -H "$DOCKER_H" rm -f demo-sleeper
+	show docker -H "$DOCKER_H" tag busybox:demo "$REG/library/busybox:demo"
+	show docker -H "$DOCKER_H" run --name demo-tools --network none busybox:demo sh -c 'echo berth demo tools v1 >/etc/tools-release'
+	show docker -H "$DOCKER_H" commit demo-tools "$REG/demo/tools:v1"
+	show docker -H "$DOCKER_H" rm demo-tools
+	note "(127.0.0.1 registries are plain http: dockerd allows them by default)"
+	show docker -H "$DOCKER_H" push -q "$REG/library/busybox:demo"
+	show docker -H "$DOCKER_H" push -q "$REG/demo/tools:v1"
+	show docker -H "$DOCKER_H" rmi -f busybox:demo "$REG/library/busybox:demo" "$REG/demo/tools:v1"
+
+	sub "enable the image cache in demo/agent.yaml: disk, then a Blob container, then the registry" "$DEMO/agent.log"
+	CACHE_PORT=$(free_port)
+	write_config "cache:
+  enabled: true
+  listen: 127.0.0.1:$CACHE_PORT    # dockerd's registry-mirrors and berth-agent pull
+  local:
+    dir: $STATE/cache
+  storage:                         # a tier shared by hosts: a Blob container (created if missing)
+    - url: http://127.0.0.1:$AZ_PORT/$AZ_ACCOUNT/images
+      auth: shared-key
+      keyFile: $DEMO/azurite.key
+  upstreams:
+    docker.io:                     # in this demo, Docker Hub names resolve to the local registry
+      endpoint: http://$REG
+    \"$REG\":
+      endpoint: http://$REG"
+	sed -n '/^health:/,$p' "$CFG" | sed 's/^/    /'
+	show "$AGENT" config validate "$CFG"
+
+	sub "start the agent's daemon (berth-agent run): it serves the cache and writes registry-mirrors into the engine's daemon.json"
 	printf '  %s$ setsid nohup bin/berth-agent run --config demo/agent.yaml >demo/agent.log 2>&1 &%s\n' "$DIM" "$R"
 	setsid nohup "$AGENT" run --config "$CFG" >"$DEMO/agent.log" 2>&1 </dev/null &
 	local apid=$! i
 	echo "$apid" >"$DEMO/agent.pid"
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 150; i++)); do
 		kill -0 "$apid" 2>/dev/null || die "berth-agent run exited: $(tail -n 5 "$DEMO/agent.log")" "$DEMO/agent.log"
-		grep -q 'agent running' "$DEMO/agent.log" 2>/dev/null && break
-		sleep 0.1
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$CACHE_PORT/v2/")" = 200 ] && break
+		sleep 0.2
 	done
-	sleep 2
-	kill -0 "$apid" 2>/dev/null || die "berth-agent run exited: $(tail -n 5 "$DEMO/agent.log")" "$DEMO/agent.log"
-	note "berth-agent run (pid $apid) keeps engine $V1 running and configured; it logs to demo/agent.log"
+	((i < 150)) || die "the image cache does not answer GET http://127.0.0.1:$CACHE_PORT/v2/ with 200" "$DEMO/agent.log"
+	note "berth-agent run (pid $apid) serves the cache: GET http://127.0.0.1:$CACHE_PORT/v2/ → 200"
+	# The daemon rewrites daemon.json with registry-mirrors and restarts the
+	# engine (live-restore): wait until the engine runs with the mirror.
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$apid" 2>/dev/null || die "berth-agent run exited: $(tail -n 5 "$DEMO/agent.log")" "$DEMO/agent.log"
+		docker -H "$DOCKER_H" info --format '{{.RegistryConfig.Mirrors}}' 2>/dev/null | grep -qF "127.0.0.1:$CACHE_PORT" && break
+		sleep 0.2
+	done
+	((i < 150)) || die "the engine did not take the cache as its registry mirror" "$DEMO/agent.log"
+	show grep -F -A2 registry-mirrors "$STATE/engines/docker/config/daemon.json"
+	note "berth-agent run keeps engine $V1 running and configured; it logs to demo/agent.log"
+
+	step "7/7 Pulling images through the image cache" "$DEMO/agent.log"
+	note "cache.upstreams maps docker.io to http://$REG: Docker Hub names resolve to the local registry in this demo"
+	sub "dockerd pulls a Docker Hub name: registry-mirrors sends it to the cache"
+	show docker -H "$DOCKER_H" pull busybox:demo
+	sub "berth-agent pull: any registry through the cache, with per-layer progress (the busybox layer is there already)"
+	show "$AGENT" pull "$REG/demo/tools:v1" --config "$CFG"
+	show docker -H "$DOCKER_H" images
+	show docker -H "$DOCKER_H" run --rm --network none "$REG/demo/tools:v1" cat /etc/tools-release
+	sub "the cache's figures"
+	show "$AGENT" cache stats --config "$CFG"
+	LAST="curl -s http://127.0.0.1:$HEALTH_PORT/metrics | grep ^berth_cache_"
+	printf '  %s$ %s%s\n' "$DIM" "$LAST" "$R"
+	curl -s "http://127.0.0.1:$HEALTH_PORT/metrics" | grep '^berth_cache_' | sed 's/^/    /' || note "(no berth_cache_ figures)"
 	trap - ERR
 
 	local a="$AGENT" c="--config $CFG" d="docker -H $DOCKER_H"
@@ -401,11 +511,11 @@ start_cmd() {
 	has_systemd && restart_note="systemd (berth-docker.service) and the agent start it again"
 	cat <<-EOF
 
-		${GRN}${B}The demo runs${R} (took $((SECONDS - t0)) s): Azurite, Docker Engine $V1 and berth-agent are in the background.
+		${GRN}${B}The demo runs${R} (took $((SECONDS - t0)) s): Azurite, the registry, Docker Engine $V1 and berth-agent (serving the image cache) are in the background.
 
 		${B}What to try${R}
 		  $a engine status $c
-		  $d ps
+		  $d images
 		  $d run --rm --network none busybox:demo echo hi
 
 		  # kill the engine and watch the agent bring it back ($restart_note):
@@ -415,6 +525,10 @@ start_cmd() {
 		  # an upgrade to a broken package: the health gate fails and the agent rolls back by itself:
 		  $a engine upgrade $VBROKEN $c; $a engine list $c
 
+		  # the image cache: empty its disk tier and pull again: the layer now comes from the Blob container
+		  $d rmi busybox:demo; $a cache prune $c; $d pull busybox:demo; $a cache stats $c
+		  curl -s http://127.0.0.1:$HEALTH_PORT/metrics | grep ^berth_cache_
+
 		  # what was published to Blob Storage, and the agent's view of it:
 		  $CONTROL releases list --repo $DEMO/releases
 		  $a config show $c
@@ -423,8 +537,9 @@ start_cmd() {
 		  the agent daemon:  $DEMO/agent.log (and $STATE/logs/agent.log)
 		  the engine:        $STATE/logs/dockerd.log
 		  Azurite:           $DEMO/azurite.log
+		  the registry:      $DEMO/registry.log
 
-		${B}Stop everything${R} (agent, containers, engine, Azurite; removes demo/):
+		${B}Stop everything${R} (agent, containers, engine, Azurite, registry; removes demo/):
 		  $ME stop
 	EOF
 }
@@ -432,7 +547,7 @@ start_cmd() {
 case "${1:-start}" in
 start) start_cmd ;;
 stop) stop_cmd ;;
--h | --help | help) sed -n '2,18p' "$ME" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,21p' "$ME" | sed 's/^# \{0,1\}//' ;;
 *)
 	echo "usage: $0 [start|stop]" >&2
 	exit 2
