@@ -127,7 +127,12 @@ const (
 // writes it, until ctx ends. Errors are logged and retried, never fatal.
 func (h *Host) Run(ctx context.Context) error {
 	h.log.Info("agent running", "state_dir", h.Config.StateDir(), "engine_managed", h.Config.Engine.Managed)
-	ts := telemetry.NewServer(h.Metrics, h.log)
+	mon := telemetry.NewMonitor(h.Checks(), 10*time.Second)
+	monCtx, stopMon := context.WithCancel(ctx)
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(monCtx) }()
+	defer func() { stopMon(); <-monDone }()
+	ts := telemetry.NewServer(h.Metrics, mon, h.log)
 	if err := ts.Start(h.Config.Health.Listen); err != nil {
 		h.log.Error("start the health endpoint", "err", err)
 	} else {

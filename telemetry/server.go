@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server serves /metrics on health.listen.
+// Server serves /healthz and /metrics on health.listen.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -24,13 +24,14 @@ type Server struct {
 	log  *slog.Logger
 }
 
-// NewServer returns a server of reg's figures, with the Go runtime's and
-// the process's added.
-func NewServer(reg *prometheus.Registry, log *slog.Logger) *Server {
+// NewServer returns a server of the monitor's health and reg's figures,
+// with the Go runtime's and the process's added.
+func NewServer(reg *prometheus.Registry, health *Monitor, log *slog.Logger) *Server {
 	// The collectors package would bring database/sql into the agent for
 	// its DB collector; the base package's constructors do the same job.
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})) //nolint:staticcheck
 	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	return &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log.With("component", "telemetry")}
 }

@@ -122,6 +122,32 @@ func TestPullsThroughTheCache(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// /healthz (what the Application Health extension probes) and the
+	// health command agree the host is healthy, cache listener included.
+	healthURL := "http://" + b.cfg["health"].(map[string]any)["listen"].(string) + "/healthz"
+	waitFor(t, 30*time.Second, "/healthz to report Healthy", func() bool {
+		resp, err := http.Get(healthURL)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var hz struct {
+			State                  string
+			ApplicationHealthState string
+			Checks                 []struct{ Name, Status string }
+		}
+		if json.NewDecoder(resp.Body).Decode(&hz) != nil || resp.StatusCode != 200 {
+			return false
+		}
+		names := ""
+		for _, c := range hz.Checks {
+			names += c.Name + " "
+		}
+		return hz.ApplicationHealthState == "Healthy" && strings.Contains(names, "cache-listener") && strings.Contains(names, "engine")
+	})
+	if out := b.mustRun("health"); !strings.Contains(out, "engine") || strings.Contains(out, "Unhealthy") {
+		t.Errorf("berth-agent health:\n%s", out)
+	}
 	before := reg.CountRequests(t, "GET", "/blobs/")
 	if before == 0 {
 		t.Fatal("the upstream saw no blob GET: the pulls did not go through the cache to it")

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/docker"
@@ -29,6 +30,7 @@ import (
 	"github.com/berthhq/berth/internal/progress"
 	"github.com/berthhq/berth/internal/svc"
 	"github.com/berthhq/berth/provision"
+	"github.com/berthhq/berth/telemetry"
 )
 
 func main() {
@@ -52,6 +54,7 @@ type env struct {
 	configPath     string
 	output         string
 	logLevel       string
+	watch          bool
 	args           []string
 }
 
@@ -71,7 +74,7 @@ func commands() []command {
 		{"extension", "Azure VM extension handler entry points", notYet},
 		{"pull", "pull images through the cache into the engine", cmdPull},
 		{"cache", "stats|verify|prune [--to SIZE] the image cache", cmdCache},
-		{"health", "run the health checks and print them", notYet},
+		{"health", "run the health checks and print them (--watch: every 5 s)", cmdHealth},
 		{"self-update", "update the agent from the release channel", notYet},
 		{"version", "print version, commit, build date and platform", cmdVersion},
 	}
@@ -111,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.configPath, "config", paths.ConfigFile(), "config file (default: $BERTH_CONFIG, else the platform path)")
 	fs.StringVar(&e.output, "output", "text", "output format: text or json")
 	fs.StringVar(&e.logLevel, "log-level", logging.LevelFromEnv("info"), "log level: debug, info, warn, error")
+	if cmd.name == "health" {
+		fs.BoolVar(&e.watch, "watch", false, "run the checks every 5 s until interrupted")
+	}
 	rest, err := cli.ParseInterspersed(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -547,5 +553,43 @@ func cmdCache(ctx context.Context, e *env) error {
 		}
 		fmt.Fprintf(e.stdout, "pruned %d blobs (%s)\n", res.Blobs, agentconfig.Size(res.Bytes))
 		return nil
+	}
+}
+
+func cmdHealth(ctx context.Context, e *env) error {
+	if len(e.args) != 0 {
+		return usageError{errors.New("health takes no arguments")}
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: e.logger()})
+	if err != nil {
+		return err
+	}
+	for {
+		res := telemetry.Run(ctx, h.Checks(), 10*time.Second)
+		if e.output == "json" {
+			if err := e.printJSON(res); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "%s  %s\n", res.Time.Format(time.RFC3339), res.State)
+			for _, c := range res.Checks {
+				fmt.Fprintf(e.stdout, "  %-4s %-28s %s\n", c.Status, c.Name, c.Message)
+			}
+		}
+		if !e.watch {
+			if res.HTTPStatus() != 200 {
+				return fmt.Errorf("host is %s", res.State)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
