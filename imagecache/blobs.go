@@ -260,6 +260,19 @@ func (l *lazyStatus) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// ReadFrom writes the status, then lets the connection copy from r itself:
+// from a file, that is sendfile.
+func (l *lazyStatus) ReadFrom(r io.Reader) (int64, error) {
+	if !l.wrote {
+		l.wrote = true
+		l.w.WriteHeader(l.status)
+	}
+	if rf, ok := l.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{l.w}, r)
+}
+
 func statusOf(partial bool) int {
 	if partial {
 		return http.StatusPartialContent
@@ -509,7 +522,6 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 	defer in.Close()
 	lw := &lazyStatus{w: w, status: statusOf(partial)}
 	pos := start
-	buf := make([]byte, 256<<10)
 	for pos < end {
 		f.mu.Lock()
 		written, done, verified, ferr, ch := f.written, f.done, f.verified, f.err, f.notify
@@ -533,15 +545,16 @@ func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 		}
-		n, err := in.ReadAt(buf[:min(int64(len(buf)), limit-pos)], pos)
-		if n > 0 {
-			if _, werr := lw.Write(buf[:n]); werr != nil {
-				return nil // the client went away
-			}
-			pos += int64(n)
+		if _, err := in.Seek(pos, io.SeekStart); err != nil {
+			abort(w)
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			panic(http.ErrAbortHandler)
+		n, err := lw.ReadFrom(&io.LimitedReader{R: in, N: limit - pos})
+		pos += n
+		if err != nil {
+			return nil // the client went away
+		}
+		if n == 0 {
+			abort(w) // the spool holds less than it said: never a short 200
 		}
 	}
 	if !lw.wrote { // an empty range or blob

@@ -317,7 +317,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var daemons sync.Map // *rig → *exec.Cmd
+var daemons sync.Map // *rig → *daemon
+
+// daemon is a running `berth-agent run` and its output.
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+}
 
 func (b *rig) startDaemon() *syncBuffer {
 	b.t.Helper()
@@ -327,7 +333,7 @@ func (b *rig) startDaemon() *syncBuffer {
 	if err := cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
-	daemons.Store(b, cmd)
+	daemons.Store(b, &daemon{cmd: cmd, logs: logs})
 	b.t.Cleanup(b.stopDaemon)
 	return logs
 }
@@ -337,7 +343,15 @@ func (b *rig) stopDaemon() {
 	if !ok {
 		return
 	}
-	cmd := v.(*exec.Cmd)
+	d := v.(*daemon)
+	cmd := d.cmd
+	// A service manager stops a service that has started: a SIGTERM in the
+	// first milliseconds of the process, before it could install its
+	// handler, would test the Go runtime, not the agent.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(d.logs.String(), "agent running") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
