@@ -134,6 +134,12 @@ type trustedFile interface {
 	TrustedFile() *os.File
 }
 
+// adopter is a tier that can take a verified file as a blob without
+// copying it (the disk tier, by hard link).
+type adopter interface {
+	Adopt(ctx context.Context, d cas.Digest, size int64, path string) error
+}
+
 // verifiedMarker is a tier that remembers a blob was just verified whole.
 type verifiedMarker interface {
 	MarkVerified(d cas.Digest) error
@@ -391,6 +397,13 @@ func (f *flight) run(req request) {
 		top = from
 	}
 	for _, t := range c.o.Tiers[:top] {
+		if a, ok := t.(adopter); ok {
+			// The spool is verified and on the tier's file system: link it.
+			if err := a.Adopt(c.ctx, f.d, f.written, f.path); err != nil {
+				c.log.Warn("store blob in tier", "tier", t.Name(), "digest", f.d, "err", err)
+			}
+			continue
+		}
 		src, err := os.Open(f.path)
 		if err != nil {
 			c.log.Error("reopen spooled blob", "path", f.path, "err", err)

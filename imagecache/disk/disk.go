@@ -475,6 +475,63 @@ func (d *Disk) Put(ctx context.Context, dg cas.Digest, size int64, r io.Reader) 
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("disk put %s: %w", dg, err)
 	}
+	keep = true // commitTemp owns tmp from here
+	return d.commitTemp(ctx, dg, h, size, tmp)
+}
+
+// Adopt stores as blob dg the file at path, whose size bytes the caller has
+// already verified against dg, by hard-linking it into place instead of
+// copying and hashing it again: the cache's verified spool files become
+// blobs this way. Where a link cannot be made (another file system, no
+// hard links) it falls back to Put, which reads and checks the file.
+func (d *Disk) Adopt(ctx context.Context, dg cas.Digest, size int64, path string) error {
+	h, err := checkDigest(dg)
+	if err != nil {
+		return fmt.Errorf("disk adopt: %w", err)
+	}
+	if d.max > 0 && size > d.max {
+		return fmt.Errorf("disk adopt %s: %d bytes is more than the cache's maxSize (%d bytes)", dg, size, d.max)
+	}
+	if d.present(h) {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("disk adopt %s: %w", dg, err)
+	}
+	if fi.Size() != size {
+		return fmt.Errorf("disk adopt %s: %w: the file holds %d bytes, want %d", dg, cas.ErrDigestMismatch, fi.Size(), size)
+	}
+	tmp := filepath.Join(d.tmpDir, fmt.Sprintf("%s-%d.link", h[:16], time.Now().UnixNano()))
+	if err := os.Link(path, tmp); err != nil {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("disk adopt %s: %w", dg, err)
+		}
+		defer f.Close()
+		return d.Put(ctx, dg, size, f)
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0) // Windows flushes only a writable handle
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk adopt %s: flush: %w", dg, err)
+	}
+	return d.commitTemp(ctx, dg, h, size, tmp)
+}
+
+// commitTemp renames tmp, a flushed file holding blob dg's verified
+// content, into place and indexes it; on failure it removes tmp.
+func (d *Disk) commitTemp(ctx context.Context, dg cas.Digest, h string, size int64, tmp string) error {
+	keep := false
+	defer func() {
+		if !keep {
+			os.Remove(tmp)
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("disk put %s: %w", dg, err)
 	}
@@ -485,7 +542,7 @@ func (d *Disk) Put(ctx context.Context, dg cas.Digest, size int64, r io.Reader) 
 	}
 
 	d.mu.Lock()
-	err = os.Rename(tmp, final)
+	err := os.Rename(tmp, final)
 	if err != nil && d.idx[h] != nil {
 		// Windows refuses to replace a file some process holds open
 		// without sharing delete access. Another Put stored the same

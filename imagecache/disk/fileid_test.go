@@ -53,3 +53,40 @@ func TestTrustEndsWhenTheFileChanges(t *testing.T) {
 		t.Fatal("MarkVerified did not restore trust")
 	}
 }
+
+// Adopt links a verified file in as a blob, without copying it.
+func TestAdoptLinksAVerifiedFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := New(Options{Dir: dir + "/cache"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	body := bytes.Repeat([]byte("spool"), 4000)
+	dg := cas.FromBytes(body)
+	spool := dir + "/cache/spool-file"
+	if err := os.WriteFile(spool, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Adopt(ctx, dg, int64(len(body)+1), spool); err == nil {
+		t.Fatal("adopted a file of the wrong size")
+	}
+	if err := d.Adopt(ctx, dg, int64(len(body)), spool); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(spool)
+	b, _ := os.Stat(d.blobPath(dg.Hex()))
+	if !os.SameFile(a, b) {
+		t.Error("the blob is a copy, not a link of the spool file")
+	}
+	os.Remove(spool) // the spool goes; the blob stays
+	rc, n, err := d.Open(ctx, dg, 0)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("Open after adopt: %d, %v", n, err)
+	}
+	rc.Close()
+}
