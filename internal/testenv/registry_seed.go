@@ -326,12 +326,10 @@ func RandomLayer(size int) []byte {
 // pusher pushes to a registry through its API, answering basic and bearer
 // challenges with the URL's user info.
 type pusher struct {
-	base   *url.URL
-	user   *url.Userinfo
-	hc     *http.Client
-	authz  map[string]string // Authorization by scope
-	bearer map[string]string // the registry's Bearer challenge parameters
-	basic  bool
+	base  *url.URL
+	user  *url.Userinfo
+	hc    *http.Client
+	authz map[string]string // Authorization by scope
 }
 
 func newPusher(t testing.TB, registryURL string) *pusher {
