@@ -229,6 +229,12 @@ func (d *Disk) flushLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// `berth-agent cache prune|verify` may remove blobs while the
+		// daemon runs; drop what they removed before the flush, so the
+		// daemon's size accounting and index follow within one interval.
+		if n, freed := d.dropMissing(); n > 0 {
+			d.log.Info("blobs removed by another process dropped from the index", "count", n, "bytes", freed)
+		}
 		fctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := d.flush(fctx)
 		cancel()
@@ -406,6 +412,34 @@ func (d *Disk) removeCorrupt(h string, e *entry) bool {
 		d.log.Warn("cannot remove a corrupt blob", "digest", "sha256:"+h, "err", err)
 	}
 	return true
+}
+
+// dropMissing drops the index entries whose files are gone and that no
+// reader holds open, and returns how many and their bytes. It stats every
+// blob outside the lock, so serving goes on while it runs.
+func (d *Disk) dropMissing() (int, int64) {
+	d.mu.Lock()
+	hs := make([]string, 0, len(d.idx))
+	for h := range d.idx {
+		hs = append(hs, h)
+	}
+	d.mu.Unlock()
+	n, freed := 0, int64(0)
+	for _, h := range hs {
+		if _, err := os.Lstat(d.blobPath(h)); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		d.mu.Lock()
+		// Look again under the lock: a commit may have just put it back.
+		if e := d.idx[h]; e != nil && e.readers == 0 {
+			if _, err := os.Lstat(d.blobPath(h)); errors.Is(err, fs.ErrNotExist) {
+				n, freed = n+1, freed+e.size
+				d.dropLocked(h)
+			}
+		}
+		d.mu.Unlock()
+	}
+	return n, freed
 }
 
 // dropLocked removes h from the index.

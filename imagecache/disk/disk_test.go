@@ -439,3 +439,45 @@ func TestFlushLoopWritesAccessTimes(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// `berth-agent cache prune` opens the tier beside the running daemon's; the
+// daemon's figures and index must follow what it removed.
+func TestDaemonFollowsPruneByAnotherProcess(t *testing.T) {
+	const kib = 1 << 10
+	dir := filepath.Join(t.TempDir(), "cache")
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon := newDisk(t, Options{Dir: dir, DB: db, FlushInterval: 20 * time.Millisecond})
+	for i := range 4 {
+		putBlob(t, daemon, uint64(i+1), 30*kib)
+	}
+	if err := daemon.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(Options{Dir: dir, DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cli.Prune(t.Context(), 60*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Blobs != 2 {
+		t.Fatalf("prune removed %d blobs, want 2", res.Blobs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for daemon.Stats().Bytes != 60*kib {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon still counts %+v 10s after the prune, want 60 KiB", daemon.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := daemon.Stats(); st.Blobs != 2 {
+		t.Errorf("daemon Stats after prune = %+v, want 2 blobs", st)
+	}
+}
