@@ -2,7 +2,8 @@
 # Installs, idempotently, what Berth's build, tests, benchmarks and demo need
 # on a fresh Debian machine (run as root): Go, Docker Engine and Debian's
 # registry as real components, busybox for a real tiny image, Node.js and
-# Azurite for Azure Blob Storage. Installs nothing that is already there.
+# Azurite for Azure Blob Storage, PostgreSQL and Chromium for the control
+# endpoint. Installs nothing that is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ have git || need_apt+=(git)
 have make || need_apt+=(make)
 have gcc || need_apt+=(gcc)
 have curl || need_apt+=(curl)
+# PostgreSQL for the control endpoint's scale-out store; Chromium for the
+# web page's browser tests. Tests start their own instances of both.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
+have chromium || need_apt+=(chromium)
 export PATH="/usr/local/go/bin:$PATH"
 go_version=1.26.8
 go_ok() { command -v go >/dev/null 2>&1 && [ "$(go env GOVERSION 2>/dev/null)" = "go$go_version" ] || go version 2>/dev/null | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; }

@@ -14,17 +14,18 @@ import (
 // hold and store; the agent's outbox checks a record against them before it
 // writes it, so it never keeps a record the endpoint would refuse.
 const (
-	MaxBatchBytes     = 4 << 20 // default body limit of DecodeBatch
-	MaxRecords        = 1000    // records per batch
-	MaxIDLen          = 128     // agent id, names, keys, kinds
-	MaxShortLen       = 256     // versions, label values, OS build
-	MaxMessageLen     = 4096    // check and event messages
-	MaxFieldValueLen  = 1024    // event field values
-	MaxChecks         = 64      // checks per heartbeat
-	MaxLabels         = 64      // labels per heartbeat
-	MaxCacheFigures   = 128     // cache figures per heartbeat
-	MaxEventFields    = 32      // fields per event
-	MaxClockSkewAhead = 7 * 24 * time.Hour
+	MaxBatchBytes      = 4 << 20 // default body limit of DecodeBatch
+	MaxRecords         = 1000    // records per batch
+	MaxIDLen           = 128     // agent id, names, keys, kinds
+	MaxShortLen        = 256     // versions, label values, OS build
+	MaxMessageLen      = 4096    // check and event messages
+	MaxFieldValueLen   = 1024    // event field values
+	MaxChecks          = 64      // checks per heartbeat
+	MaxLabels          = 64      // labels per heartbeat
+	MaxCacheFigures    = 128     // cache figures per heartbeat
+	MaxEventFields     = 32      // fields per event
+	MaxClockSkewAhead  = 7 * 24 * time.Hour
+	MaxIntervalSeconds = 86400 // a day between heartbeats at most
 )
 
 // MinTime is the earliest time a record may carry: anything before is a
@@ -215,6 +216,9 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 		if err := checkLen(p+".labels["+k+"]", v, MaxShortLen); err != nil {
 			return err
 		}
+	}
+	if h.IntervalSeconds < 0 || h.IntervalSeconds > MaxIntervalSeconds {
+		return invalid(p+".intervalSeconds", "%d is outside 0..%d", h.IntervalSeconds, MaxIntervalSeconds)
 	}
 	return checkLen(p+".osBuild", h.OSBuild, MaxShortLen)
 }

@@ -65,6 +65,9 @@ type Heartbeat struct {
 	AgentVersion string             `json:"agentVersion"`
 	Labels       map[string]string  `json:"labels,omitempty"`
 	OSBuild      string             `json:"osBuild,omitempty"`
+	// IntervalSeconds is the agent's control.reportInterval: the endpoint
+	// marks the host Stale when no report came for three of them.
+	IntervalSeconds int64 `json:"intervalSeconds"`
 	// Dropped is what the agent's outbox has dropped since it was created,
 	// in total (a state, not a delta, so a repeated heartbeat says the same).
 	Dropped Dropped `json:"dropped,omitzero"`
