@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/telemetry"
+	"github.com/berthhq/berth/telemetry/report"
 )
 
 // Checks are the host's health checks of SPEC: engine API, engine service,
@@ -20,7 +21,9 @@ func (h *Host) Checks() []telemetry.CheckFunc {
 		checks = append(checks, h.checkCacheListener)
 		for _, t := range h.Cache.Blobs {
 			checks = append(checks, func(ctx context.Context) telemetry.Check {
-				c := telemetry.Check{Name: "cache-tier " + t.Name(), Status: telemetry.OK, Message: "reachable"}
+				// The name is one the control endpoint accepts (no
+				// spaces, colons or slashes); the message names the tier.
+				c := telemetry.Check{Name: cacheTierCheck + report.Name(t.Name()), Status: telemetry.OK, Message: t.Name() + " reachable"}
 				if err := t.Health(ctx); err != nil {
 					c.Status, c.Message = telemetry.Warn, err.Error()+" (skipped; the disk and the upstream still serve)"
 				}
@@ -129,6 +132,17 @@ func (h *Host) checkControl(ctx context.Context) telemetry.Check {
 		return c
 	}
 	c.Message = h.Config.Control.URL + " reachable"
+	if h.Reporter == nil {
+		return c
+	}
+	// Reachable is not enough: a bad token or a refusing endpoint keeps
+	// reports queued, which is what an operator needs to see here.
+	if st := h.Reporter.Status(); !st.FailingSince.IsZero() {
+		c.Status = telemetry.Warn
+		c.Message = fmt.Sprintf("reports failing since %s: %s (%d queued)", st.FailingSince.UTC().Format(time.RFC3339), st.LastError, st.Queued)
+	} else if !st.LastSent.IsZero() {
+		c.Message += fmt.Sprintf("; reports sent %s", st.LastSent.UTC().Format(time.RFC3339))
+	}
 	return c
 }
 

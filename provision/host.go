@@ -1,6 +1,6 @@
 // Package provision converges a host to its desired state: it builds the
-// agent's components from agent.yaml (engine manager, and in time the image
-// cache and reporter) and runs the loop that keeps the host where it should
+// agent's components from agent.yaml (engine manager, image cache and the
+// reporter to control) and runs the loop that keeps the host where it should
 // be, both as the long-running daemon and as the one-shot `provision`.
 package provision
 
@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,10 +21,14 @@ import (
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/release"
 	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/buildinfo"
+	"github.com/berthhq/berth/internal/hostid"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/telemetry"
+	"github.com/berthhq/berth/telemetry/outbox"
+	"github.com/berthhq/berth/telemetry/report"
 )
 
 // Options wire a Host.
@@ -41,11 +47,21 @@ type Host struct {
 	Cache *CacheService
 	// Metrics holds every component's Prometheus figures.
 	Metrics *prometheus.Registry
-	log     *slog.Logger
+	// AgentID names this host to the control endpoint (see internal/hostid).
+	AgentID string
+	// Reporter queues heartbeats and events in agent.db and, while Run
+	// runs, sends them to control.url.
+	Reporter *report.Reporter
+	log      *slog.Logger
+
+	osBuild string
+	monitor atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
 }
 
-// NewHost builds the components that cfg asks for. It opens nothing on the
-// network: release metadata is fetched when a version is needed.
+// NewHost builds the components that cfg asks for. The only network call
+// is the agent id's first resolution, which asks IMDS for the VM id (within
+// 2 s, once per agent.db: the id is remembered); release metadata is
+// fetched when a version is needed, and reports are sent only by Run.
 func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, error) {
 	log := o.Logger
 	if log == nil {
@@ -53,6 +69,30 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 	}
 	stateDir := cfg.StateDir()
 	db, err := statedb.Open(filepath.Join(stateDir, paths.DBFile))
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{Config: cfg, DB: db, Metrics: prometheus.NewRegistry(), log: log.With("component", "provision"), osBuild: hostid.OSBuild()}
+	if err := resolveID(ctx, cfg, h); err != nil {
+		return nil, err
+	}
+	client, err := newClient(cfg.Control, log)
+	if err != nil {
+		return nil, err
+	}
+	// The reporter exists in every process that builds a Host, not only
+	// the daemon: an `engine upgrade` run by hand queues its events in
+	// agent.db, and the daemon's reporter sends them.
+	h.Reporter, err = report.New(report.Options{
+		Agent:          h.AgentID,
+		Outbox:         outbox.New(db, outbox.Options{}),
+		Client:         client,
+		Interval:       cfg.Control.ReportInterval.D(),
+		FirstHeartbeat: min(firstHeartbeat, cfg.Control.ReportInterval.D()),
+		Heartbeat:      h.heartbeat,
+		Metrics:        h.Metrics,
+		Logger:         log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -100,11 +140,12 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 		Channel:       cfg.Engine.Channel,
 		Logger:        log,
 		Progress:      o.Progress,
+		OnEvent:       h.engineEvent,
 	})
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{Config: cfg, DB: db, Engine: mgr, Metrics: prometheus.NewRegistry(), log: log.With("component", "provision")}
+	h.Engine = mgr
 	if cfg.Cache.Enabled {
 		if h.Cache, err = NewCacheService(cfg, db, h.Metrics, log); err != nil {
 			return nil, err
@@ -127,11 +168,23 @@ const (
 // writes it, until ctx ends. Errors are logged and retried, never fatal.
 func (h *Host) Run(ctx context.Context) error {
 	h.log.Info("agent running", "state_dir", h.Config.StateDir(), "engine_managed", h.Config.Engine.Managed)
+	// Checks run every 10 s and before every heartbeat (which refreshes
+	// /healthz too), so a host that fails shows so at control and on
+	// /healthz within one report interval.
 	mon := telemetry.NewMonitor(h.Checks(), 10*time.Second)
-	monCtx, stopMon := context.WithCancel(ctx)
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
-	defer func() { stopMon(); <-monDone }()
+	h.monitor.Store(mon)
+	// The Monitor, the reporter and the health watcher are this loop's
+	// goroutines: they stop, and are waited for, when Run returns.
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() { stopBg(); bg.Wait() }()
+	bg.Go(func() { mon.Run(bgCtx) })
+	bg.Go(func() { h.Reporter.Run(bgCtx) })
+	bg.Go(func() { h.watchHealth(bgCtx, mon) })
+	if err := h.Reporter.Event(ctx, "agent.started", "berth-agent "+buildinfo.Version+" started",
+		map[string]string{"version": buildinfo.Version, "commit": buildinfo.Commit, "osBuild": h.osBuild}); err != nil {
+		h.log.Error("queue the agent.started event", "err", err)
+	}
 	ts := telemetry.NewServer(h.Metrics, mon, h.log)
 	if err := ts.Start(h.Config.Health.Listen); err != nil {
 		h.log.Error("start the health endpoint", "err", err)

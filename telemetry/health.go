@@ -133,19 +133,34 @@ func (m *Monitor) Run(ctx context.Context) {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
-		h := Run(ctx, m.checks, m.timeout)
+		m.Refresh(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		m.mu.Lock()
-		m.last = h
-		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// Refresh runs the checks now, keeps the result as the latest (so /healthz
+// shows it too) and returns it. A heartbeat refreshes before it is sent, so
+// that what control sees is never older than the heartbeat itself.
+func (m *Monitor) Refresh(ctx context.Context) Health {
+	h := Run(ctx, m.checks, m.timeout)
+	if ctx.Err() != nil {
+		return m.Current()
+	}
+	m.mu.Lock()
+	// Two rounds may overlap (the ticker's and a heartbeat's): keep the
+	// newer.
+	if !h.Time.Before(m.last.Time) {
+		m.last = h
+	}
+	m.mu.Unlock()
+	return h
 }
 
 // Current returns the latest result.

@@ -1,0 +1,109 @@
+package provision
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/hostid"
+)
+
+// The daemon reports: the agent id from IMDS, an agent.started event, an
+// engine event from the manager, and heartbeats with the Monitor's checks
+// and the agent's labels; and Run returns promptly when its context ends
+// (SIGTERM).
+func TestHostReports(t *testing.T) {
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("0A1B2C3D-0000-4000-8000-000000000001"))
+	}))
+	defer imds.Close()
+	t.Setenv(hostid.IMDSEnv, imds.URL)
+
+	var mu sync.Mutex
+	var got []wire.Record
+	var agents []string
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		b, err := wire.DecodeBatch(zr, 0)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, b.Records...)
+		agents = append(agents, b.Agent)
+		mu.Unlock()
+		json.NewEncoder(w).Encode(wire.Ack{Agent: b.Agent, UpTo: b.Records[len(b.Records)-1].Seq, Stored: len(b.Records)})
+	}))
+	defer ctl.Close()
+
+	cfg := agentconfig.Default()
+	cfg.Agent.StateDir = t.TempDir()
+	cfg.Agent.Labels = map[string]string{"pool": "blue"}
+	cfg.Control = agentconfig.Control{URL: ctl.URL, Auth: "none", ReportInterval: agentconfig.Duration(200 * time.Millisecond)}
+	cfg.Engine.Managed = false
+	cfg.Engine.Endpoint = "unix://" + t.TempDir() + "/no-engine.sock"
+	cfg.Cache.Enabled = false
+	cfg.Health.Listen = "127.0.0.1:0"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := NewHost(ctx, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0a1b2c3d-0000-4000-8000-000000000001"; h.AgentID != want {
+		t.Fatalf("AgentID = %q, want %q (from IMDS, lower-cased)", h.AgentID, want)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	h.engineEvent(engine.Event{Kind: "upgrade-started", Flavor: "docker", From: "1.0.0", To: "1.1.0"})
+
+	deadline := time.Now().Add(15 * time.Second)
+	var started, upgrade, beat bool
+	for !(started && upgrade && beat) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: agent.started %v, engine.upgrade-started %v, heartbeat with checks %v", started, upgrade, beat)
+		}
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		for _, r := range got {
+			switch {
+			case r.Event != nil && r.Event.Kind == "agent.started":
+				started = true
+			case r.Event != nil && r.Event.Kind == "engine.upgrade-started":
+				upgrade = r.Event.Fields["to"] == "1.1.0" && r.Event.Fields["flavor"] == "docker"
+			case r.Heartbeat != nil && len(r.Heartbeat.Checks) > 0:
+				hb := r.Heartbeat
+				beat = hb.Labels["pool"] == "blue" && hb.Engine.Flavor == "docker" && hb.OSBuild != "" && hb.State != "Initializing"
+			}
+		}
+		mu.Unlock()
+	}
+	for _, a := range agents {
+		if a != h.AgentID {
+			t.Errorf("batch from agent %q, want %q", a, h.AgentID)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of its context ending")
+	}
+}

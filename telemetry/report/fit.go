@@ -1,0 +1,130 @@
+package report
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/berthhq/berth/control/wire"
+)
+
+// The outbox refuses a record the endpoint would refuse, so what the agent
+// writes is fitted to the wire rules first: a heartbeat lost to one long
+// check message would leave the host looking stale, and an event lost to a
+// long engine error would hide exactly the failure it reports.
+
+// fitHeartbeat clips strings to their limits, turns check names and cache
+// keys into allowed names, and drops what is over a count limit (labels
+// with bad keys too: a label cannot be renamed without lying).
+func fitHeartbeat(h *wire.Heartbeat) {
+	if len(h.Checks) > wire.MaxChecks {
+		h.Checks = h.Checks[:wire.MaxChecks]
+	}
+	for i := range h.Checks {
+		c := &h.Checks[i]
+		c.Name = Name(c.Name)
+		c.Message = clipString(c.Message, wire.MaxMessageLen)
+		if !c.Time.IsZero() && c.Time.Before(wire.MinTime) {
+			c.Time = time.Time{} // a check may carry no time, but not a 1970 one
+		}
+	}
+	h.Engine.Flavor = clipString(h.Engine.Flavor, wire.MaxIDLen)
+	h.Engine.Version = clipString(h.Engine.Version, wire.MaxShortLen)
+	h.AgentVersion = clipString(h.AgentVersion, wire.MaxShortLen)
+	h.OSBuild = clipString(h.OSBuild, wire.MaxShortLen)
+	if len(h.Cache) > 0 {
+		cache := make(map[string]float64, min(len(h.Cache), wire.MaxCacheFigures))
+		for _, k := range slices.Sorted(maps.Keys(h.Cache)) {
+			if len(cache) == wire.MaxCacheFigures {
+				break
+			}
+			v := h.Cache[k]
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			cache[key(k)] = v
+		}
+		h.Cache = cache
+	}
+	if len(h.Labels) > 0 {
+		labels := make(map[string]string, min(len(h.Labels), wire.MaxLabels))
+		for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
+			if len(labels) == wire.MaxLabels {
+				break
+			}
+			if key(k) != k {
+				continue
+			}
+			labels[k] = clipString(h.Labels[k], wire.MaxShortLen)
+		}
+		h.Labels = labels
+	}
+	h.IntervalSeconds = min(max(h.IntervalSeconds, 0), wire.MaxIntervalSeconds)
+}
+
+// fitEvent clips the message and field values and drops what is over the
+// field count; field keys are made allowed names.
+func fitEvent(e *wire.Event) {
+	e.Message = clipString(e.Message, wire.MaxMessageLen)
+	if len(e.Fields) == 0 {
+		e.Fields = nil
+		return
+	}
+	fields := make(map[string]string, min(len(e.Fields), wire.MaxEventFields))
+	for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
+		if len(fields) == wire.MaxEventFields {
+			break
+		}
+		fields[key(k)] = clipString(e.Fields[k], wire.MaxFieldValueLen)
+	}
+	e.Fields = fields
+}
+
+// Name turns s into a name the wire accepts for an event kind or a check:
+// bytes other than letters, digits, '.', '_' and '-' become '-', a leading
+// non-alphanumeric byte is dropped, and the result is at most
+// wire.MaxIDLen bytes. An empty result is "unnamed".
+func Name(s string) string { return sanitize(s, false) }
+
+// key is Name that also keeps '/', as label keys and cache keys may.
+func key(s string) string { return sanitize(s, true) }
+
+func sanitize(s string, slash bool) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < wire.MaxIDLen; i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		switch {
+		case alnum:
+			b.WriteByte(c)
+		case b.Len() == 0:
+			// nothing may come before the first letter or digit
+		case c == '.' || c == '_' || c == '-' || slash && c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	if b.Len() == 0 {
+		return "unnamed"
+	}
+	return b.String()
+}
+
+// clipString makes s valid UTF-8 and at most limit bytes, cutting at a
+// rune boundary and marking the cut with "…".
+func clipString(s string, limit int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= limit {
+		return s
+	}
+	const mark = "…"
+	cut := limit - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
