@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthhq/berth/control/wire"
+)
+
+// The states a HostFilter may ask for.
+var filterStates = []string{"Healthy", "Degraded", "Unhealthy", "Initializing", StateStale}
+
+// sortKeys maps HostFilter.Sort to its SQL expression; now is the
+// placeholder of the current time in unix ms, for the effective state.
+var sortKeys = map[string]func(now string) string{
+	"id":            func(string) string { return "h.id" },
+	"state":         stateExpr,
+	"engineVersion": func(string) string { return "h.engine_version" },
+	"agentVersion":  func(string) string { return "h.agent_version" },
+	"lastReport":    func(string) string { return "h.last_report_ms" },
+}
+
+const sortNames = "id, state, engineVersion, agentVersion, lastReport (a leading - reverses)"
+
+// staleCond is true for a host with no record for StaleAfter intervals;
+// now is the placeholder of the current time in unix ms. isStale is the
+// same test in Go.
+func staleCond(now string) string {
+	return fmt.Sprintf("h.last_report_ms + %d * h.interval_ms < %s", StaleAfter, now)
+}
+
+// stateExpr is a host's effective state: Stale or the reported one.
+func stateExpr(now string) string {
+	return fmt.Sprintf("(CASE WHEN %s THEN '%s' ELSE h.state END)", staleCond(now), StateStale)
+}
+
+const hostCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.engine_active, h.engine_healthy,
+	h.agent_version, h.os_build, h.labels, h.checks, h.cache, h.dropped_heartbeats, h.dropped_events,
+	h.interval_ms, h.first_seen_ms, h.last_report_ms, h.last_heartbeat_ms, h.last_seq`
+
+// cursor is what HostPage.Next encodes: the sort and the last host's key,
+// so the next page starts after it (keyset paging: stable under inserts,
+// and as cheap on page 100 as on page 1).
+type cursor struct {
+	V    int    `json:"v"`
+	Sort string `json:"sort"`
+	Key  string `json:"key,omitempty"`
+	Num  int64  `json:"num,omitempty"`
+	ID   string `json:"id"`
+}
+
+// Hosts returns one page of the hosts f selects, in f's order, with how
+// many match in all. A host is Stale when now is more than StaleAfter
+// intervals past its last report; it then matches only the Stale filter.
+// An unknown state or sort, a limit out of range or a foreign cursor is
+// ErrBadFilter.
+func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPage, error) {
+	sortName := f.Sort
+	if sortName == "" {
+		sortName = "id"
+	}
+	desc := strings.HasPrefix(sortName, "-")
+	keyFn, ok := sortKeys[strings.TrimPrefix(sortName, "-")]
+	if !ok {
+		return HostPage{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
+	}
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultLimit
+	case limit < 0 || limit > MaxLimit:
+		return HostPage{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, MaxLimit, DefaultLimit)
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	nowP := ""
+	nowArg := func() string {
+		if nowP == "" {
+			nowP = arg(now.UnixMilli())
+		}
+		return nowP
+	}
+	var where []string
+	switch f.State {
+	case "":
+	case StateStale:
+		where = append(where, staleCond(nowArg()))
+	case "Healthy", "Degraded", "Unhealthy", "Initializing":
+		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
+	default:
+		return HostPage{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
+	}
+	if f.EngineVersion != "" {
+		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
+	}
+	if f.AgentVersion != "" {
+		where = append(where, "h.agent_version = "+arg(f.AgentVersion))
+	}
+	for _, k := range sortedKeys(f.Labels) {
+		where = append(where, "EXISTS (SELECT 1 FROM host_labels l WHERE l.host_id = h.id AND l.key = "+
+			arg(k)+" AND l.value = "+arg(f.Labels[k])+")")
+	}
+	filter := ""
+	if len(where) > 0 {
+		filter = " WHERE " + strings.Join(where, " AND ")
+	}
+
+	var page HostPage
+	if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+filter, args...).Scan(&page.Total); err != nil {
+		return HostPage{}, fmt.Errorf("count hosts: %w", err)
+	}
+
+	// After the count, whose query must not see a parameter it does not use.
+	var keyExpr string
+	if strings.TrimPrefix(sortName, "-") == "state" {
+		keyExpr = keyFn(nowArg())
+	} else {
+		keyExpr = keyFn("")
+	}
+	isNum := keyExpr == "h.last_report_ms"
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return HostPage{}, err
+		}
+		if c.Sort != sortName {
+			return HostPage{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sortName)
+		}
+		var key string
+		if isNum {
+			key = arg(c.Num)
+		} else {
+			key = arg(c.Key)
+		}
+		op := ">"
+		if desc {
+			op = "<"
+		}
+		where = append(where, fmt.Sprintf("(%s %s %s OR (%s = %s AND h.id %s %s))", keyExpr, op, key, keyExpr, key, op, arg(c.ID)))
+	}
+	dir := "ASC"
+	if desc {
+		dir = "DESC"
+	}
+	q := "SELECT " + hostCols + " FROM hosts h"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(limit+1)))
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	defer rows.Close()
+	page.Hosts = []Host{}
+	for rows.Next() {
+		h, err := scanHost(rows, now)
+		if err != nil {
+			return HostPage{}, fmt.Errorf("list hosts: %w", err)
+		}
+		page.Hosts = append(page.Hosts, h)
+	}
+	if err := rows.Err(); err != nil {
+		return HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	if len(page.Hosts) > limit {
+		page.Hosts = page.Hosts[:limit]
+		last := page.Hosts[limit-1]
+		c := cursor{V: 1, Sort: sortName, ID: last.ID}
+		switch strings.TrimPrefix(sortName, "-") {
+		case "state":
+			c.Key = last.State
+		case "engineVersion":
+			c.Key = last.Engine.Version
+		case "agentVersion":
+			c.Key = last.AgentVersion
+		case "lastReport":
+			c.Num = last.LastReport.UnixMilli()
+		case "id":
+			c.Key = last.ID
+		}
+		page.Next = encodeCursor(c)
+	}
+	return page, nil
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c) // a struct of strings and numbers always encodes
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c cursor
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err == nil && (c.V != 1 || c.ID == "") {
+		err = errors.New("unknown version")
+	}
+	if err != nil {
+		return cursor{}, fmt.Errorf("%w: cursor %q is not one this store made: pass HostPage.Next as it came", ErrBadFilter, clip(s))
+	}
+	return c, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanHost(r scanner, now time.Time) (Host, error) {
+	var (
+		h                                   Host
+		active, healthy                     int64
+		labels, checks, cache               string
+		dropHB, dropEv                      int64
+		intervalMs, firstMs, reportMs, hbMs int64
+		lastSeq                             int64
+	)
+	if err := r.Scan(&h.ID, &h.ReportedState, &h.Engine.Flavor, &h.Engine.Version, &active, &healthy,
+		&h.AgentVersion, &h.OSBuild, &labels, &checks, &cache, &dropHB, &dropEv,
+		&intervalMs, &firstMs, &reportMs, &hbMs, &lastSeq); err != nil {
+		return Host{}, err
+	}
+	h.Engine.Active, h.Engine.Healthy = active != 0, healthy != 0
+	if err := unmarshalOpt(labels, &h.Labels); err != nil {
+		return Host{}, fmt.Errorf("host %s labels: %w", h.ID, err)
+	}
+	if err := unmarshalOpt(checks, &h.Checks); err != nil {
+		return Host{}, fmt.Errorf("host %s checks: %w", h.ID, err)
+	}
+	if err := unmarshalOpt(cache, &h.Cache); err != nil {
+		return Host{}, fmt.Errorf("host %s cache: %w", h.ID, err)
+	}
+	h.Dropped = wire.Dropped{Heartbeats: uint64(max(dropHB, 0)), Events: uint64(max(dropEv, 0))}
+	h.Interval = time.Duration(intervalMs) * time.Millisecond
+	h.FirstSeen = msTime(firstMs)
+	h.LastReport = msTime(reportMs)
+	if hbMs != 0 {
+		h.LastHeartbeat = msTime(hbMs)
+	}
+	h.LastSeq = uint64(max(lastSeq, 0))
+	h.State = h.ReportedState
+	if isStale(reportMs, intervalMs, now) {
+		h.State = StateStale
+	}
+	return h, nil
+}
+
+// isStale is staleCond in Go.
+func isStale(reportMs, intervalMs int64, now time.Time) bool {
+	return reportMs+StaleAfter*intervalMs < now.UnixMilli()
+}
+
+// unmarshalOpt decodes s into v, leaving v nil for an empty object or list
+// (the omitempty fields of Host).
+func unmarshalOpt(s string, v any) error {
+	if s == "" || s == "{}" || s == "[]" || s == "null" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// Host returns one host with its n newest heartbeats' states and n newest
+// events, newest first (n is capped at MaxLimit), or ErrNotFound.
+func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (HostDetail, error) {
+	n = min(max(n, 0), MaxLimit)
+	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts h WHERE h.id = $1", id)
+	h, err := scanHost(row, now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), ErrNotFound)
+	}
+	if err != nil {
+		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), err)
+	}
+	d := HostDetail{Host: h, History: []HealthPoint{}, Events: []EventRecord{}}
+	if n == 0 {
+		return d, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, time_ms, state, received_ms FROM history
+		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
+	if err != nil {
+		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+	}
+	for rows.Next() {
+		var p HealthPoint
+		var seq, t, rcv int64
+		if err := rows.Scan(&seq, &t, &p.State, &rcv); err != nil {
+			rows.Close()
+			return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		}
+		p.Seq, p.Time, p.Received = uint64(seq), msTime(t), msTime(rcv)
+		d.History = append(d.History, p)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+	}
+	rows, err = s.r.QueryContext(ctx, `SELECT seq, time_ms, received_ms, kind, message, fields FROM events
+		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
+	if err != nil {
+		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+	}
+	for rows.Next() {
+		var e EventRecord
+		var seq, t, rcv int64
+		var fields string
+		if err := rows.Scan(&seq, &t, &rcv, &e.Kind, &e.Message, &fields); err != nil {
+			rows.Close()
+			return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		}
+		if err := unmarshalOpt(fields, &e.Fields); err != nil {
+			rows.Close()
+			return HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip(id), seq, err)
+		}
+		e.Seq, e.Time, e.Received = uint64(seq), msTime(t), msTime(rcv)
+		d.Events = append(d.Events, e)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+	}
+	return d, nil
+}
+
+// Counts counts the hosts by effective state (every filter state present,
+// 0 when none), by engine version and by agent version ("" for hosts that
+// sent no heartbeat yet).
+func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+stateExpr("$1")+`, h.engine_version, h.agent_version, COUNT(*)
+		FROM hosts h GROUP BY 1, 2, 3`, now.UnixMilli())
+	if err != nil {
+		return Counts{}, fmt.Errorf("count hosts: %w", err)
+	}
+	defer rows.Close()
+	c := Counts{ByState: map[string]int{}, ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{}}
+	for _, st := range filterStates {
+		c.ByState[st] = 0
+	}
+	for rows.Next() {
+		var st, ev, av string
+		var n int
+		if err := rows.Scan(&st, &ev, &av, &n); err != nil {
+			return Counts{}, fmt.Errorf("count hosts: %w", err)
+		}
+		c.Total += n
+		c.ByState[st] += n
+		c.ByEngineVersion[ev] += n
+		c.ByAgentVersion[av] += n
+	}
+	if err := rows.Err(); err != nil {
+		return Counts{}, fmt.Errorf("count hosts: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,710 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthhq/berth/control/wire"
+)
+
+// Group commit.
+//
+// Ingest calls do not write themselves: they queue their prepared batch for
+// the Store's one writer goroutine, which takes everything queued (up to
+// MaxGroup) and commits it in one transaction, a handful of multi-row
+// statements whatever the group's size, then answers each caller. While one
+// group commits, the next queues up, so the groups grow with the load and
+// the cost of a commit (an fsync) is shared.
+//
+// Correctness comes from the database, not from the writer being alone:
+// on PostgreSQL, where several serve replicas share the database, the group
+// locks its hosts' rows (SELECT … FOR UPDATE, in id order so that two
+// replicas never deadlock) before it reads their last sequence numbers; on
+// SQLite the transaction holds the database's write lock from its BEGIN
+// IMMEDIATE. Under that lock the writer decides every batch in memory
+// (stored, duplicate, or ErrSeqBackwards), so a refused batch writes
+// nothing and fails alone. Should the transaction itself fail, the writer
+// retries the group batch by batch, so that one bad batch cannot fail the
+// others.
+
+// ingestReq is one Ingest call waiting for the writer.
+type ingestReq struct {
+	ctx   context.Context
+	agent string
+	now   int64
+	recs  []prepRec
+	hb    *hostRow // from the batch's newest heartbeat; nil without one
+	res   chan ingestRes
+}
+
+type ingestRes struct {
+	ack wire.Ack
+	err error
+}
+
+// prepRec is a record turned into column values.
+type prepRec struct {
+	seq    int64
+	event  bool
+	timeMs int64
+	// heartbeat
+	state, body string
+	// event
+	kind, message, fields string
+}
+
+// hostRow holds the host columns a heartbeat sets.
+type hostRow struct {
+	seq                         int64
+	state, flavor, version      string
+	active, healthy             int64
+	agentVersion, osBuild       string
+	labels, checks, cache       string
+	labelMap                    map[string]string
+	droppedHB, droppedEv        int64
+	intervalMs, lastHeartbeatMs int64
+}
+
+// Ingest stores a batch of b.Agent's records (validated by the caller with
+// wire.DecodeBatch): each record once per (agent, seq), whatever the
+// retries. Records at or below the agent's stored maximum that are stored
+// count as Duplicates; one that is not stored refuses the whole batch with
+// ErrSeqBackwards. The newest heartbeat updates the host; now becomes its
+// last report. Concurrent calls are committed together (see above).
+func (s *Store) Ingest(ctx context.Context, b wire.Batch, now time.Time) (wire.Ack, error) {
+	req, err := prepare(b, now)
+	if err != nil {
+		return wire.Ack{}, err
+	}
+	req.ctx = ctx
+	select {
+	case <-s.quit:
+		return wire.Ack{}, fmt.Errorf("ingest for %s: %w", b.Agent, ErrClosed)
+	default:
+	}
+	select {
+	case s.queue <- req:
+	case <-s.quit:
+		return wire.Ack{}, fmt.Errorf("ingest for %s: %w", b.Agent, ErrClosed)
+	case <-ctx.Done():
+		return wire.Ack{}, fmt.Errorf("ingest for %s: %w", b.Agent, ctx.Err())
+	}
+	select {
+	case r := <-req.res:
+		return r.ack, r.err
+	case <-ctx.Done():
+		// The writer may still commit the batch; the agent's retry then
+		// counts it as duplicates.
+		return wire.Ack{}, fmt.Errorf("ingest for %s: %w", b.Agent, ctx.Err())
+	case <-s.done:
+		select {
+		case r := <-req.res:
+			return r.ack, r.err
+		default:
+			return wire.Ack{}, fmt.Errorf("ingest for %s: %w", b.Agent, ErrClosed)
+		}
+	}
+}
+
+// prepare checks what the store relies on and turns the batch into column
+// values, in the caller's goroutine so that the writer only writes.
+func prepare(b wire.Batch, now time.Time) (*ingestReq, error) {
+	if b.Agent == "" {
+		return nil, fmt.Errorf("%w: agent: missing", wire.ErrInvalid)
+	}
+	if len(b.Records) == 0 {
+		return nil, fmt.Errorf("%w: records: no records", wire.ErrInvalid)
+	}
+	req := &ingestReq{agent: b.Agent, now: now.UnixMilli(), recs: make([]prepRec, len(b.Records)), res: make(chan ingestRes, 1)}
+	var prev uint64
+	for i, r := range b.Records {
+		if r.Seq == 0 || r.Seq > math.MaxInt64 || (i > 0 && r.Seq <= prev) {
+			return nil, fmt.Errorf("%w: records[%d].seq: %d is not in 1..2^63-1 above the previous record's", wire.ErrInvalid, i, r.Seq)
+		}
+		prev = r.Seq
+		p := prepRec{seq: int64(r.Seq), timeMs: r.Time.UnixMilli()}
+		switch {
+		case r.Kind == wire.KindHeartbeat && r.Heartbeat != nil:
+			body, err := json.Marshal(r.Heartbeat)
+			if err != nil {
+				return nil, fmt.Errorf("%w: records[%d].heartbeat: %v", wire.ErrInvalid, i, err)
+			}
+			p.state, p.body = r.Heartbeat.State, string(body)
+		case r.Kind == wire.KindEvent && r.Event != nil:
+			fields, err := jsonObject(r.Event.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("%w: records[%d].event.fields: %v", wire.ErrInvalid, i, err)
+			}
+			p.event, p.kind, p.message, p.fields = true, r.Event.Kind, r.Event.Message, fields
+		default:
+			return nil, fmt.Errorf("%w: records[%d]: kind %q without its payload", wire.ErrInvalid, i, r.Kind)
+		}
+		req.recs[i] = p
+	}
+	for i := len(b.Records) - 1; i >= 0; i-- {
+		if r := b.Records[i]; r.Kind == wire.KindHeartbeat {
+			h, err := heartbeatRow(r)
+			if err != nil {
+				return nil, fmt.Errorf("%w: records[%d].heartbeat: %v", wire.ErrInvalid, i, err)
+			}
+			req.hb = h
+			break
+		}
+	}
+	return req, nil
+}
+
+func heartbeatRow(r wire.Record) (*hostRow, error) {
+	hb := r.Heartbeat
+	labels, err := jsonObject(hb.Labels)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := jsonObject(hb.Cache)
+	if err != nil {
+		return nil, err
+	}
+	checks := []byte("[]")
+	if len(hb.Checks) > 0 {
+		if checks, err = json.Marshal(hb.Checks); err != nil {
+			return nil, err
+		}
+	}
+	interval := DefaultInterval.Milliseconds()
+	if hb.IntervalSeconds > 0 {
+		interval = hb.IntervalSeconds * 1000
+	}
+	return &hostRow{
+		seq:             int64(r.Seq),
+		state:           hb.State,
+		flavor:          hb.Engine.Flavor,
+		version:         hb.Engine.Version,
+		active:          boolInt(hb.Engine.Active),
+		healthy:         boolInt(hb.Engine.Healthy),
+		agentVersion:    hb.AgentVersion,
+		osBuild:         hb.OSBuild,
+		labels:          labels,
+		labelMap:        hb.Labels,
+		checks:          string(checks),
+		cache:           cache,
+		droppedHB:       clampInt64(hb.Dropped.Heartbeats),
+		droppedEv:       clampInt64(hb.Dropped.Events),
+		intervalMs:      interval,
+		lastHeartbeatMs: r.Time.UnixMilli(),
+	}, nil
+}
+
+// jsonObject encodes a map with sorted keys, "{}" when empty, so that equal
+// label sets compare equal as text.
+func jsonObject[V any](m map[string]V) (string, error) {
+	if len(m) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	return string(b), err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func clampInt64(u uint64) int64 {
+	if u > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(u)
+}
+
+// writer is the goroutine that commits queued Ingest calls; Close stops it.
+func (s *Store) writer() {
+	defer close(s.done)
+	for {
+		var first *ingestReq
+		select {
+		case first = <-s.queue:
+		case <-s.quit:
+			for {
+				select {
+				case r := <-s.queue:
+					r.res <- ingestRes{err: fmt.Errorf("ingest for %s: %w", r.agent, ErrClosed)}
+				default:
+					return
+				}
+			}
+		}
+		group := []*ingestReq{first}
+	drain:
+		for len(group) < s.maxGroup {
+			select {
+			case r := <-s.queue:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// groupTimeout bounds one group's transaction, so that a database that
+// hangs fails the callers instead of queueing them for ever.
+const groupTimeout = 30 * time.Second
+
+func (s *Store) commitGroup(group []*ingestReq) {
+	live := group[:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.res <- ingestRes{err: fmt.Errorf("ingest for %s: %w", r.agent, err)}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	results, err := s.commitTx(ctx, live)
+	if err == nil {
+		for i, r := range live {
+			r.res <- results[i]
+		}
+		return
+	}
+	if len(live) == 1 {
+		live[0].res <- ingestRes{err: fmt.Errorf("ingest for %s: %w", live[0].agent, err)}
+		return
+	}
+	s.log.Warn("group commit failed; committing its batches one by one", "batches", len(live), "err", err)
+	for _, r := range live {
+		one, err := s.commitTx(ctx, []*ingestReq{r})
+		if err != nil {
+			r.res <- ingestRes{err: fmt.Errorf("ingest for %s: %w", r.agent, err)}
+			continue
+		}
+		r.res <- one[0]
+	}
+}
+
+// hostState is what the group knows of one host under its lock.
+type hostState struct {
+	exists    bool
+	dbLastSeq int64  // as read under the lock
+	dbLabels  string // as read under the lock
+	lastSeq   int64  // after the group's batches so far
+	inDB      map[int64]bool
+	inTx      map[int64]bool
+	hb        *hostRow // newest new heartbeat of the group
+	firstSeen int64
+	report    int64 // the last batch's now
+	touched   bool
+	checkLo   int64
+	checkHi   int64
+}
+
+// commitTx commits reqs in one transaction. It returns one result per
+// request (an Ack, or ErrSeqBackwards for a refused batch), or an error
+// when the transaction failed and nothing was written.
+func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	// Batches in agent order (the lock order), each agent's in arrival order.
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(reqs[a].agent, reqs[b].agent) })
+	hosts := map[string]*hostState{}
+	var agents []string
+	for _, i := range order {
+		r := reqs[i]
+		if hosts[r.agent] == nil {
+			hosts[r.agent] = &hostState{firstSeen: r.now, checkLo: math.MaxInt64}
+			agents = append(agents, r.agent)
+		}
+	}
+	if err := s.lockHosts(ctx, tx, agents, hosts); err != nil {
+		return nil, err
+	}
+
+	// Which records at or below a host's stored maximum are stored: one
+	// query per host that has any (an agent retrying), none otherwise.
+	for _, r := range reqs {
+		h := hosts[r.agent]
+		for _, rec := range r.recs {
+			if rec.seq <= h.dbLastSeq {
+				h.checkLo = min(h.checkLo, rec.seq)
+				h.checkHi = max(h.checkHi, rec.seq)
+			}
+		}
+	}
+	for _, a := range agents {
+		h := hosts[a]
+		if h.checkHi == 0 {
+			continue
+		}
+		if err := s.storedSeqs(ctx, tx, a, h); err != nil {
+			return nil, err
+		}
+	}
+
+	// Decide every batch in memory.
+	results := make([]ingestRes, len(reqs))
+	var hist, evs []any
+	for _, i := range order {
+		r := reqs[i]
+		h := hosts[r.agent]
+		var bad error
+		for _, rec := range r.recs {
+			if rec.seq <= h.lastSeq && !h.inDB[rec.seq] && !h.inTx[rec.seq] {
+				bad = fmt.Errorf("ingest for %s: record %d is below the stored %d and was never stored: %w", r.agent, rec.seq, h.lastSeq, ErrSeqBackwards)
+				break
+			}
+		}
+		if bad != nil {
+			results[i] = ingestRes{err: bad}
+			continue
+		}
+		ack := wire.Ack{Agent: r.agent}
+		before := h.lastSeq
+		for _, rec := range r.recs {
+			if rec.seq <= before {
+				ack.Duplicates++
+				continue
+			}
+			ack.Stored++
+			if h.inTx == nil {
+				h.inTx = map[int64]bool{}
+			}
+			h.inTx[rec.seq] = true
+			h.lastSeq = rec.seq
+			if rec.event {
+				evs = append(evs, r.agent, rec.seq, rec.timeMs, r.now, rec.kind, rec.message, rec.fields)
+			} else {
+				hist = append(hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state, rec.body)
+			}
+		}
+		if r.hb != nil && r.hb.seq > before {
+			h.hb = r.hb
+		}
+		h.report = r.now
+		h.touched = true
+		ack.UpTo = uint64(h.lastSeq)
+		results[i] = ingestRes{ack: ack}
+	}
+
+	if err := s.insertRows(ctx, tx, insHistory, hist); err != nil {
+		return nil, fmt.Errorf("insert history: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, insEvents, evs); err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	var full, touch, delLabels, labels []any
+	for _, a := range agents {
+		h := hosts[a]
+		if !h.touched {
+			continue
+		}
+		if hb := h.hb; hb != nil {
+			full = append(full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
+				hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
+				hb.lastHeartbeatMs, h.lastSeq)
+			if hb.labels != h.dbLabels {
+				if h.exists {
+					delLabels = append(delLabels, a)
+				}
+				for _, k := range sortedKeys(hb.labelMap) {
+					labels = append(labels, a, k, hb.labelMap[k])
+				}
+			}
+		} else {
+			touch = append(touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq)
+		}
+	}
+	if err := s.insertRows(ctx, tx, upsertHosts, full); err != nil {
+		return nil, fmt.Errorf("update hosts: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, touchHosts, touch); err != nil {
+		return nil, fmt.Errorf("update hosts: %w", err)
+	}
+	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id IN", delLabels, ""); err != nil {
+		return nil, fmt.Errorf("update labels: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, insLabels, labels); err != nil {
+		return nil, fmt.Errorf("update labels: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return results, nil
+}
+
+// lockHosts reads, and on PostgreSQL locks, the rows of agents (sorted).
+// On PostgreSQL a host seen for the first time gets its row first, empty,
+// so that there is a row to lock: two replicas taking the same new agent's
+// first batches then queue on it instead of both storing them.
+func (s *Store) lockHosts(ctx context.Context, tx *sql.Tx, agents []string, hosts map[string]*hostState) error {
+	read := func(ids []any) error {
+		suffix := "ORDER BY id"
+		if s.d == dialectPostgres {
+			suffix += " FOR UPDATE"
+		}
+		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels FROM hosts WHERE id IN", ids, suffix, func(rows *sql.Rows) error {
+			var id, labels string
+			var seq int64
+			if err := rows.Scan(&id, &seq, &labels); err != nil {
+				return err
+			}
+			if h := hosts[id]; h != nil {
+				h.exists, h.dbLastSeq, h.lastSeq, h.dbLabels = true, seq, seq, labels
+			}
+			return nil
+		})
+	}
+	ids := make([]any, len(agents))
+	for i, a := range agents {
+		ids[i] = a
+	}
+	if err := read(ids); err != nil {
+		return fmt.Errorf("lock hosts: %w", err)
+	}
+	if s.d != dialectPostgres {
+		return nil
+	}
+	var missing, rows []any
+	for _, a := range agents {
+		if h := hosts[a]; !h.exists {
+			missing = append(missing, a)
+			rows = append(rows, a, DefaultInterval.Milliseconds(), h.firstSeen, h.firstSeen)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := s.insertRows(ctx, tx, newHosts, rows); err != nil {
+		return fmt.Errorf("create hosts: %w", err)
+	}
+	if err := read(missing); err != nil {
+		return fmt.Errorf("lock new hosts: %w", err)
+	}
+	for _, a := range missing {
+		if h := hosts[a.(string)]; !h.exists {
+			return fmt.Errorf("lock hosts: row of %s missing after insert", a)
+		}
+	}
+	return nil
+}
+
+// storedSeqs reads which of h's sequence numbers in checkLo..checkHi are
+// stored, as history or as events.
+func (s *Store) storedSeqs(ctx context.Context, tx *sql.Tx, agent string, h *hostState) error {
+	rows, err := tx.QueryContext(ctx, `SELECT seq FROM history WHERE host_id = $1 AND seq BETWEEN $2 AND $3
+		UNION ALL SELECT seq FROM events WHERE host_id = $1 AND seq BETWEEN $2 AND $3`, agent, h.checkLo, h.checkHi)
+	if err != nil {
+		return fmt.Errorf("read stored records of %s: %w", agent, err)
+	}
+	defer rows.Close()
+	h.inDB = map[int64]bool{}
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return fmt.Errorf("read stored records of %s: %w", agent, err)
+		}
+		h.inDB[seq] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read stored records of %s: %w", agent, err)
+	}
+	return nil
+}
+
+// param writes the i-th (from 1) placeholder of a generated statement:
+// $i on PostgreSQL, a bare ? on SQLite, whose parser looks a named
+// parameter ($i) up in a list, which makes a statement with thousands of
+// them quadratic to prepare.
+func (s *Store) param(b *strings.Builder, i int) {
+	if s.d == dialectSQLite {
+		b.WriteByte('?')
+		return
+	}
+	b.WriteByte('$')
+	b.WriteString(strconv.Itoa(i))
+}
+
+// maxParams keeps a statement under SQLite's limit of 32766 bound
+// parameters (PostgreSQL allows 65535).
+const maxParams = 30000
+
+// insertRows runs head VALUES (…) tail for args, ncols per row. On
+// PostgreSQL it sends multi-row statements, as few as the parameter limit
+// allows, since each statement is a round trip. On SQLite, in process, a
+// round trip costs nothing and parsing a statement of thousands of
+// parameters costs much: it runs one prepared single-row statement per row.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, ins insert, args []any) error {
+	head, ncols, tail := ins.head, ins.ncols, ins.tail
+	if len(args) == 0 {
+		return nil
+	}
+	if s.d == dialectSQLite {
+		stmt := s.stmts[ins]
+		if stmt == nil {
+			return fmt.Errorf("statement %q not prepared", head)
+		}
+		st := tx.StmtContext(ctx, stmt)
+		for ; len(args) > 0; args = args[ncols:] {
+			if _, err := st.ExecContext(ctx, args[:ncols]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	per := maxParams / ncols
+	for len(args) > 0 {
+		n := min(len(args)/ncols, per)
+		var b strings.Builder
+		b.Grow(len(head) + len(tail) + n*ncols*6)
+		b.WriteString(head)
+		b.WriteString(" VALUES ")
+		p := 1
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for c := 0; c < ncols; c++ {
+				if c > 0 {
+					b.WriteByte(',')
+				}
+				s.param(&b, p)
+				p++
+			}
+			b.WriteByte(')')
+		}
+		b.WriteByte(' ')
+		b.WriteString(tail)
+		if _, err := tx.ExecContext(ctx, b.String(), args[:n*ncols]...); err != nil {
+			return err
+		}
+		args = args[n*ncols:]
+	}
+	return nil
+}
+
+// insert is a statement insertRows runs for many rows.
+type insert struct {
+	head  string // INSERT INTO t (columns)
+	ncols int
+	tail  string // ON CONFLICT …
+}
+
+// The inserts of Ingest.
+var (
+	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state, body)", 6,
+		"ON CONFLICT (host_id, seq) DO NOTHING"}
+	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", 7,
+		"ON CONFLICT (host_id, seq) DO NOTHING"}
+	upsertHosts = insert{`INSERT INTO hosts (id, state, engine_flavor, engine_version, engine_active,
+		engine_healthy, agent_version, os_build, labels, checks, cache, dropped_heartbeats, dropped_events,
+		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq)`, 18,
+		`ON CONFLICT (id) DO UPDATE SET state = excluded.state, engine_flavor = excluded.engine_flavor,
+		engine_version = excluded.engine_version, engine_active = excluded.engine_active,
+		engine_healthy = excluded.engine_healthy, agent_version = excluded.agent_version,
+		os_build = excluded.os_build, labels = excluded.labels, checks = excluded.checks, cache = excluded.cache,
+		dropped_heartbeats = excluded.dropped_heartbeats, dropped_events = excluded.dropped_events,
+		interval_ms = excluded.interval_ms, last_report_ms = excluded.last_report_ms,
+		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq`}
+	touchHosts = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq)", 5,
+		"ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq"}
+	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", 4, "ON CONFLICT (id) DO NOTHING"}
+	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", 3, ""}
+	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels}
+)
+
+// prepareInserts prepares the inserts on SQLite's one writer connection,
+// before the writer starts: inside a transaction, which holds that
+// connection, preparing would wait for it for ever.
+func (s *Store) prepareInserts(ctx context.Context) error {
+	s.stmts = map[insert]*sql.Stmt{}
+	for _, ins := range inserts {
+		st, err := s.w.PrepareContext(ctx, ins.head+" VALUES "+s.placeholders("", ins.ncols, ins.tail))
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", ins.head, err)
+		}
+		s.stmts[ins] = st
+	}
+	return nil
+}
+
+// inList runs head ($1, …, $n) tail for ids, in chunks.
+func (s *Store) inList(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		if _, err := tx.ExecContext(ctx, s.placeholders(head, n, tail), ids[:n]...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// inListQuery runs the query head ($1, …, $n) tail for ids, in chunks,
+// calling scan for each row.
+func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string, scan func(*sql.Rows) error) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		rows, err := tx.QueryContext(ctx, s.placeholders(head, n, tail), ids[:n]...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+func (s *Store) placeholders(head string, n int, tail string) string {
+	var b strings.Builder
+	b.WriteString(head)
+	b.WriteString(" (")
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		s.param(&b, i)
+	}
+	b.WriteString(") ")
+	b.WriteString(tail)
+	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// migrations are the schema's versions, applied in order, each once; the
+// migrations table records which ran. Never edit one that shipped: append.
+//
+// The SQL is the subset SQLite and PostgreSQL share. {{C}} marks the text
+// columns the store sorts and pages by: on PostgreSQL they get the "C"
+// collation, so that ORDER BY and the cursors' comparisons are byte order on
+// both, whatever the database's locale. Times are unix milliseconds and
+// booleans 0/1 integers, the same on both.
+var migrations = []string{
+	// 1: hosts, their records, identities, tokens.
+	`CREATE TABLE hosts (
+		id TEXT{{C}} PRIMARY KEY,
+		state TEXT{{C}} NOT NULL DEFAULT 'Initializing',
+		engine_flavor TEXT NOT NULL DEFAULT '',
+		engine_version TEXT{{C}} NOT NULL DEFAULT '',
+		engine_active INTEGER NOT NULL DEFAULT 0,
+		engine_healthy INTEGER NOT NULL DEFAULT 0,
+		agent_version TEXT{{C}} NOT NULL DEFAULT '',
+		os_build TEXT NOT NULL DEFAULT '',
+		labels TEXT NOT NULL DEFAULT '{}',
+		checks TEXT NOT NULL DEFAULT '[]',
+		cache TEXT NOT NULL DEFAULT '{}',
+		dropped_heartbeats BIGINT NOT NULL DEFAULT 0,
+		dropped_events BIGINT NOT NULL DEFAULT 0,
+		interval_ms BIGINT NOT NULL,
+		first_seen_ms BIGINT NOT NULL,
+		last_report_ms BIGINT NOT NULL,
+		last_heartbeat_ms BIGINT NOT NULL DEFAULT 0,
+		last_seq BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX hosts_last_report ON hosts (last_report_ms);
+	CREATE INDEX hosts_engine_version ON hosts (engine_version);
+	CREATE INDEX hosts_agent_version ON hosts (agent_version);
+	CREATE TABLE host_labels (
+		host_id TEXT NOT NULL,
+		key TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (host_id, key)
+	);
+	CREATE INDEX host_labels_key_value ON host_labels (key, value);
+	CREATE TABLE history (
+		host_id TEXT NOT NULL,
+		seq BIGINT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		received_ms BIGINT NOT NULL,
+		state TEXT NOT NULL,
+		body TEXT NOT NULL,
+		PRIMARY KEY (host_id, seq)
+	);
+	CREATE TABLE events (
+		host_id TEXT NOT NULL,
+		seq BIGINT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		received_ms BIGINT NOT NULL,
+		kind TEXT NOT NULL,
+		message TEXT NOT NULL,
+		fields TEXT NOT NULL,
+		PRIMARY KEY (host_id, seq)
+	);
+	CREATE TABLE identities (
+		agent TEXT PRIMARY KEY,
+		subject TEXT NOT NULL UNIQUE,
+		bound_ms BIGINT NOT NULL
+	);
+	CREATE TABLE tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		role TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		revoked_ms BIGINT NOT NULL DEFAULT 0
+	)`,
+}
+
+// migrateLock is the PostgreSQL advisory lock that keeps several serve
+// replicas starting at once from migrating at once ("berth" in ASCII).
+const migrateLock = 0x6265727468
+
+// migrate brings the schema to the newest version in one transaction.
+func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if d == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLock)); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version BIGINT PRIMARY KEY,
+		applied_ms BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	var have int64
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if have > int64(len(migrations)) {
+		return fmt.Errorf("migrate: the database's schema is version %d, newer than this berth-control knows (%d): upgrade berth-control", have, len(migrations))
+	}
+	for v := have + 1; v <= int64(len(migrations)); v++ {
+		for _, stmt := range strings.Split(migrations[v-1], ";") {
+			stmt = strings.TrimSpace(stmt)
+			if stmt == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, dialectSQL(d, stmt)); err != nil {
+				return fmt.Errorf("migrate: version %d: %w", v, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)", v, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migrate: record version %d: %w", v, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+func dialectSQL(d dialect, stmt string) string {
+	c := ""
+	if d == dialectPostgres {
+		c = ` COLLATE "C"`
+	}
+	return strings.ReplaceAll(stmt, "{{C}}", c)
+}

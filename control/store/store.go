@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // registers database/sql driver "sqlite"
+)
+
+// ErrClosed: the Store was closed.
+var ErrClosed = errors.New("store closed")
+
+// Options tune a Store; the zero value is ready to use.
+type Options struct {
+	// Logger receives the store's warnings (a group commit that had to be
+	// retried batch by batch, …); nil discards them.
+	Logger *slog.Logger
+	// MaxGroup bounds how many Ingest calls one transaction commits;
+	// 0 means 256.
+	MaxGroup int
+	// MaxConns bounds the read connections on SQLite, and all connections
+	// on PostgreSQL; 0 means 8.
+	MaxConns int
+	// BusyTimeout is how long a SQLite write waits for a lock another
+	// process holds (berth-control token issue beside a running serve);
+	// 0 means 5s.
+	BusyTimeout time.Duration
+}
+
+type dialect int
+
+const (
+	dialectSQLite dialect = iota
+	dialectPostgres
+)
+
+// Store is the control endpoint's database. Its methods are safe for
+// concurrent use; Ingest calls are committed together by one writer
+// goroutine that Close stops.
+type Store struct {
+	d   dialect
+	w   *sql.DB // writes; one connection on SQLite
+	r   *sql.DB // reads; the same pool as w on PostgreSQL
+	log *slog.Logger
+
+	maxGroup int
+	queue    chan *ingestReq
+	quit     chan struct{}
+	done     chan struct{}
+	close    sync.Once
+
+	// stmts are the writer's prepared statements on SQLite, by text.
+	stmts map[insert]*sql.Stmt
+
+	// bound caches agent → subject bindings seen in the database: a
+	// binding never changes once made, so a hit needs no query.
+	bound sync.Map
+}
+
+// Open opens the store that dsn names, creating or migrating its schema:
+// "sqlite://PATH" (relative, or absolute as sqlite:///abs/path) or
+// "postgres://…" / "postgresql://…" (a pgx connection string).
+func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxGroup <= 0 {
+		o.MaxGroup = 256
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	s := &Store{
+		log:      o.Logger.With("component", "store"),
+		maxGroup: o.MaxGroup,
+		queue:    make(chan *ingestReq, o.MaxGroup*4),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return nil, fmt.Errorf("open store: database %q has no scheme: want sqlite://PATH or postgres://USER@HOST/DB", clip(dsn))
+	}
+	var err error
+	switch strings.ToLower(scheme) {
+	case "sqlite":
+		err = s.openSQLite(ctx, rest, o)
+	case "postgres", "postgresql":
+		err = s.openPostgres(ctx, dsn, o)
+	default:
+		// Only the scheme goes into the message: the rest may hold a password.
+		return nil, fmt.Errorf("open store: unsupported database scheme %q: want sqlite://PATH or postgres://USER@HOST/DB", clip(scheme))
+	}
+	if err != nil {
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
+	s.d = dialectSQLite
+	switch {
+	case path == "":
+		return errors.New("open store: sqlite:// needs a file path, as in sqlite://berth.db or sqlite:///var/lib/berth/control.db")
+	case strings.ContainsAny(path, "?#"):
+		return fmt.Errorf("open store: sqlite path %q: options after ? are not supported; the store sets its own", clip(path))
+	case path == ":memory:" || strings.HasPrefix(path, "file:"):
+		return fmt.Errorf("open store: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", clip(path))
+	}
+	busy := o.BusyTimeout.Milliseconds()
+	// One writer connection: SQLite has one writer at a time anyway, and
+	// group commit makes that writer's transactions large. BEGIN IMMEDIATE
+	// takes the write lock up front, so a transaction never fails half way
+	// trying to upgrade a read lock. WAL lets readers run beside it;
+	// synchronous=NORMAL in WAL mode loses no committed data on a process
+	// crash, only possibly the last transactions on power loss.
+	w, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate", path, busy))
+	if err != nil {
+		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w, dialectSQLite); err != nil {
+		w.Close()
+		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=query_only(1)", path, busy))
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(o.MaxConns)
+	r.SetMaxIdleConns(o.MaxConns)
+	if err := r.PingContext(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	s.w, s.r = w, r
+	if err := s.prepareInserts(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Store) openPostgres(ctx context.Context, dsn string, o Options) error {
+	s.d = dialectPostgres
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors redact the password.
+		return fmt.Errorf("open store: postgres: %w", err)
+	}
+	// One round trip per statement and no server-side statement cache: the
+	// group commit's multi-row statements differ in length each time, and
+	// would only churn a cache.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	db := sql.OpenDB(&pgConnector{cfg: cfg})
+	db.SetMaxOpenConns(o.MaxConns)
+	db.SetMaxIdleConns(o.MaxConns)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+	if err := migrate(ctx, db, dialectPostgres); err != nil {
+		db.Close()
+		return fmt.Errorf("open store: postgres %s: %w", where, err)
+	}
+	s.w, s.r = db, db
+	return nil
+}
+
+// Close stops the writer, answering queued Ingest calls with ErrClosed, and
+// closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.done
+		err = s.w.Close()
+		if s.r != s.w {
+			err = errors.Join(err, s.r.Close())
+		}
+	})
+	return err
+}
+
+// Ping checks that the database answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	var one int64
+	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	return nil
+}
+
+// clip shortens a value before it goes into an error message.
+func clip(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return s[:80] + "…"
+}

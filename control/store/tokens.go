@@ -1,0 +1,221 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// BindIdentity binds agent to the subject of the token that writes for it,
+// trusting the first use: Entra managed-identity tokens carry no VM id, so
+// the first agent id a subject writes for becomes its only one. The same
+// pair again is fine; an agent bound to another subject, or a subject bound
+// to another agent, is ErrIdentityMismatch. Unique constraints decide races,
+// also between serve replicas sharing a PostgreSQL database.
+func (s *Store) BindIdentity(ctx context.Context, agent, subject string) error {
+	if agent == "" || subject == "" {
+		return fmt.Errorf("bind identity: agent %q and subject %q must both be set", clip(agent), clip(subject))
+	}
+	// A binding never changes once made, so one seen is final.
+	if v, ok := s.bound.Load(agent); ok {
+		if v.(string) == subject {
+			return nil
+		}
+		return fmt.Errorf("agent %q is bound to another token subject: %w", clip(agent), ErrIdentityMismatch)
+	}
+	if ok, err := s.checkBinding(ctx, s.r, agent, subject); ok || err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, "INSERT INTO identities (agent, subject, bound_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+		agent, subject, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+	}
+	// Whoever won the race, the rows now say what is bound; read them
+	// through the writer, which saw its own insert.
+	ok, err := s.checkBinding(ctx, s.w, agent, subject)
+	if err == nil && !ok {
+		err = fmt.Errorf("bind identity of %q: no binding after insert", clip(agent))
+	}
+	return err
+}
+
+// checkBinding reports whether agent is bound to subject; false with no
+// error when neither is bound; ErrIdentityMismatch when either is bound
+// elsewhere.
+func (s *Store) checkBinding(ctx context.Context, db *sql.DB, agent, subject string) (bool, error) {
+	rows, err := db.QueryContext(ctx, "SELECT agent, subject FROM identities WHERE agent = $1 OR subject = $2", agent, subject)
+	if err != nil {
+		return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+	}
+	defer rows.Close()
+	var mismatch error
+	found := false
+	for rows.Next() {
+		var a, sub string
+		if err := rows.Scan(&a, &sub); err != nil {
+			return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+		}
+		switch {
+		case a == agent && sub == subject:
+			found = true
+		case a == agent:
+			mismatch = fmt.Errorf("agent %q is bound to another token subject: %w", clip(agent), ErrIdentityMismatch)
+		default:
+			mismatch = fmt.Errorf("token subject %q is bound to agent %q, not %q: %w", clip(subject), clip(a), clip(agent), ErrIdentityMismatch)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+	}
+	if mismatch != nil {
+		return false, mismatch
+	}
+	if found {
+		s.bound.Store(agent, subject)
+	}
+	return found, nil
+}
+
+// tokenPrefix starts every issued token, so that secret scanners and
+// people can tell one.
+const tokenPrefix = "berth_"
+
+// IssueToken issues a token of role for subject (an agent id or an
+// operator name). The secret, "berth_<id>_<43 base64url characters>", is
+// returned this once; the store keeps only its SHA-256. The id in it (12
+// hex digits) names the token to RevokeToken without the secret.
+func (s *Store) IssueToken(ctx context.Context, role Role, subject string, now time.Time) (Token, string, error) {
+	if role != RoleAgent && role != RoleOperator {
+		return Token{}, "", fmt.Errorf("issue token: role %q: want %s or %s", clip(string(role)), RoleAgent, RoleOperator)
+	}
+	if subject == "" || len(subject) > 256 {
+		return Token{}, "", fmt.Errorf("issue token: subject %q: want 1 to 256 bytes", clip(subject))
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		var idb [6]byte
+		var key [32]byte
+		if _, err := rand.Read(idb[:]); err != nil {
+			return Token{}, "", fmt.Errorf("issue token: %w", err)
+		}
+		if _, err := rand.Read(key[:]); err != nil {
+			return Token{}, "", fmt.Errorf("issue token: %w", err)
+		}
+		t := Token{ID: hex.EncodeToString(idb[:]), Role: role, Subject: subject, Created: msTime(now.UnixMilli())}
+		secret := tokenPrefix + t.ID + "_" + base64.RawURLEncoding.EncodeToString(key[:])
+		res, err := s.w.ExecContext(ctx, `INSERT INTO tokens (id, hash, role, subject, created_ms) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT DO NOTHING`, t.ID, tokenHash(secret), string(role), subject, now.UnixMilli())
+		if err != nil {
+			return Token{}, "", fmt.Errorf("issue token: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return Token{}, "", fmt.Errorf("issue token: %w", err)
+		} else if n == 1 {
+			return t, secret, nil
+		}
+		// The random id was taken (one in 2^48 per token): draw again.
+	}
+	return Token{}, "", errors.New("issue token: no free token id after 5 draws")
+}
+
+func tokenHash(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+const tokenCols = "id, hash, role, subject, created_ms, revoked_ms"
+
+func scanToken(r scanner) (Token, string, error) {
+	var t Token
+	var hash, role string
+	var created, revoked int64
+	if err := r.Scan(&t.ID, &hash, &role, &t.Subject, &created, &revoked); err != nil {
+		return Token{}, "", err
+	}
+	t.Role, t.Created = Role(role), msTime(created)
+	if revoked != 0 {
+		r := msTime(revoked)
+		t.Revoked = &r
+	}
+	return t, hash, nil
+}
+
+// LookupToken finds the token whose secret this is: ErrNotFound for a
+// secret the store did not issue, ErrRevoked (with the Token) for a revoked
+// one.
+func (s *Store) LookupToken(ctx context.Context, secret string) (Token, error) {
+	rest, ok := strings.CutPrefix(secret, tokenPrefix)
+	id, _, ok2 := strings.Cut(rest, "_")
+	if !ok || !ok2 || len(id) != 12 {
+		return Token{}, fmt.Errorf("token: %w", ErrNotFound)
+	}
+	t, hash, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE id = $1", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("token %s: %w", id, err)
+	}
+	want := tokenHash(secret)
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(want)) != 1 {
+		// The id matches but the secret does not: as unknown as any other.
+		return Token{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	if t.Revoked != nil {
+		return t, fmt.Errorf("token %s: %w", id, ErrRevoked)
+	}
+	return t, nil
+}
+
+// Tokens lists every issued token, revoked ones too, oldest first.
+func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+tokenCols+" FROM tokens ORDER BY created_ms, id")
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	ts := []Token{}
+	for rows.Next() {
+		t, _, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return ts, nil
+}
+
+// RevokeToken revokes the token with this id at now: ErrNotFound when there
+// is none; revoking a revoked token again keeps its first revocation time.
+func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
+	res, err := s.w.ExecContext(ctx, "UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms = 0", now.UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var one int64
+	err = s.w.QueryRowContext(ctx, "SELECT 1 FROM tokens WHERE id = $1", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("revoke token %s: %w", clip(id), ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+	}
+	return nil
+}
