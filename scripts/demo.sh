@@ -11,12 +11,14 @@
 #   4. writes and validates an agent.yaml that trusts that metadata;
 #   5. has berth-agent install Docker Engine from it, runs a container,
 #      upgrades the engine under a running container, rolls back;
-#   6. seeds the registry, enables the image cache and starts the agent's
-#      daemon, which serves it;
-#   7. pulls images through the cache and prints what to try.
+#   6. seeds the registry, starts berth-control (the control endpoint) on
+#      SQLite, enables the image cache and starts the agent's daemon, which
+#      serves it and reports to berth-control;
+#   7. pulls images through the cache, shows the host at berth-control and
+#      prints the dashboard's address and what to try.
 #
-# It exits leaving Azurite, the registry, the engine and the agent running in the
-# background. `scripts/demo.sh stop` stops them and removes demo/.
+# It exits leaving Azurite, the registry, berth-control, the engine and the
+# agent running in the background. `scripts/demo.sh stop` stops them and removes demo/.
 #
 # usage: scripts/demo.sh [start|stop]   (`make demo` runs make deps, make build, then this)
 set -Eeuo pipefail
@@ -193,6 +195,10 @@ cleanup() {
 	pids=$(pids_exe_under "$STATE")
 	# shellcheck disable=SC2086
 	stop_pids "engine processes" 20 $pids
+	# The control endpoint.
+	pids=$(pids_cmdline "sqlite://$DEMO/control.db")
+	# shellcheck disable=SC2086
+	stop_pids "berth-control" 10 $pids
 	# Azurite.
 	pids=$(pids_cmdline "--location $DEMO/azurite")
 	# shellcheck disable=SC2086
@@ -303,7 +309,9 @@ write_config() {
 	cat >"$CFG" <<-EOF
 		# berth-agent configuration written by scripts/demo.sh
 		agent:
+		  id: demo-host
 		  stateDir: $STATE
+		  labels: { pool: demo, ring: canary }
 		engine:
 		  version: $V1
 		  endpoint: $DOCKER_H
@@ -322,7 +330,38 @@ write_config() {
 		health:
 		  listen: 127.0.0.1:$HEALTH_PORT   # /healthz and /metrics
 	EOF
+	if [ -n "${CONTROL_PORT:-}" ]; then
+		cat >>"$CFG" <<-EOF
+			control:
+			  url: http://127.0.0.1:$CONTROL_PORT
+			  auth: token
+			  tokenFile: $DEMO/agent.token   # issued by berth-control token issue --agent demo-host
+			  reportInterval: 10s
+		EOF
+	fi
 	printf '%s\n' "$1" >>"$CFG"
+}
+
+# start_control starts berth-control serve on SQLite and issues the
+# tokens: the host's (agent.token) and an operator's (operator.token).
+start_control() {
+	CONTROL_PORT=$(free_port)
+	local db="sqlite://$DEMO/control.db" i
+	printf '  %s$ setsid nohup bin/berth-control serve --listen 127.0.0.1:%s --db %s --auth token >demo/control.log 2>&1 &%s\n' "$DIM" "$CONTROL_PORT" "$db" "$R"
+	setsid nohup "$CONTROL" serve --listen "127.0.0.1:$CONTROL_PORT" --db "$db" --auth token >"$DEMO/control.log" 2>&1 </dev/null &
+	local cpid=$!
+	echo "$cpid" >"$DEMO/control.pid"
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$cpid" 2>/dev/null || die "berth-control serve exited: $(tail -n 5 "$DEMO/control.log")" "$DEMO/control.log"
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$CONTROL_PORT/healthz")" = 200 ] && break
+		sleep 0.2
+	done
+	((i < 100)) || die "berth-control does not answer GET /healthz" "$DEMO/control.log"
+	printf '  %s$ bin/berth-control token issue --db %s --agent demo-host > demo/agent.token%s\n' "$DIM" "$db" "$R"
+	(umask 077 && "$CONTROL" token issue --db "$db" --agent demo-host >"$DEMO/agent.token")
+	printf '  %s$ bin/berth-control token issue --db %s --operator demo > demo/operator.token%s\n' "$DIM" "$db" "$R"
+	(umask 077 && "$CONTROL" token issue --db "$db" --operator demo >"$DEMO/operator.token")
+	note "berth-control (pid $cpid) listens on http://127.0.0.1:$CONTROL_PORT; the tokens are in demo/agent.token and demo/operator.token"
 }
 
 preflight() {
@@ -449,7 +488,10 @@ start_cmd() {
 	show docker -H "$DOCKER_H" push -q "$REG/demo/tools:v1"
 	show docker -H "$DOCKER_H" rmi -f busybox:demo "$REG/library/busybox:demo" "$REG/demo/tools:v1"
 
-	sub "enable the image cache in demo/agent.yaml: disk, then a Blob container, then the registry" "$DEMO/agent.log"
+	sub "start berth-control, the fleet's control endpoint, on SQLite, and issue the host's and an operator's tokens" "$DEMO/control.log"
+	start_control
+
+	sub "enable the image cache and reports to berth-control in demo/agent.yaml" "$DEMO/agent.log"
 	CACHE_PORT=$(free_port)
 	write_config "cache:
   enabled: true
@@ -465,7 +507,7 @@ start_cmd() {
       endpoint: http://$REG
     \"$REG\":
       endpoint: http://$REG"
-	sed -n '/^health:/,$p' "$CFG" | sed 's/^/    /'
+	sed -n '/^control:/,$p' "$CFG" | sed 's/^/    /'
 	show "$AGENT" config validate "$CFG"
 
 	sub "start the agent's daemon (berth-agent run): it serves the cache and writes registry-mirrors into the engine's daemon.json"
@@ -504,6 +546,15 @@ start_cmd() {
 	LAST="curl -s http://127.0.0.1:$HEALTH_PORT/metrics | grep ^berth_cache_"
 	printf '  %s$ %s%s\n' "$DIM" "$LAST" "$R"
 	curl -s "http://127.0.0.1:$HEALTH_PORT/metrics" | grep '^berth_cache_' | sed 's/^/    /' || note "(no berth_cache_ figures)"
+	sub "the host as berth-control sees it: heartbeats every 10 s from the agent's durable outbox"
+	local hf="--server http://127.0.0.1:$CONTROL_PORT --token-file $DEMO/operator.token"
+	for ((i = 0; i < 150; i++)); do
+		# until the first heartbeat (with the host's checks) is in
+		"$CONTROL" hosts show demo-host --server "http://127.0.0.1:$CONTROL_PORT" --token-file "$DEMO/operator.token" --output json 2>/dev/null | grep -q '"checks"' && break
+		sleep 0.2
+	done
+	show "$CONTROL" hosts list --server "http://127.0.0.1:$CONTROL_PORT" --token-file "$DEMO/operator.token"
+	show "$CONTROL" hosts show demo-host --server "http://127.0.0.1:$CONTROL_PORT" --token-file "$DEMO/operator.token"
 	trap - ERR
 
 	local a="$AGENT" c="--config $CFG" d="docker -H $DOCKER_H"
@@ -511,7 +562,10 @@ start_cmd() {
 	has_systemd && restart_note="systemd (berth-docker.service) and the agent start it again"
 	cat <<-EOF
 
-		${GRN}${B}The demo runs${R} (took $((SECONDS - t0)) s): Azurite, the registry, Docker Engine $V1 and berth-agent (serving the image cache) are in the background.
+		${GRN}${B}The demo runs${R} (took $((SECONDS - t0)) s): Azurite, the registry, berth-control, Docker Engine $V1 and berth-agent (serving the image cache, reporting to berth-control) are in the background.
+
+		${B}The dashboard${R}: http://127.0.0.1:$CONTROL_PORT/ — sign in with the operator token in $DEMO/operator.token
+		  (from another machine: ssh -L $CONTROL_PORT:127.0.0.1:$CONTROL_PORT this-host, then open the address)
 
 		${B}What to try${R}
 		  $a engine status $c
@@ -529,17 +583,23 @@ start_cmd() {
 		  $d rmi busybox:demo; $a cache prune $c; $d pull busybox:demo; $a cache stats $c
 		  curl -s http://127.0.0.1:$HEALTH_PORT/metrics | grep ^berth_cache_
 
+		  # the fleet at berth-control; stop the engine and watch the host turn Unhealthy within 10 s:
+		  $CONTROL hosts list $hf
+		  $CONTROL hosts show demo-host $hf
+		  curl -s http://127.0.0.1:$HEALTH_PORT/healthz
+
 		  # what was published to Blob Storage, and the agent's view of it:
 		  $CONTROL releases list --repo $DEMO/releases
 		  $a config show $c
 
 		${B}Logs${R}
 		  the agent daemon:  $DEMO/agent.log (and $STATE/logs/agent.log)
+		  berth-control:     $DEMO/control.log
 		  the engine:        $STATE/logs/dockerd.log
 		  Azurite:           $DEMO/azurite.log
 		  the registry:      $DEMO/registry.log
 
-		${B}Stop everything${R} (agent, containers, engine, Azurite, registry; removes demo/):
+		${B}Stop everything${R} (agent, berth-control, containers, engine, Azurite, registry; removes demo/):
 		  $ME stop
 	EOF
 }

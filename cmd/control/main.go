@@ -1,6 +1,6 @@
 // Command berth-control is Berth's control endpoint and the operator's
-// command line: the signed release workflow today, the fleet server and its
-// CLI as they land. This file only parses flags and wires packages.
+// command line: the fleet server, its operator CLI and the signed release
+// workflow. This file only parses flags and wires packages.
 package main
 
 import (
@@ -26,7 +26,11 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// usageError marks errors that exit 2.
 type usageError struct{ error }
+
+// Unwrap lets run see flag.ErrHelp through it (-h exits 0).
+func (u usageError) Unwrap() error { return u.error }
 
 type command struct {
 	name    string
@@ -37,10 +41,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"releases", "init|add|publish|list signed release metadata", cmdReleases},
-		{"serve", "run the control endpoint", notYet},
-		{"hosts", "list|show hosts", notYet},
+		{"serve", "run the control endpoint (API, web page)", cmdServe},
+		{"hosts", "list|show hosts", cmdHosts},
 		{"rollouts", "create|list|show|pause|resume|abort rollouts", notYet},
-		{"token", "issue|list|revoke tokens", notYet},
+		{"token", "issue|list|revoke tokens", cmdToken},
 		{"version", "print version, commit, build date and platform", cmdVersion},
 	}
 }

@@ -1,10 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -13,7 +22,89 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// TestScripts runs the CLI contracts in testdata/script.
+// TestScripts runs the CLI contracts in testdata/script. Each script gets
+// a free loopback address in $LISTEN for a server it starts with
+// "exec berth-control serve … &", and these commands:
+//
+//	waitserver URL                 wait until URL/healthz answers 200
+//	report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]
+//	                               post one heartbeat with those labels
+//	envjson VAR FILE FIELD         set $VAR to a string field of a JSON file
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("LISTEN", testenv.FreePort(t))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitserver": cmdWaitServer,
+			"report":     cmdReport,
+			"envjson":    cmdEnvJSON,
+		},
+	})
+}
+
+func cmdWaitServer(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: waitserver URL")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(args[0] + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s/healthz did not answer 200 in 15s: %v", args[0], err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func cmdReport(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 5 {
+		ts.Fatalf("usage: report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]")
+	}
+	seq, err := strconv.ParseUint(args[3], 10, 64)
+	ts.Check(err)
+	labels := map[string]string{}
+	for _, kv := range args[5:] {
+		k, v, _ := strings.Cut(kv, "=")
+		labels[k] = v
+	}
+	now := time.Now().UTC()
+	body, err := json.Marshal(wire.Batch{Agent: args[2], Records: []wire.Record{{
+		Seq: seq, Kind: wire.KindHeartbeat, Time: now, Heartbeat: &wire.Heartbeat{
+			State: args[4], Engine: wire.Engine{Flavor: "docker", Version: "24.0.7", Active: true, Healthy: true},
+			AgentVersion: "1.0.0", Labels: labels, IntervalSeconds: 60,
+			Checks: []wire.Check{{Name: "engine.api", Status: "ok", Message: "docker answers", Time: now}},
+		}}}})
+	ts.Check(err)
+	req, err := http.NewRequest(http.MethodPost, args[0]+wire.ReportsPath, bytes.NewReader(body))
+	ts.Check(err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(ts.ReadFile(args[1])))
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	resp.Body.Close()
+	if ok := resp.StatusCode == http.StatusOK; ok == neg {
+		ts.Fatalf("report of %s: status %d", args[2], resp.StatusCode)
+	}
+}
+
+func cmdEnvJSON(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: envjson VAR FILE FIELD")
+	}
+	var m map[string]any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[1])), &m))
+	v, ok := m[args[2]].(string)
+	if !ok {
+		ts.Fatalf("%s has no string field %q", args[1], args[2])
+	}
+	ts.Setenv(args[0], v)
 }

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/berthhq/berth/control/auth"
+)
+
+// DefaultListen is where berth-control serve listens without --listen:
+// loopback only, so that a server started without thought is not open to
+// the network. Behind a load balancer or on a VM, pass --listen :8080.
+const DefaultListen = "127.0.0.1:8080"
+
+// DefaultAuth is the --auth of berth-control serve: issued tokens only.
+const DefaultAuth = "token"
+
+// Config is berth-control serve's settings, from DefaultConfig, then the
+// --config file, then flags.
+type Config struct {
+	// Listen is host:port (--listen).
+	Listen string `yaml:"listen" json:"listen"`
+	// DB is sqlite://PATH or postgres://… (--db). It may carry a
+	// password; it is never logged whole.
+	DB string `yaml:"db" json:"db"`
+	// Auth is entra, token, entra,token or none (--auth).
+	Auth  string      `yaml:"auth" json:"auth"`
+	Entra EntraConfig `yaml:"entra" json:"entra"`
+	Log   LogConfig   `yaml:"log" json:"log"`
+}
+
+// EntraConfig is the Entra ID settings (--entra-*); see auth.Entra.
+type EntraConfig struct {
+	Tenant       string `yaml:"tenant" json:"tenant"`
+	Audience     string `yaml:"audience" json:"audience"`
+	Authority    string `yaml:"authority" json:"authority"`
+	OperatorRole string `yaml:"operatorRole" json:"operatorRole"`
+}
+
+// LogConfig is the server's log (--log-level, --log-format).
+type LogConfig struct {
+	Level  string `yaml:"level" json:"level"`
+	Format string `yaml:"format" json:"format"`
+}
+
+// DefaultConfig is the settings without a file or flags.
+func DefaultConfig() Config {
+	return Config{
+		Listen: DefaultListen,
+		Auth:   DefaultAuth,
+		Log:    LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// maxConfigBytes bounds the config file.
+const maxConfigBytes = 1 << 20
+
+// LoadConfig reads path, YAML or JSON, on top of base. Decoding is strict:
+// unknown keys and wrong types are errors that name the line.
+func LoadConfig(path string, base Config) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return base, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return base, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > maxConfigBytes {
+		return base, fmt.Errorf("config %s is over %d bytes", path, maxConfigBytes)
+	}
+	return ParseConfig(path, data, base)
+}
+
+// ParseConfig is LoadConfig of data; name is used in messages only.
+func ParseConfig(name string, data []byte, base Config) (Config, error) {
+	cfg := base
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return base, nil
+		}
+		return base, fmt.Errorf("config %s: %s", name, yamlError(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return base, fmt.Errorf("config %s: more than one document; keep the settings in one", name)
+	}
+	return cfg, nil
+}
+
+// Methods validates the settings and returns the authentication methods
+// they name.
+func (c Config) Methods() ([]auth.Method, error) {
+	if c.DB == "" {
+		return nil, errors.New("--db is required: sqlite://PATH or postgres://USER@HOST/DB")
+	}
+	if c.Listen == "" {
+		return nil, errors.New("--listen is empty: give host:port, for example " + DefaultListen)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port, for example %s or :8080", c.Listen, DefaultListen)
+	}
+	ms, err := auth.ParseMethods(c.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(ms, auth.MethodEntra) {
+		if c.Entra.Tenant == "" || c.Entra.Audience == "" {
+			return nil, errors.New("--auth entra needs --entra-tenant and --entra-audience (or entra.tenant and entra.audience in the config file)")
+		}
+	}
+	return ms, nil
+}
+
+// EntraOptions returns the auth.Entra of the settings.
+func (c Config) EntraOptions() *auth.Entra {
+	return &auth.Entra{
+		Tenant:       c.Entra.Tenant,
+		Audience:     c.Entra.Audience,
+		Authority:    c.Entra.Authority,
+		OperatorRole: c.Entra.OperatorRole,
+	}
+}
+
+// Warnings are what serve must say loudly before it starts, on stderr and
+// in the log: today, that --auth none lets anyone in.
+func (c Config) Warnings() []string {
+	if strings.TrimSpace(strings.ToLower(c.Auth)) != string(auth.MethodNone) {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(c.Listen)
+	w := "WARNING: --auth none: authentication is OFF. Anyone who can reach " + c.Listen +
+		" can read the whole fleet and write reports as any host. Use it for a laptop demo only."
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		w += " This server listens beyond loopback."
+	}
+	return []string{w}
+}
+
+// RedactDSN hides the password of a database DSN for logs and messages.
+func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// unknownField is how yaml.v3 words an unknown key.
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlError puts yaml.v3's errors on one line, in the words of a config
+// file rather than of Go types.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			m = unknownField.ReplaceAllString(m, `unknown key "$1"`)
+			msgs[i] = strings.ReplaceAll(m, "server.", "")
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}

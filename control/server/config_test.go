@@ -1,0 +1,111 @@
+package server_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthhq/berth/control/server"
+)
+
+func TestParseConfig(t *testing.T) {
+	want := server.DefaultConfig()
+	want.Listen = ":9090"
+	want.DB = "sqlite:///var/lib/berth-control/control.db"
+	want.Auth = "entra,token"
+	want.Entra = server.EntraConfig{Tenant: "t", Audience: "api://berth-control", OperatorRole: "Ops"}
+	tests := []struct {
+		name, data string
+	}{
+		{"yaml", `
+listen: ":9090"
+db: sqlite:///var/lib/berth-control/control.db
+auth: entra,token
+entra:
+  tenant: t
+  audience: api://berth-control
+  operatorRole: Ops
+`},
+		{"json", `{"listen": ":9090", "db": "sqlite:///var/lib/berth-control/control.db", "auth": "entra,token",
+ "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := server.ParseConfig(tt.name, []byte(tt.data), server.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if _, err := got.Methods(); err != nil {
+				t.Errorf("Methods: %v", err)
+			}
+		})
+	}
+	empty, err := server.ParseConfig("empty", nil, server.DefaultConfig())
+	if err != nil || empty != server.DefaultConfig() {
+		t.Errorf("empty file: %+v %v", empty, err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tt := range []struct{ name, data, want string }{
+		{"unknown key", "listen: :1\ndatabase: x\n", "line 2"},
+		{"wrong type", "entra: 5\n", "line 1"},
+		{"two documents", "listen: :1\n---\nlisten: :2\n", "more than one document"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := server.ParseConfig("c.yaml", []byte(tt.data), server.DefaultConfig())
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "c.yaml") {
+				t.Errorf("err %v, want one naming c.yaml and %q", err, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		mod  func(*server.Config)
+		want string
+	}{
+		{"no db", func(c *server.Config) {}, "--db"},
+		{"bad listen", func(c *server.Config) { c.DB = "sqlite://x"; c.Listen = "8080" }, "host:port"},
+		{"bad auth", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "magic" }, "magic"},
+		{"entra without tenant", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "entra" }, "--entra-tenant"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := server.DefaultConfig()
+			tt.mod(&c)
+			if _, err := c.Methods(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	c := server.DefaultConfig()
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings for token auth: %q", w)
+	}
+	c.Auth = "none"
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "WARNING") || strings.Contains(w[0], "beyond loopback") {
+		t.Errorf("warnings for none on loopback: %q", w)
+	}
+	c.Listen = ":8080"
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "beyond loopback") {
+		t.Errorf("warnings for none on every interface: %q", w)
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://berth:s3cret@db:5432/berth":      "postgres://berth:xxxxx@db:5432/berth",
+		"postgres://db/berth?user=b&password=s3cret": "postgres://db/berth?password=xxxxx&user=b",
+		"sqlite:///var/lib/berth-control/control.db": "sqlite:///var/lib/berth-control/control.db",
+	} {
+		if got := server.RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
