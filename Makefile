@@ -33,16 +33,18 @@ lint: ## gofmt, go vet for linux and windows
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 test: deps lint build build-windows ## everything CI checks: lint, both platforms' builds, all tests on real components
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# Artifacts (the web page's screenshots) land in test-output/_artifacts/.
+	mkdir -p test-output
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir $(CURDIR)/test-output ./...
 
 test-short: ## unit tests only, no real components
 	$(GO) test -short ./...
 
 bench: deps build ## benchmarks against the named peers; prints figures and ratios (medians of several runs)
-	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
+	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./cmd/control/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
 
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh
 
 clean: ## remove build output
-	rm -rf bin/
+	rm -rf bin/ test-output/
