@@ -61,7 +61,7 @@ func BenchmarkDockerPullThroughCache(b *testing.B) {
 	r.writeConfig(verA)
 	r.mustRun("engine", "install", verA)
 
-	var logs *syncBuffer
+	var logs *testenv.Buffer
 	b.Cleanup(func() {
 		if b.Failed() && logs != nil {
 			b.Logf("agent log:\n%s", logs.String())

@@ -73,7 +73,7 @@ func TestPullsThroughTheCache(t *testing.T) {
 		return bt
 	}
 	layers := []cas.Digest{hub.Image.Layers[0].Digest, hub.Image.ConfigDigest, hub.Image.ManifestDigest}
-	var logs *syncBuffer
+	var logs *testenv.Buffer
 	t.Cleanup(func() {
 		if t.Failed() && logs != nil {
 			t.Logf("agent log:\n%s", logs.String())

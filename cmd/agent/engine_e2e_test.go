@@ -299,35 +299,17 @@ func TestDaemonDoesNotRetryFailedVersion(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var daemons sync.Map // *rig → *daemon
 
 // daemon is a running `berth-agent run` and its output.
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
-func (b *rig) startDaemon() *syncBuffer {
+func (b *rig) startDaemon() *testenv.Buffer {
 	b.t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd := b.agent(context.Background(), "run")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -61,34 +61,17 @@ func binary(t testing.TB, name string) string {
 
 // lockedBuffer collects a process's output for the test to read while it
 // runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is a started child process.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testenv.Buffer
 	done chan struct{}
 	err  error
 }
 
 func startProc(t testing.TB, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{logs: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{logs: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

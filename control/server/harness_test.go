@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // fixture is a real server on a real SQLite store, with an agent token for
@@ -32,7 +32,7 @@ type fixture struct {
 	AgentA   string
 	AgentB   string
 	Operator string
-	Logs     *syncBuffer
+	Logs     *testenv.Buffer
 }
 
 type fixtureOptions struct {
@@ -45,24 +45,6 @@ type fixtureOptions struct {
 	Quiet bool
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -72,7 +54,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.Methods == nil {
 		o.Methods = []auth.Method{auth.MethodToken}
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	level := slog.LevelDebug
 	if o.Quiet {
 		level = slog.LevelInfo
