@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/berthhq/berth/control/auth"
@@ -84,6 +86,12 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		log.Warn(w)
 	}
 	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods)
+	// A report is a few KiB of short-lived garbage and the live heap is
+	// small, so the default GC target spends a fifth of the CPU collecting;
+	// a higher one trades a few MiB for ingest rate. GOGC still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 
 	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log})
 	if err != nil {

@@ -14,16 +14,6 @@ import (
 	"github.com/berthhq/berth/control/wire"
 )
 
-// Codes of wire.Error that wire does not name yet.
-const (
-	// CodeMethodNotAllowed is the code of a 405: the path exists, the
-	// method does not (the Allow header lists the ones that do).
-	CodeMethodNotAllowed = "method_not_allowed"
-	// CodeConflict is the code of a 409: the batch contradicts what is
-	// stored, such as sequence numbers that went backwards.
-	CodeConflict = "conflict"
-)
-
 // apiError is an error with the status and code it is answered with.
 type apiError struct {
 	status int
@@ -51,7 +41,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrIdentityMismatch):
 		ae = &apiError{status: http.StatusForbidden, code: wire.CodeForbidden, msg: err.Error()}
 	case errors.Is(err, store.ErrSeqBackwards):
-		ae = &apiError{status: http.StatusConflict, code: CodeConflict, msg: err.Error() + "; an agent whose numbering restarted needs a new agent id or a cleared host record"}
+		ae = &apiError{status: http.StatusConflict, code: wire.CodeConflict, msg: err.Error() + "; an agent whose numbering restarted needs a new agent id or a cleared host record"}
 	case errors.Is(err, store.ErrBadFilter):
 		ae = &apiError{status: http.StatusBadRequest, code: wire.CodeBadRequest, msg: err.Error()}
 	case errors.Is(err, store.ErrNotFound):

@@ -180,7 +180,7 @@ func (s *Server) routes() {
 func methodNotAllowed(allowed string) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", allowed)
-		return apiErrorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, clip(r.URL.Path), allowed)
+		return apiErrorf(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, clip(r.URL.Path), allowed)
 	}
 }
 

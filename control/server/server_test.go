@@ -92,7 +92,7 @@ func TestHostileInput(t *testing.T) {
 		{"no records", request{Token: f.AgentA, Header: json, Body: strings.NewReader(`{"agent":"vm-a","records":[]}`)}, 400, wire.CodeBadRequest, "no records"},
 		{"trailing data", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(append(good(), []byte(` {}`)...))}, 400, wire.CodeBadRequest, "data after"},
 		{"seq backwards in one batch", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(batchJSON(t, "vm-a", heartbeat(30, "Healthy", nil), heartbeat(29, "Healthy", nil)))}, 400, wire.CodeBadRequest, "records[1].seq"},
-		{"seq backwards across batches", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(batchJSON(t, "vm-a", heartbeat(5, "Healthy", nil)))}, 409, server.CodeConflict, "backwards"},
+		{"seq backwards across batches", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(batchJSON(t, "vm-a", heartbeat(5, "Healthy", nil)))}, 409, wire.CodeConflict, "backwards"},
 		{"oversized raw", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(big)}, 413, wire.CodeTooLarge, "limit"},
 		{"oversized raw chunked", request{Token: f.AgentA, Header: json, Body: bytes.NewReader(big), NoLength: true}, 413, wire.CodeTooLarge, "limit"},
 		{"oversized gzip compressed", request{Token: f.AgentA, Header: gz, Body: bytes.NewReader(incompressible)}, 413, wire.CodeTooLarge, "limit"},
@@ -124,8 +124,8 @@ func TestHostileInput(t *testing.T) {
 		{"unknown parameter", request{Method: "GET", Path: "/v1/hosts?colour=red", Token: f.Operator}, 400, wire.CodeBadRequest, `"colour"`},
 		{"bad history", request{Method: "GET", Path: "/v1/hosts/vm-a?history=lots", Token: f.Operator}, 400, wire.CodeBadRequest, "history"},
 		{"history too long", request{Method: "GET", Path: "/v1/hosts/vm-a?history=501", Token: f.Operator}, 400, wire.CodeBadRequest, "500"},
-		{"wrong method on reports", request{Method: "GET", Path: "/v1/reports", Token: f.AgentA}, 405, server.CodeMethodNotAllowed, "use POST"},
-		{"wrong method on hosts", request{Method: "DELETE", Path: "/v1/hosts/vm-a", Token: f.Operator}, 405, server.CodeMethodNotAllowed, "DELETE"},
+		{"wrong method on reports", request{Method: "GET", Path: "/v1/reports", Token: f.AgentA}, 405, wire.CodeMethodNotAllowed, "use POST"},
+		{"wrong method on hosts", request{Method: "DELETE", Path: "/v1/hosts/vm-a", Token: f.Operator}, 405, wire.CodeMethodNotAllowed, "DELETE"},
 		{"unknown endpoint", request{Method: "GET", Path: "/v1/nothing", Token: f.Operator}, 404, wire.CodeNotFound, "/v1/nothing"},
 		{"no web page", request{Method: "GET", Path: "/", Token: f.Operator}, 404, wire.CodeNotFound, "web page"},
 	}
@@ -217,7 +217,7 @@ func TestPostgres(t *testing.T) {
 		f := newFixture(t, fixtureOptions{DSN: pg.NewDatabase(t)})
 		f.ack(t, f.AgentA, "vm-a", heartbeat(10, "Healthy", nil))
 		r := f.post(t, f.AgentA, batchJSON(t, "vm-a", heartbeat(5, "Healthy", nil)), nil)
-		if e := r.wireError(t); r.Status != 409 || e.Code != server.CodeConflict {
+		if e := r.wireError(t); r.Status != 409 || e.Code != wire.CodeConflict {
 			t.Errorf("backwards: %d %+v", r.Status, e)
 		}
 		r = f.post(t, f.AgentB, batchJSON(t, "vm-a", heartbeat(11, "Healthy", nil)), nil)

@@ -127,15 +127,17 @@ type Error struct {
 
 // The codes of Error.
 const (
-	CodeBadRequest   = "bad_request"  // 400: malformed or invalid body
-	CodeUnauthorized = "unauthorized" // 401: no, bad or expired token
-	CodeForbidden    = "forbidden"    // 403: valid token, not allowed
-	CodeNotFound     = "not_found"    // 404
-	CodeTooLarge     = "too_large"    // 413: body over the limit
-	CodeUnsupported  = "unsupported"  // 415: content type or encoding
-	CodeRateLimited  = "rate_limited" // 429
-	CodeInternal     = "internal"     // 500
-	CodeUnavailable  = "unavailable"  // 503
+	CodeBadRequest       = "bad_request"        // 400: malformed or invalid body
+	CodeUnauthorized     = "unauthorized"       // 401: no, bad or expired token
+	CodeForbidden        = "forbidden"          // 403: valid token, not allowed
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: numbering went back
+	CodeTooLarge         = "too_large"          // 413: body over the limit
+	CodeUnsupported      = "unsupported"        // 415: content type or encoding
+	CodeRateLimited      = "rate_limited"       // 429
+	CodeInternal         = "internal"           // 500
+	CodeUnavailable      = "unavailable"        // 503
 )
 
 func (e *Error) Error() string {
