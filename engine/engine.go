@@ -79,6 +79,14 @@ type ConfigInput struct {
 	DataRoot string
 	// Mirror is the image cache's address (host:port); empty when disabled.
 	Mirror string
+	// Upstreams are the registries of cache.upstreams, each mapped to its
+	// endpoint ("" for the registry itself). Flavors that configure a
+	// mirror per registry (containerd's certs.d) write one for each.
+	Upstreams map[string]string
+	// ConfDir is the absolute folder the rendered files are written to,
+	// for flavors whose config names its own files (containerd's
+	// registry config_path). The Manager sets it.
+	ConfDir string
 	// Settings are the operator's engine.settings, merged under Berth's keys.
 	Settings map[string]any
 	// LiveRestore keeps containers running while the daemon restarts.
@@ -91,6 +99,9 @@ type ConfigFile struct {
 	Data []byte
 	// Overridden lists engine.settings keys that Berth's own keys replaced.
 	Overridden []string
+	// Live files are read by the engine on every use (containerd's
+	// hosts.toml), so rewriting one needs no restart of the engine.
+	Live bool
 }
 
 // APIStatus is the engine API's answer to a probe.

@@ -99,7 +99,13 @@ func New(o Options) (*Manager, error) {
 }
 
 func (m *Manager) versionDir(v string) string { return filepath.Join(m.dir, v) }
-func (m *Manager) confDir() string            { return filepath.Join(m.dir, "config") }
+func (m *Manager) confDir() string            { return ConfigDir(m.o.StateDir, m.o.Flavor.Name()) }
+
+// ConfigDir is the folder a flavor's configuration is written to,
+// <stateDir>/engines/<flavor>/config, shared by every version.
+func ConfigDir(stateDir, flavor string) string {
+	return filepath.Join(paths.Engines(stateDir, flavor), "config")
+}
 func (m *Manager) daemon(v string) Daemon {
 	return m.o.Flavor.Daemon(m.versionDir(v), m.confDir())
 }
@@ -564,7 +570,9 @@ func (m *Manager) writeConfig() error {
 }
 
 func (m *Manager) syncConfig() (bool, error) {
-	files, err := m.o.Flavor.RenderConfig(m.o.Config)
+	in := m.o.Config
+	in.ConfDir = m.confDir()
+	files, err := m.o.Flavor.RenderConfig(in)
 	if err != nil {
 		return false, fmt.Errorf("render %s config: %w", m.o.Flavor.Name(), err)
 	}
@@ -576,6 +584,10 @@ func (m *Manager) syncConfig() (bool, error) {
 		c, err := atomicfile.WriteIfChanged(filepath.Join(m.confDir(), f.Path), f.Data, 0o644)
 		if err != nil {
 			return false, err
+		}
+		if c && f.Live {
+			m.log.Debug("engine configuration file written; the engine reads it on use, so no restart", "file", f.Path)
+			continue
 		}
 		changed = changed || c
 	}

@@ -28,8 +28,13 @@ func (s *Systemd) Kind() string { return "systemd" }
 
 func (s *Systemd) unitPath() string { return filepath.Join("/etc/systemd/system", s.Unit) }
 
-// conflicting are the distribution's units that would serve the same socket.
-var conflicting = []string{"docker.socket", "docker.service"}
+// conflicting are, per daemon, the distribution's units that would serve the
+// same socket (Debian's containerd.service listens on containerd's default
+// socket and reads /etc/containerd, not the config Berth writes).
+var conflicting = map[string][]string{
+	"docker":     {"docker.socket", "docker.service"},
+	"containerd": {"containerd.service"},
+}
 
 // Start writes the unit for d, stops the distribution's own engine units so
 // they do not fight over the socket, and starts the unit.
@@ -43,7 +48,7 @@ func (s *Systemd) Start(ctx context.Context, d Daemon) error {
 			return err
 		}
 	}
-	for _, u := range conflicting {
+	for _, u := range conflicting[d.Name] {
 		if u == s.Unit {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/engine/containerd"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/release"
 	"github.com/berthhq/berth/internal/agentconfig"
@@ -55,7 +56,9 @@ type Host struct {
 	log      *slog.Logger
 
 	osBuild string
-	monitor atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
+	// prewarmSkipped: the warning that containerd is not prewarmed was logged.
+	prewarmSkipped bool
+	monitor        atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
 }
 
 // NewHost builds the components that cfg asks for. The only network call
@@ -100,8 +103,10 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 	switch cfg.Engine.Flavor {
 	case "docker":
 		flavor = &docker.Flavor{LogDir: filepath.Join(stateDir, paths.LogsDir)}
+	case "containerd":
+		flavor = &containerd.Flavor{LogDir: filepath.Join(stateDir, paths.LogsDir)}
 	default:
-		return nil, fmt.Errorf("engine.flavor %q is not supported by this agent yet; use docker", cfg.Engine.Flavor)
+		return nil, fmt.Errorf("engine.flavor %q is not supported; use docker or containerd", cfg.Engine.Flavor)
 	}
 	var rel *release.Client
 	if cfg.Engine.Managed && cfg.Engine.Releases.URL != "" {
@@ -121,6 +126,12 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 	if cfg.Cache.Enabled {
 		mirror = cfg.Cache.Listen
 	}
+	// containerd gets a hosts.toml per registry of cache.upstreams, with
+	// the registry's own endpoint as the fallback when the cache is down.
+	upstreams := make(map[string]string, len(cfg.Cache.Upstreams))
+	for name, u := range cfg.Cache.Upstreams {
+		upstreams[name] = u.Endpoint
+	}
 	flavorDir := paths.Engines(stateDir, flavor.Name())
 	mgr, err := engine.New(engine.Options{
 		Flavor:   flavor,
@@ -133,6 +144,7 @@ func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, err
 			Endpoint:    cfg.EngineEndpoint(),
 			DataRoot:    cfg.Engine.DataRoot,
 			Mirror:      mirror,
+			Upstreams:   upstreams,
 			Settings:    cfg.Engine.Settings,
 			LiveRestore: runtime.GOOS == "linux",
 		},
@@ -243,6 +255,15 @@ func (h *Host) Run(ctx context.Context) error {
 func (h *Host) prewarm(ctx context.Context) error {
 	images := h.Config.Cache.Prewarm
 	if h.Cache == nil || len(images) == 0 {
+		return nil
+	}
+	if h.Config.Engine.Flavor == "containerd" {
+		// The Puller drives dockerd's API; containerd pulls through the
+		// cache by itself on first use, via the hosts files.
+		if !h.prewarmSkipped {
+			h.log.Warn("cache.prewarm is not done for engine.flavor containerd: berth-agent pulls into dockerd only; containerd pulls through the cache on first use", "images", images)
+			h.prewarmSkipped = true
+		}
 		return nil
 	}
 	key := strings.Join(images, "\n")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/engine/containerd"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/internal/agentconfig"
@@ -438,6 +439,13 @@ func cmdPull(ctx context.Context, e *env) error {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
+	}
+	if cfg.Engine.Flavor == "containerd" {
+		// Pulling into containerd needs its content, image and snapshot
+		// APIs (what ctr and nerdctl are made of); containerd already
+		// pulls through the cache on its own, via the hosts files.
+		hosts := containerd.HostsDir(engine.ConfigDir(cfg.StateDir(), "containerd"))
+		return fmt.Errorf("pull into containerd: berth-agent pull drives dockerd only; use `ctr images pull --hosts-dir %s IMAGE` or nerdctl: containerd pulls through the cache via the certs.d hosts.toml berth writes", hosts)
 	}
 	log := e.logger()
 	term := false

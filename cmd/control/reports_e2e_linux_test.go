@@ -192,7 +192,7 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 		}
 		if atPage == 0 && pageState() == "Unhealthy" {
 			atPage = time.Since(stopped)
-			testenv.SaveScreenshot(t, browser, "host-unhealthy-"+backend)
+			testenv.SaveScreenshot(t, browser, "host-unhealthy-"+backend+".png")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

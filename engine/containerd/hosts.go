@@ -1,7 +1,7 @@
-// Package containerd is the containerd flavor's configuration: for now the
-// registry host files (certs.d/<host>/hosts.toml) that point containerd at
-// the image cache for every registry. The flavor's daemon and config.toml
-// build on it.
+// Package containerd is the containerd flavor: how containerd of an
+// unpacked release runs, the config.toml and the registry host files
+// (certs.d/<host>/hosts.toml) Berth owns, which point containerd at the
+// image cache for every registry, and the probe of containerd's gRPC API.
 package containerd
 
 import (
@@ -23,7 +23,9 @@ type HostFile struct {
 // (every other registry), that tries the cache at mirror (host:port) first
 // and the registry itself after: containerd adds ?ns=<registry> to mirror
 // requests, which the cache reads as the upstream's name. upstreams maps a
-// registry to its endpoint when not the usual one.
+// registry to its endpoint when not the usual one. With mirror empty (the
+// cache disabled) the files name only the registry, so that containerd
+// stops using a cache that was turned off.
 // goos picks the folder naming: containerd looks a registry with a port up
 // as "host:port" on Linux and as "host_port_" on Windows, where a file name
 // cannot hold a colon.
@@ -64,6 +66,9 @@ func hostsTOML(server, mirror string) []byte {
 	b.WriteString("# Written by berth-agent; changes are overwritten.\n")
 	if server != "" {
 		fmt.Fprintf(&b, "server = %s\n", strconv.Quote(server))
+	}
+	if mirror == "" {
+		return []byte(b.String())
 	}
 	fmt.Fprintf(&b, "\n[host.%s]\n", strconv.Quote("http://"+mirror))
 	b.WriteString("  capabilities = [\"pull\", \"resolve\"]\n")

@@ -198,12 +198,15 @@ func (c Config) StateDir() string {
 	return paths.StateDir()
 }
 
-// EngineEndpoint returns engine.endpoint, or the platform's default Docker
-// API address when it is empty. internal/paths has no containerd default
-// yet, so a containerd host should set engine.endpoint.
+// EngineEndpoint returns engine.endpoint, or when it is empty the
+// platform's default API address of engine.flavor: Docker's socket or
+// pipe, or containerd's.
 func (c Config) EngineEndpoint() string {
 	if c.Engine.Endpoint != "" {
 		return c.Engine.Endpoint
+	}
+	if c.Engine.Flavor == "containerd" {
+		return paths.ContainerdEndpoint()
 	}
 	return paths.EngineEndpoint()
 }

@@ -123,8 +123,12 @@ func TestDirs(t *testing.T) {
 	if got, want := c.CacheDir(), filepath.Join(paths.StateDir(), paths.CacheDir); got != want {
 		t.Errorf("CacheDir = %q, want %q", got, want)
 	}
+	c.Engine.Flavor = "containerd"
+	if got, want := c.EngineEndpoint(), paths.ContainerdEndpoint(); got != want {
+		t.Errorf("containerd EngineEndpoint = %q, want %q", got, want)
+	}
 	c.Agent.StateDir = "/srv/berth"
-	c.Engine.Endpoint = "unix:///run/containerd/containerd.sock"
+	c.Engine.Endpoint = "unix:///srv/containerd.sock"
 	if got, want := c.CacheDir(), filepath.Join("/srv/berth", paths.CacheDir); got != want {
 		t.Errorf("CacheDir = %q, want %q", got, want)
 	}

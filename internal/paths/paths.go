@@ -25,6 +25,10 @@ func StateDir() string { return defaultStateDir }
 // EngineEndpoint returns the default API address of the Docker engine.
 func EngineEndpoint() string { return defaultDockerEndpoint }
 
+// ContainerdEndpoint returns the default API address of containerd: the
+// socket or pipe containerd itself listens on when not told otherwise.
+func ContainerdEndpoint() string { return defaultContainerdEndpoint }
+
 // Under the state folder.
 const (
 	EnginesDir  = "engines"

@@ -1,7 +1,8 @@
 package paths
 
 const (
-	defaultConfigFile     = `C:\ProgramData\Berth\agent.yaml`
-	defaultStateDir       = `C:\ProgramData\Berth`
-	defaultDockerEndpoint = "npipe:////./pipe/docker_engine"
+	defaultConfigFile         = `C:\ProgramData\Berth\agent.yaml`
+	defaultStateDir           = `C:\ProgramData\Berth`
+	defaultDockerEndpoint     = "npipe:////./pipe/docker_engine"
+	defaultContainerdEndpoint = "npipe:////./pipe/containerd-containerd"
 )
