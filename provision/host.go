@@ -56,9 +56,7 @@ type Host struct {
 	log      *slog.Logger
 
 	osBuild string
-	// prewarmSkipped: the warning that containerd is not prewarmed was logged.
-	prewarmSkipped bool
-	monitor        atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
+	monitor atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
 }
 
 // NewHost builds the components that cfg asks for. The only network call
@@ -257,16 +255,12 @@ func (h *Host) prewarm(ctx context.Context) error {
 	if h.Cache == nil || len(images) == 0 {
 		return nil
 	}
-	if h.Config.Engine.Flavor == "containerd" {
-		// The Puller drives dockerd's API; containerd pulls through the
-		// cache by itself on first use, via the hosts files.
-		if !h.prewarmSkipped {
-			h.log.Warn("cache.prewarm is not done for engine.flavor containerd: berth-agent pulls into dockerd only; containerd pulls through the cache on first use", "images", images)
-			h.prewarmSkipped = true
-		}
-		return nil
-	}
 	key := strings.Join(images, "\n")
+	if h.Config.Engine.Flavor == "containerd" {
+		// containerd keeps images per namespace: settings that move them
+		// to another one (CRI disabled) pull them again.
+		key += "\nnamespace=" + containerd.ImageNamespace(h.Config.Engine.Settings)
+	}
 	var done string
 	if _, err := h.DB.Get(ctx, "prewarm", "images", &done); err != nil {
 		return err
@@ -278,11 +272,20 @@ func (h *Host) prewarm(ctx context.Context) error {
 	if err != nil || !st.Healthy {
 		return nil // the engine is not up yet: next round
 	}
-	p, err := NewPuller(h.Config, h.log, nil)
+	var p ImagePuller
+	if h.Config.Engine.Flavor == "containerd" {
+		// Nobody watches the daemon's terminal: ctr's progress is logged.
+		p, err = h.ctrPuller(st, "", nil)
+	} else {
+		var dp *Puller
+		if dp, err = NewPuller(h.Config, h.log, nil); err == nil {
+			dp.CacheAddr = h.Cache.Addr()
+			p = dp
+		}
+	}
 	if err != nil {
 		return err
 	}
-	p.CacheAddr = h.Cache.Addr()
 	h.log.Info("prewarming images", "images", images)
 	if err := p.Pull(ctx, images...); err != nil {
 		return err

@@ -20,7 +20,8 @@ import (
 	"github.com/berthhq/berth/internal/httpclient"
 )
 
-// Puller pulls images into dockerd through the image cache.
+// Puller pulls images into dockerd through the image cache (the path-prefix
+// form, then a re-tag to the image's own name).
 type Puller struct {
 	Docker *docker.Client
 	// CacheAddr is the cache's host:port; empty pulls straight from the
@@ -39,7 +40,7 @@ type Puller struct {
 // cache's address when the cache is enabled, and on Windows the host build.
 func NewPuller(cfg agentconfig.Config, log *slog.Logger, onEvent func(string, docker.PullEvent)) (*Puller, error) {
 	if cfg.Engine.Flavor != "docker" {
-		return nil, fmt.Errorf("pull: engine.flavor %q is not supported yet; use docker", cfg.Engine.Flavor)
+		return nil, fmt.Errorf("pull: engine.flavor %q: this puller drives dockerd; containerd pulls with Host.ContainerdPuller", cfg.Engine.Flavor)
 	}
 	c, err := docker.NewClient(cfg.EngineEndpoint())
 	if err != nil {

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/packaging/tufrepo"
@@ -80,6 +83,8 @@ func newContainerdRig(t *testing.T, versions ...string) (*rig, *testenv.Containe
 // Docker. With the cache on, `ctr images pull --hosts-dir` through the
 // certs.d the agent writes goes through the cache, and with the upstream
 // registry killed a deleted image is pulled again from the cache alone.
+// cache.prewarm and `berth-agent pull` pull through the cache into
+// containerd's k8s.io namespace with the engine's own ctr.
 func TestContainerdEndToEnd(t *testing.T) {
 	b, host := newContainerdRig(t, ctrdA, ctrdB)
 	ctx := context.Background()
@@ -118,6 +123,10 @@ func TestContainerdEndToEnd(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	img := testenv.SeedBusybox(t, reg.URL, "team/tools", "v1")
 	ref := reg.Addr + "/team/tools:v1"
+	// Images of their own content (the busybox layer is shared), so that
+	// their layers in the disk tier show which pull went through the cache.
+	warm := testenv.SeedImage(t, reg.URL, "team/warm", "v1", tarLayer(t, "prewarmed"))
+	warmRef := reg.Addr + "/team/warm:v1"
 	listen := testenv.FreePort(t)
 	cacheDir := filepath.Join(host.Dir, "cache")
 	b.cfg["cache"] = map[string]any{
@@ -125,7 +134,7 @@ func TestContainerdEndToEnd(t *testing.T) {
 		"listen":    listen,
 		"local":     map[string]any{"dir": cacheDir, "maxSize": "1GiB"},
 		"upstreams": map[string]any{reg.Addr: map[string]any{"endpoint": reg.URL}},
-		"prewarm":   []any{ref}, // not done for containerd: warned once
+		"prewarm":   []any{warmRef},
 	}
 	b.writeConfig(ctrdA)
 	logs := b.startDaemon()
@@ -146,9 +155,6 @@ func TestContainerdEndToEnd(t *testing.T) {
 		t.Errorf("docker.io's hosts.toml does not name the cache:\n%s", h)
 	}
 	wantHealthyOn(t, b.status(), ctrdA)
-	waitFor(t, 10*time.Second, "the daemon to warn that containerd is not prewarmed", func() bool {
-		return strings.Count(logs.String(), "cache.prewarm is not done") == 1
-	})
 
 	ctr := func(args ...string) string {
 		t.Helper()
@@ -160,6 +166,27 @@ func TestContainerdEndToEnd(t *testing.T) {
 		}
 		return string(out)
 	}
+	inCache := func(d cas.Digest) bool {
+		_, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", d.Hex()[:2], d.Hex()))
+		return err == nil
+	}
+
+	// cache.prewarm: the daemon pulls with the engine's own ctr into
+	// k8s.io, the kubelet's namespace (the CRI plugin is not disabled).
+	waitFor(t, 30*time.Second, "prewarm to pull "+warmRef+" into containerd's k8s.io namespace", func() bool {
+		out, _ := host.Ctr(ctx, "--namespace", "k8s.io", "images", "ls", "-q")
+		return strings.Contains(string(out), warmRef)
+	})
+	if !inCache(warm.Layers[0].Digest) {
+		t.Errorf("the disk tier lacks %s's layer: prewarm did not pull through the cache", warmRef)
+	}
+	waitFor(t, 10*time.Second, "the daemon to log the prewarm", func() bool {
+		return strings.Contains(logs.String(), "prewarmed images")
+	})
+	if l := logs.String(); !strings.Contains(l, "pulled into containerd") || !strings.Contains(l, filepath.Join(host.Dir, "engines", "containerd", ctrdA, "bin", "ctr")) {
+		t.Errorf("the daemon's log does not show the pull with the active version's ctr:\n%s", l)
+	}
+
 	// hosts.toml names the cache as http://, so no --plain-http is needed.
 	ctr("images", "pull", "--hosts-dir", hostsDir, ref)
 	if out := ctr("images", "ls", "-q"); !strings.Contains(out, ref) {
@@ -176,6 +203,44 @@ func TestContainerdEndToEnd(t *testing.T) {
 	if reg.CountRequests(t, "GET", "/blobs/") == 0 {
 		t.Fatal("the upstream saw no blob GET")
 	}
+
+	// berth-agent pull: through the cache into k8s.io, the layer stored on
+	// the way; not a terminal, so progress is logged.
+	agentImg := testenv.SeedImage(t, reg.URL, "team/agentpull", "v1", tarLayer(t, "berth-agent pull"))
+	agentRef := reg.Addr + "/team/agentpull:v1"
+	fetches := metricValue(t, httpGet(t, metricsURL), `berth_cache_upstream_fetches_total{registry="`+reg.Addr+`"}`)
+	code, out, stderr := b.run("pull", agentRef)
+	if code != 0 || !strings.Contains(out, "pulled "+agentRef+" (containerd namespace k8s.io)") {
+		t.Fatalf("berth-agent pull %s: exit %d\n%s\n%s", agentRef, code, out, stderr)
+	}
+	t.Logf("berth-agent pull's log:\n%s", stderr)
+	for _, want := range []string{"pulling into containerd", "status=done", "pulled into containerd", "size="} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("berth-agent pull's log lacks %q", want)
+		}
+	}
+	if out := ctr("--namespace", "k8s.io", "images", "ls", "-q"); !strings.Contains(out, agentRef) {
+		t.Errorf("containerd's k8s.io namespace lacks %s after berth-agent pull:\n%s", agentRef, out)
+	}
+	if !inCache(agentImg.Layers[0].Digest) {
+		t.Errorf("the disk tier lacks %s's layer: berth-agent pull did not go through the cache", agentRef)
+	}
+	if n := metricValue(t, httpGet(t, metricsURL), `berth_cache_upstream_fetches_total{registry="`+reg.Addr+`"}`); n <= fetches {
+		t.Errorf("upstream fetches through the cache %v → %v: berth-agent pull did not use the cache", fetches, n)
+	}
+	// An image the registry does not have: exit 1, and an error that names
+	// it, ctr's exit status and what ctr said, and what to check.
+	nope := reg.Addr + "/team/nope:v1"
+	code, _, stderr = b.run("pull", nope)
+	if code != 1 || !strings.Contains(stderr, "pull "+nope+" into containerd: ctr exit status 1") ||
+		!strings.Contains(stderr, "not found") || !strings.Contains(stderr, "berth-agent engine status") {
+		t.Errorf("berth-agent pull %s: exit %d, want 1 and a clear error:\n%s", nope, code, stderr)
+	}
+	t.Logf("berth-agent pull %s: %s", nope, stderr[strings.LastIndex(stderr, "berth-agent pull:"):])
+	if code, _, stderr := b.run("pull", "--namespace", "-x", ref); code != 2 {
+		t.Errorf("berth-agent pull --namespace -x: exit %d, want 2:\n%s", code, stderr)
+	}
+
 	hitsBefore := metricValue(t, httpGet(t, metricsURL), `berth_cache_hits_total{tier="disk"}`)
 
 	// The upstream dies; containerd forgets the image and its content.
@@ -199,11 +264,26 @@ func TestContainerdEndToEnd(t *testing.T) {
 	}
 	b.stopDaemon()
 	wantHealthyOn(t, b.status(), ctrdA) // containerd outlives the agent
+}
 
-	// berth-agent pull drives dockerd only: it refuses and says what to use.
-	if code, _, stderr := b.run("pull", ref); code != 1 || !strings.Contains(stderr, "--hosts-dir "+hostsDir) {
-		t.Errorf("berth-agent pull with containerd: exit %d, want 1 and a pointer to ctr --hosts-dir:\n%s", code, stderr)
+// tarLayer is an uncompressed tar holding one file of content, pushed as a
+// layer: containerd detects the compression from the bytes, so the layer's
+// digest is its diff_id, as SeedImage writes it, and the image unpacks.
+func tarLayer(t *testing.T, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := &tar.Header{Name: "berth.txt", Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+	if err := tw.WriteHeader(hdr); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := tw.Write([]byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // killRegistry stops the test's docker-registry: the process whose command

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/engine/containerd"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/internal/agentconfig"
@@ -56,6 +55,7 @@ type env struct {
 	output         string
 	logLevel       string
 	watch          bool
+	namespace      string // pull: containerd's namespace
 	args           []string
 }
 
@@ -117,6 +117,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.logLevel, "log-level", logging.LevelFromEnv("info"), "log level: debug, info, warn, error")
 	if cmd.name == "health" {
 		fs.BoolVar(&e.watch, "watch", false, "run the checks every 5 s until interrupted")
+	}
+	if cmd.name == "pull" {
+		fs.StringVar(&e.namespace, "namespace", "", "containerd only: the namespace to pull into (default k8s.io, or default when engine.settings disables the CRI plugin)")
 	}
 	rest, err := cli.ParseInterspersed(fs, args[1:])
 	if err != nil {
@@ -440,17 +443,16 @@ func cmdPull(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Engine.Flavor == "containerd" {
-		// Pulling into containerd needs its content, image and snapshot
-		// APIs (what ctr and nerdctl are made of); containerd already
-		// pulls through the cache on its own, via the hosts files.
-		hosts := containerd.HostsDir(engine.ConfigDir(cfg.StateDir(), "containerd"))
-		return fmt.Errorf("pull into containerd: berth-agent pull drives dockerd only; use `ctr images pull --hosts-dir %s IMAGE` or nerdctl: containerd pulls through the cache via the certs.d hosts.toml berth writes", hosts)
-	}
 	log := e.logger()
 	term := false
 	if f, ok := e.stderr.(*os.File); ok {
 		term = logging.IsTerminal(f)
+	}
+	if cfg.Engine.Flavor == "containerd" {
+		return pullContainerd(ctx, e, cfg, log, term)
+	}
+	if e.namespace != "" {
+		return usageError{errors.New("--namespace is for engine.flavor containerd; dockerd has no namespaces")}
 	}
 	bars := progress.NewMulti(e.stderr, term, log)
 	defer bars.Done()
@@ -468,6 +470,36 @@ func cmdPull(ctx context.Context, e *env) error {
 	bars.Done()
 	for _, img := range e.args {
 		fmt.Fprintf(e.stdout, "pulled %s\n", img)
+	}
+	return nil
+}
+
+// pullContainerd pulls with the engine's own ctr; on a terminal ctr draws
+// its own progress table on stderr.
+func pullContainerd(ctx context.Context, e *env, cfg agentconfig.Config, log *slog.Logger, term bool) error {
+	if e.namespace != "" {
+		if err := provision.CheckNamespace(e.namespace); err != nil {
+			return usageError{err}
+		}
+	}
+	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	var out io.Writer
+	if term {
+		out = e.stderr
+	}
+	p, err := h.ContainerdPuller(ctx, e.namespace, out)
+	if err != nil {
+		return err
+	}
+	if err := p.Pull(ctx, e.args...); err != nil {
+		return err
+	}
+	for _, img := range e.args {
+		ref, _ := provision.ContainerdRef(img) // Pull checked it
+		fmt.Fprintf(e.stdout, "pulled %s (containerd namespace %s)\n", ref, p.Namespace)
 	}
 	return nil
 }
