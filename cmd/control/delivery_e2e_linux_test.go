@@ -219,8 +219,10 @@ func TestReportsSurviveControlOutage(t *testing.T) {
 	}
 	r.control.start()
 	recs := r.drainAndCheck(t)
-	if n := len(recs); n < int(down/time.Second) {
-		t.Errorf("control stored %d records over an outage of %v at a 1s interval", n, down)
+	// About one heartbeat a second, before, during and after the outage
+	// (a heartbeat's checks take a little of each second).
+	if n, want := len(recs), int(down/time.Second)*9/10; n < want {
+		t.Errorf("control stored %d records over an outage of %v at a 1s interval, want >= %d", n, down, want)
 	}
 }
 
