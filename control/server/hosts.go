@@ -117,6 +117,14 @@ type healthz struct {
 // Query parameters of GET /v1/hosts.
 var hostParams = []string{"label", "state", "engineVersion", "agentVersion", "sort", "limit", "cursor"}
 
+// hostParamAliases maps other spellings of GET /v1/hosts's parameters to
+// theirs.
+var hostParamAliases = map[string]string{
+	"engine": "engineVersion", "engine_version": "engineVersion", "engine-version": "engineVersion",
+	"agent": "agentVersion", "agent_version": "agentVersion", "agent-version": "agentVersion",
+	"labels": "label",
+}
+
 // ParseHostFilter reads the query of GET /v1/hosts: label=KEY=VALUE
 // (repeatable; all must match), state, engineVersion, agentVersion, sort,
 // limit and cursor. Unknown parameters, a label without "=", a repeated
@@ -124,7 +132,16 @@ var hostParams = []string{"label", "state", "engineVersion", "agentVersion", "so
 // store.MaxLimit are errors answered 400; the store checks the rest.
 func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 	var f store.HostFilter
+	// The web page's short names and the snake and kebab spellings a
+	// script might guess are the same filters.
+	canon := url.Values{}
 	for k, vs := range q {
+		if c, ok := hostParamAliases[k]; ok {
+			k = c
+		}
+		canon[k] = append(canon[k], vs...)
+	}
+	for k, vs := range canon {
 		switch k {
 		case "label":
 			for _, v := range vs {
@@ -151,7 +168,14 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 		v := vs[0]
 		switch k {
 		case "state":
+			// Operators type states in any case; the store's are
+			// capitalised.
 			f.State = v
+			for _, st := range []string{"Healthy", "Degraded", "Unhealthy", "Initializing", store.StateStale} {
+				if strings.EqualFold(v, st) {
+					f.State = st
+				}
+			}
 		case "engineVersion":
 			f.EngineVersion = v
 		case "agentVersion":
