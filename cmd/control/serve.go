@@ -30,7 +30,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var f server.Config
 	configFile := fs.String("config", "", "settings file, YAML or JSON (flags win over it)")
 	fs.StringVar(&f.Listen, "listen", def.Listen, "host:port to listen on; the default is loopback only, :8080 listens on every interface")
-	fs.StringVar(&f.DB, "db", "", "the store: sqlite://PATH or postgres://USER@HOST/DB")
+	fs.StringVar(&f.DB, "db", "", "the store: sqlite://PATH or postgres://USER@HOST/DB (default "+def.DB+")")
 	fs.StringVar(&f.Auth, "auth", def.Auth, "accepted tokens: entra,token, entra, token, or none (a laptop demo only)")
 	fs.StringVar(&f.Entra.Tenant, "entra-tenant", "", "Entra ID tenant (directory) id")
 	fs.StringVar(&f.Entra.Audience, "entra-audience", "", "audience the Entra tokens must carry, e.g. api://berth-control")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/client"
+	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
@@ -30,7 +31,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sub := args[0]
 	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "", "the store: sqlite://PATH or postgres://USER@HOST/DB")
+	db := fs.String("db", server.DefaultConfig().DB, "the store: sqlite://PATH or postgres://USER@HOST/DB")
 	output := fs.String("output", "text", "text or json")
 	var agent, operator string
 	switch sub {

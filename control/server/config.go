@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/internal/paths"
 )
 
 // DefaultListen is where berth-control serve listens without --listen:
@@ -57,6 +58,7 @@ type LogConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen: DefaultListen,
+		DB:     "sqlite://" + paths.ControlDB(),
 		Auth:   DefaultAuth,
 		Log:    LogConfig{Level: "info", Format: "text"},
 	}

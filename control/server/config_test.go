@@ -68,7 +68,7 @@ func TestConfigErrors(t *testing.T) {
 		mod  func(*server.Config)
 		want string
 	}{
-		{"no db", func(c *server.Config) {}, "--db"},
+		{"no db", func(c *server.Config) { c.DB = "" }, "--db"},
 		{"bad listen", func(c *server.Config) { c.DB = "sqlite://x"; c.Listen = "8080" }, "host:port"},
 		{"bad auth", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "magic" }, "magic"},
 		{"entra without tenant", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "entra" }, "--entra-tenant"},

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -117,6 +119,11 @@ func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
 		return fmt.Errorf("open store: sqlite path %q: options after ? are not supported; the store sets its own", clip(path))
 	case path == ":memory:" || strings.HasPrefix(path, "file:"):
 		return fmt.Errorf("open store: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", clip(path))
+	}
+	// The default database (and a new deployment's) sits in a folder that
+	// may not exist yet.
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("open store: create the folder of %s: %w", path, err)
 	}
 	busy := o.BusyTimeout.Milliseconds()
 	// One writer connection: SQLite has one writer at a time anyway, and

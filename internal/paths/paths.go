@@ -22,6 +22,9 @@ func ConfigFile() string {
 // StateDir returns the platform's default state folder.
 func StateDir() string { return defaultStateDir }
 
+// ControlDB is berth-control's SQLite file when --db is not given.
+func ControlDB() string { return defaultControlDB }
+
 // EngineEndpoint returns the default API address of the Docker engine.
 func EngineEndpoint() string { return defaultDockerEndpoint }
 
