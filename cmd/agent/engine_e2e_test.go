@@ -350,6 +350,24 @@ func (b *rig) stopDaemon() {
 	}
 }
 
+// poll calls ok until it holds or d has passed, and says whether it held.
+func poll(d time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return true
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -417,11 +435,17 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 		// Restart the agent: the daemon pinned to the target finishes or
 		// undoes the interrupted switch, then converges on the target.
 		b.writeConfig(to)
-		b.startDaemon()
-		waitFor(t, 120*time.Second, fmt.Sprintf("round %d (%s +%v): a healthy engine on %s after restart", i, point, delay, to), func() bool {
-			st := b.status()
-			return st.Healthy && st.Journal == nil && st.Active == to && st.RunningVersion == to
+		logs := b.startDaemon()
+		var last engine.Status
+		ok := poll(120*time.Second, func() bool {
+			last = b.status()
+			return last.Healthy && last.Journal == nil && last.Active == to && last.RunningVersion == to
 		})
+		if !ok {
+			engineLog, _ := os.ReadFile(filepath.Join(b.host.Dir, "logs", "dockerd.log"))
+			t.Fatalf("round %d (%s +%v): no healthy engine on %s within 120s of the restart; status: %+v\ndaemon log:\n%s\nengine log (tail):\n%s",
+				i, point, delay, to, last, tail(logs.String(), 60), tail(string(engineLog), 40))
+		}
 		b.stopDaemon()
 		st = b.status()
 		if len(st.Failed) != 0 {

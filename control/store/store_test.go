@@ -32,6 +32,12 @@ func TestPostgres(t *testing.T) {
 
 func TestOpenBadDSN(t *testing.T) {
 	ctx := context.Background()
+	// A file where the database's folder should be: the folder cannot be
+	// made.
+	blocker := filepath.Join(t.TempDir(), "blocker")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ dsn, want string }{
 		{"mysql://u:secret@h/db", `unsupported database scheme "mysql": want sqlite://PATH or postgres://`},
 		{"control.db", `has no scheme: want sqlite://PATH or postgres://`},
@@ -39,7 +45,7 @@ func TestOpenBadDSN(t *testing.T) {
 		{"sqlite://", "needs a file path"},
 		{"sqlite://x.db?mode=ro", "options after ? are not supported"},
 		{"sqlite://:memory:", "in-memory"},
-		{"sqlite://" + filepath.Join(t.TempDir(), "missing", "dir", "x.db"), "open store: sqlite"},
+		{"sqlite://" + filepath.Join(blocker, "dir", "x.db"), "open store: create the folder of"},
 		{"postgres://u:pw@127.0.0.1:bad/db", "open store: postgres"},
 	} {
 		s, err := store.Open(ctx, c.dsn, store.Options{})
@@ -60,7 +66,9 @@ func TestOpenBadDSN(t *testing.T) {
 func TestOpenSQLitePathForms(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	for _, dsn := range []string{"sqlite://rel.db", "sqlite://./sub/../rel2.db", "sqlite://" + filepath.Join(dir, "abs.db")} {
+	// A folder that does not exist yet is made (the default database's
+	// folder on a new control host).
+	for _, dsn := range []string{"sqlite://rel.db", "sqlite://./sub/../rel2.db", "sqlite://" + filepath.Join(dir, "abs.db"), "sqlite://" + filepath.Join(dir, "new", "dir", "c.db")} {
 		if dsn == "sqlite://./sub/../rel2.db" {
 			os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 		}
