@@ -391,6 +391,13 @@ var killPoints = []string{
 	`msg="engine healthy"`,
 }
 
+// roundTimeout bounds one SIGKILL round's recovery. A kill in the middle
+// of a switch can take an undo (stop the half-started version, start the
+// old one, wait for it) and then the switch again: several engine starts,
+// each of which can take tens of seconds when CI runs every package's real
+// components at once on 2 cores. A round on a quiet machine takes ~3 s.
+const roundTimeout = 4 * time.Minute
+
 // TestUpgradeSurvivesSIGKILL kills the agent with SIGKILL at random moments
 // after each step of upgrades between A and B, 21 times in all, and checks that after a restart the host always ends on a healthy A or B
 // with consistent state, and that the container never stops.
@@ -437,14 +444,14 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 		b.writeConfig(to)
 		logs := b.startDaemon()
 		var last engine.Status
-		ok := poll(120*time.Second, func() bool {
+		ok := poll(roundTimeout, func() bool {
 			last = b.status()
 			return last.Healthy && last.Journal == nil && last.Active == to && last.RunningVersion == to
 		})
 		if !ok {
 			engineLog, _ := os.ReadFile(filepath.Join(b.host.Dir, "logs", "dockerd.log"))
-			t.Fatalf("round %d (%s +%v): no healthy engine on %s within 120s of the restart; status: %+v\ndaemon log:\n%s\nengine log (tail):\n%s",
-				i, point, delay, to, last, tail(logs.String(), 60), tail(string(engineLog), 40))
+			t.Fatalf("round %d (%s +%v): no healthy engine on %s within %v of the restart; status: %+v\ndaemon log:\n%s\nengine log (tail):\n%s",
+				i, point, delay, to, roundTimeout, last, tail(logs.String(), 60), tail(string(engineLog), 40))
 		}
 		b.stopDaemon()
 		st = b.status()
@@ -471,7 +478,7 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 		}
 		b.writeConfig(from)
 		b.startDaemon()
-		waitFor(t, 120*time.Second, fmt.Sprintf("rollback round %d (+%v): healthy on %s after restart", i, delay, from), func() bool {
+		waitFor(t, roundTimeout, fmt.Sprintf("rollback round %d (+%v): healthy on %s after restart", i, delay, from), func() bool {
 			st := b.status()
 			return st.Healthy && st.Journal == nil && st.Active == from && st.RunningVersion == from
 		})
