@@ -69,8 +69,15 @@ func (s *Supervised) Start(ctx context.Context, d Daemon) error {
 	return nil
 }
 
-// Stop sends SIGTERM to every engine daemon and waits for them to exit;
-// SIGKILL after StopTimeout.
+// zombieGrace is how long Stop waits for an exited daemon to be reaped.
+// A daemon started by an agent that was killed has init (or whatever
+// reaper the host has) as its parent; until that reaps it, its pid stays in
+// /proc, and dockerd refuses to start while its pid file names a pid that
+// /proc still has ("pid file found, ensure docker is not running").
+const zombieGrace = 10 * time.Second
+
+// Stop sends SIGTERM to every engine daemon and waits for them to exit and
+// be reaped; SIGKILL after StopTimeout.
 func (s *Supervised) Stop(ctx context.Context) error {
 	pids, err := s.find()
 	if err != nil || len(pids) == 0 {
@@ -84,14 +91,27 @@ func (s *Supervised) Stop(ctx context.Context) error {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
+	var reapWait time.Time
 	for {
 		left, err := s.find()
 		if err != nil {
 			return err
 		}
 		if len(left) == 0 {
-			s.logger().Info("engine daemon stopped")
-			return nil
+			z, err := s.findZombies(pids)
+			if err != nil {
+				return err
+			}
+			if len(z) == 0 {
+				s.logger().Info("engine daemon stopped")
+				return nil
+			}
+			if reapWait.IsZero() {
+				reapWait = time.Now()
+			} else if time.Since(reapWait) > zombieGrace {
+				s.logger().Warn("engine daemon exited but was not reaped; its pid file may block the next start", "pids", z, "after", zombieGrace)
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			for _, p := range left {
@@ -154,6 +174,23 @@ func (s *Supervised) find() ([]proc, error) {
 			continue
 		}
 		out = append(out, proc{pid, exe})
+	}
+	return out, nil
+}
+
+// findZombies returns which of ps have exited but are not reaped yet.
+func (s *Supervised) findZombies(ps []proc) ([]int, error) {
+	var out []int
+	for _, p := range ps {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p.pid))); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("look for process %d: %w", p.pid, err)
+		}
+		if zombie(p.pid) {
+			out = append(out, p.pid)
+		}
 	}
 	return out, nil
 }
