@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/klauspost/compress/gzip"
 
@@ -207,7 +209,7 @@ func (c *Client) post(ctx context.Context, body []byte, refresh bool) (wire.Ack,
 		if json.Unmarshal(answer, &we) == nil {
 			se.Code, se.Message = we.Code, we.Message
 		} else {
-			se.Message = clipString(strings.TrimSpace(string(answer)), 256)
+			se.Message = clip.String(strings.TrimSpace(string(answer)), 256)
 		}
 		return wire.Ack{}, se
 	}

@@ -6,7 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/berthhq/berth/internal/clip"
 
 	"github.com/berthhq/berth/control/wire"
 )
@@ -26,15 +27,15 @@ func fitHeartbeat(h *wire.Heartbeat) {
 	for i := range h.Checks {
 		c := &h.Checks[i]
 		c.Name = Name(c.Name)
-		c.Message = clipString(c.Message, wire.MaxMessageLen)
+		c.Message = clip.String(c.Message, wire.MaxMessageLen)
 		if !c.Time.IsZero() && c.Time.Before(wire.MinTime) {
 			c.Time = time.Time{} // a check may carry no time, but not a 1970 one
 		}
 	}
-	h.Engine.Flavor = clipString(h.Engine.Flavor, wire.MaxIDLen)
-	h.Engine.Version = clipString(h.Engine.Version, wire.MaxShortLen)
-	h.AgentVersion = clipString(h.AgentVersion, wire.MaxShortLen)
-	h.OSBuild = clipString(h.OSBuild, wire.MaxShortLen)
+	h.Engine.Flavor = clip.String(h.Engine.Flavor, wire.MaxIDLen)
+	h.Engine.Version = clip.String(h.Engine.Version, wire.MaxShortLen)
+	h.AgentVersion = clip.String(h.AgentVersion, wire.MaxShortLen)
+	h.OSBuild = clip.String(h.OSBuild, wire.MaxShortLen)
 	if len(h.Cache) > 0 {
 		cache := make(map[string]float64, min(len(h.Cache), wire.MaxCacheFigures))
 		for _, k := range slices.Sorted(maps.Keys(h.Cache)) {
@@ -58,7 +59,7 @@ func fitHeartbeat(h *wire.Heartbeat) {
 			if key(k) != k {
 				continue
 			}
-			labels[k] = clipString(h.Labels[k], wire.MaxShortLen)
+			labels[k] = clip.String(h.Labels[k], wire.MaxShortLen)
 		}
 		h.Labels = labels
 	}
@@ -68,7 +69,7 @@ func fitHeartbeat(h *wire.Heartbeat) {
 // fitEvent clips the message and field values and drops what is over the
 // field count; field keys are made allowed names.
 func fitEvent(e *wire.Event) {
-	e.Message = clipString(e.Message, wire.MaxMessageLen)
+	e.Message = clip.String(e.Message, wire.MaxMessageLen)
 	if len(e.Fields) == 0 {
 		e.Fields = nil
 		return
@@ -78,7 +79,7 @@ func fitEvent(e *wire.Event) {
 		if len(fields) == wire.MaxEventFields {
 			break
 		}
-		fields[key(k)] = clipString(e.Fields[k], wire.MaxFieldValueLen)
+		fields[key(k)] = clip.String(e.Fields[k], wire.MaxFieldValueLen)
 	}
 	e.Fields = fields
 }
@@ -112,19 +113,4 @@ func sanitize(s string, slash bool) string {
 		return "unnamed"
 	}
 	return b.String()
-}
-
-// clipString makes s valid UTF-8 and at most limit bytes, cutting at a
-// rune boundary and marking the cut with "…".
-func clipString(s string, limit int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= limit {
-		return s
-	}
-	const mark = "…"
-	cut := limit - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
 }

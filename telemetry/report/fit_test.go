@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
@@ -46,9 +48,9 @@ func TestClipString(t *testing.T) {
 		{strings.Repeat("x", 5000), wire.MaxMessageLen},
 	}
 	for _, tt := range tests {
-		got := clipString(tt.in, tt.limit)
+		got := clip.String(tt.in, tt.limit)
 		if len(got) > tt.limit || !utf8.ValidString(got) {
-			t.Errorf("clipString(%.20q, %d) = %.20q (%d bytes)", tt.in, tt.limit, got, len(got))
+			t.Errorf("clip.String(%.20q, %d) = %.20q (%d bytes)", tt.in, tt.limit, got, len(got))
 		}
 	}
 }
