@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -63,21 +62,8 @@ func (f *Flavor) goos() string {
 // (containerd-shim-runc-v2, or containerd-shim-runhcs-v1 on Windows), and
 // the runc shim finds the runc of the same package.
 func (f *Flavor) Daemon(dir, confDir string) engine.Daemon {
-	bin := filepath.Join(dir, "bin")
-	exe, sep := "", ":"
-	if f.goos() == "windows" {
-		exe, sep = ".exe", ";"
-	}
-	d := engine.Daemon{
-		Name: "containerd",
-		Path: filepath.Join(bin, "containerd"+exe),
-		Args: []string{"--config", filepath.Join(confDir, ConfigFile)},
-		Env:  []string{"PATH=" + bin + sep + os.Getenv("PATH")},
-	}
-	if f.LogDir != "" {
-		d.LogFile = filepath.Join(f.LogDir, "containerd.log")
-	}
-	return d
+	return engine.PackagedDaemon(f.goos(), "containerd", filepath.Join(dir, "bin"), "containerd",
+		[]string{"--config", filepath.Join(confDir, ConfigFile)}, f.LogDir)
 }
 
 // join joins path elements with the daemon platform's separator, so that
@@ -247,7 +233,7 @@ func (f *Flavor) Probe(ctx context.Context, endpoint string) (engine.APIStatus, 
 	conn, err := grpc.NewClient("passthrough:///containerd",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return dial(ctx, network, addr)
+			return engine.DialEndpoint(ctx, network, addr)
 		}),
 		grpc.WithAuthority("localhost"),
 	)
@@ -263,17 +249,8 @@ func (f *Flavor) Probe(ctx context.Context, endpoint string) (engine.APIStatus, 
 	return engine.APIStatus{Version: resp.GetVersion(), APIVersion: "v1", OS: f.goos(), Arch: runtime.GOARCH}, nil
 }
 
-// parseEndpoint splits an engine endpoint into a network and an address.
+// parseEndpoint splits a containerd endpoint: containerd listens on a
+// unix socket or a named pipe, never TCP.
 func parseEndpoint(endpoint string) (network, addr string, err error) {
-	scheme, rest, ok := strings.Cut(endpoint, "://")
-	if !ok || rest == "" {
-		return "", "", fmt.Errorf("engine endpoint %q: want unix:///run/containerd/containerd.sock or npipe:////./pipe/containerd-containerd", endpoint)
-	}
-	switch scheme {
-	case "unix":
-		return "unix", rest, nil
-	case "npipe":
-		return "npipe", strings.ReplaceAll(rest, "/", `\`), nil
-	}
-	return "", "", fmt.Errorf("engine endpoint %q: scheme %q not supported for containerd; want unix or npipe", endpoint, scheme)
+	return engine.ParseEndpoint(endpoint, "containerd", "unix", "npipe")
 }

@@ -11,12 +11,10 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/berthhq/berth/engine"
@@ -46,22 +44,8 @@ func (f *Flavor) goos() string {
 // with its own folder first on PATH so that it starts the containerd, runc
 // and docker-init of the same release.
 func (f *Flavor) Daemon(dir, confDir string) engine.Daemon {
-	bin := filepath.Join(dir, "docker")
-	exe := ""
-	sep := ":"
-	if f.goos() == "windows" {
-		exe, sep = ".exe", ";"
-	}
-	d := engine.Daemon{
-		Name: "docker",
-		Path: filepath.Join(bin, "dockerd"+exe),
-		Args: []string{"--config-file", filepath.Join(confDir, "daemon.json")},
-		Env:  []string{"PATH=" + bin + sep + os.Getenv("PATH")},
-	}
-	if f.LogDir != "" {
-		d.LogFile = filepath.Join(f.LogDir, "dockerd.log")
-	}
-	return d
+	return engine.PackagedDaemon(f.goos(), "docker", filepath.Join(dir, "docker"), "dockerd",
+		[]string{"--config-file", filepath.Join(confDir, "daemon.json")}, f.LogDir)
 }
 
 // RenderConfig writes daemon.json: the operator's engine.settings with
@@ -138,7 +122,7 @@ func NewClient(endpoint string) (*Client, error) {
 	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dial(ctx, network, addr)
+			return engine.DialEndpoint(ctx, network, addr)
 		},
 		MaxIdleConns:    2,
 		IdleConnTimeout: 30 * time.Second,
@@ -201,19 +185,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	return body, nil
 }
 
-// ParseEndpoint splits an engine endpoint into a network and an address.
+// ParseEndpoint splits a Docker API endpoint: unix, npipe or tcp.
 func ParseEndpoint(endpoint string) (network, addr string, err error) {
-	scheme, rest, ok := strings.Cut(endpoint, "://")
-	if !ok || rest == "" {
-		return "", "", fmt.Errorf("engine endpoint %q: want unix:///path, npipe:////./pipe/name or tcp://host:port", endpoint)
-	}
-	switch scheme {
-	case "unix":
-		return "unix", rest, nil
-	case "npipe":
-		return "npipe", strings.ReplaceAll(rest, "/", `\`), nil
-	case "tcp":
-		return "tcp", rest, nil
-	}
-	return "", "", fmt.Errorf("engine endpoint %q: scheme %q not supported; want unix, npipe or tcp", endpoint, scheme)
+	return engine.ParseEndpoint(endpoint, "docker")
 }

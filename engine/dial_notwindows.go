@@ -1,6 +1,6 @@
 //go:build !windows
 
-package containerd
+package engine
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"net"
 )
 
-func dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialEndpoint(ctx context.Context, network, addr string) (net.Conn, error) {
 	if network == "npipe" {
 		return nil, fmt.Errorf("named pipe %s: named pipes exist only on Windows; use a unix:// endpoint", addr)
 	}

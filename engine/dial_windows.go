@@ -1,4 +1,4 @@
-package containerd
+package engine
 
 import (
 	"context"
@@ -7,9 +7,7 @@ import (
 	"github.com/Microsoft/go-winio"
 )
 
-// dial reaches containerd's named pipe through go-winio, as containerd's
-// own client does on Windows.
-func dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialEndpoint(ctx context.Context, network, addr string) (net.Conn, error) {
 	if network == "npipe" {
 		return winio.DialPipeContext(ctx, addr)
 	}
