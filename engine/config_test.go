@@ -22,6 +22,7 @@ func (f *fileFlavor) RenderConfig(in ConfigInput) ([]ConfigFile, error) {
 	}, nil
 }
 func (*fileFlavor) Probe(context.Context, string) (APIStatus, error) { return APIStatus{}, nil }
+func (*fileFlavor) Puller(PullOptions) (Puller, error)               { return nil, ErrNotSupported }
 
 // TestSyncConfigLiveFiles: a drifted live file is rewritten without
 // asking for a restart; a drifted start-time file asks for one.

@@ -34,6 +34,8 @@ type Flavor interface {
 	RenderConfig(in ConfigInput) ([]ConfigFile, error)
 	// Probe asks the engine's API whether it is up and which version it is.
 	Probe(ctx context.Context, endpoint string) (APIStatus, error)
+	// Puller pulls images into the engine described by o.
+	Puller(o PullOptions) (Puller, error)
 }
 
 // Runner starts and stops an engine daemon as a service of the platform.

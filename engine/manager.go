@@ -647,22 +647,6 @@ func (m *Manager) find(ctx context.Context, v string) (release.Target, error) {
 	return t, nil
 }
 
-// Desired resolves the version the host should run: pin if set, else the
-// channel's newest in the signed metadata.
-func (m *Manager) Desired(ctx context.Context, pin string) (string, error) {
-	if pin != "" {
-		return pin, CheckVersion(pin)
-	}
-	if m.o.Releases == nil {
-		return "", errors.New("engine.version is empty and engine.releases.url is not set: nothing says which version to run")
-	}
-	t, err := m.find(ctx, "")
-	if err != nil {
-		return "", err
-	}
-	return t.Version, CheckVersion(t.Version)
-}
-
 // Converge is one round of the daemon's watch: finish any interrupted
 // change, move to the desired version unless it failed before, keep the
 // engine running and its configuration as Berth wrote it. It does nothing

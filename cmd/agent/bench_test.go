@@ -16,12 +16,12 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
+	"github.com/berthhq/berth/agent"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/packaging/tufrepo"
-	"github.com/berthhq/berth/provision"
 )
 
 // benchRuns is how many times each measurement is repeated; medians are
@@ -95,11 +95,11 @@ func BenchmarkInstallOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := provision.NewHost(ctx, cfg, provision.Options{})
+	m, err := agent.OpenEngine(ctx, cfg, agent.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := h.Engine.Install(ctx, verA); err != nil { // an active engine: later installs only unpack
+	if err := m.Install(ctx, verA); err != nil { // an active engine: later installs only unpack
 		b.Fatal(err)
 	}
 	targets, err := tufrepo.List(r.repo)
@@ -127,7 +127,7 @@ func BenchmarkInstallOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err := h.Engine.Install(ctx, verB); err != nil {
+		if err := m.Install(ctx, verB); err != nil {
 			b.Fatal(err)
 		}
 		ours = append(ours, time.Since(start))

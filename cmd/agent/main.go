@@ -1,7 +1,7 @@
 // Command berth-agent is the Berth agent: it installs and upgrades the
 // host's container engine, serves the image cache and reports health. This
-// file only parses the command line and wires the packages; see SPEC.md for
-// the commands.
+// file holds the command table: each command parses its arguments and calls
+// the composition root (package agent); see SPEC.md and docs/cli.md.
 package main
 
 import (
@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,8 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthhq/berth/agent"
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/engine/docker"
+	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
@@ -29,7 +29,6 @@ import (
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/progress"
 	"github.com/berthhq/berth/internal/svc"
-	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/telemetry"
 )
 
@@ -37,282 +36,214 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// Exit codes of SPEC.
-const (
-	exitOK     = 0
-	exitFail   = 1
-	exitConfig = 2
-)
-
-// usageError marks errors that exit 2.
-type usageError struct{ error }
-
-// env is what every command gets: its streams, flags and a lazily loaded
-// config.
-type env struct {
-	stdout, stderr io.Writer
-	configPath     string
-	output         string
-	logLevel       string
-	watch          bool
-	namespace      string // pull: containerd's namespace
-	args           []string
-}
-
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, e *env) error
-}
-
-func commands() []command {
-	return []command{
-		{"run", "run the agent in the foreground (what the service runs)", cmdRun},
-		{"service", "install|uninstall|start|stop|restart|status the agent service", cmdService},
-		{"engine", "status|list|install V|upgrade V|rollback the container engine", cmdEngine},
-		{"config", "validate [PATH]|show the agent configuration", cmdConfig},
-		{"provision", "converge the host once (prerequisites, engine, cache, prewarm)", notYet},
-		{"extension", "Azure VM extension handler entry points", notYet},
-		{"pull", "pull images through the cache into the engine", cmdPull},
-		{"cache", "stats|verify|prune [--to SIZE] the image cache", cmdCache},
-		{"health", "run the health checks and print them (--watch: every 5 s)", cmdHealth},
-		{"self-update", "update the agent from the release channel", notYet},
-		{"version", "print version, commit, build date and platform", cmdVersion},
-	}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: berth-agent COMMAND [ARGS] [--config PATH] [--output text|json]")
-	fmt.Fprintln(w, "\ncommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
-	}
-}
-
+// run runs one command line and returns its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return exitConfig
-		}
-		return exitOK
-	}
-	var cmd *command
-	for _, c := range commands() {
-		if c.name == args[0] {
-			cmd = &c
-			break
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "berth-agent: unknown command %q\n", args[0])
-		usage(stderr)
-		return exitConfig
-	}
-	e := &env{stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("berth-agent "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&e.configPath, "config", paths.ConfigFile(), "config file (default: $BERTH_CONFIG, else the platform path)")
-	fs.StringVar(&e.output, "output", "text", "output format: text or json")
-	fs.StringVar(&e.logLevel, "log-level", logging.LevelFromEnv("info"), "log level: debug, info, warn, error")
-	if cmd.name == "health" {
-		fs.BoolVar(&e.watch, "watch", false, "run the checks every 5 s until interrupted")
-	}
-	if cmd.name == "pull" {
-		fs.StringVar(&e.namespace, "namespace", "", "containerd only: the namespace to pull into (default k8s.io, or default when engine.settings disables the CRI plugin)")
-	}
-	rest, err := cli.ParseInterspersed(fs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
-	}
-	if e.output != "text" && e.output != "json" {
-		fmt.Fprintf(stderr, "berth-agent %s: --output %q: want text or json\n", cmd.name, e.output)
-		return exitConfig
-	}
-	e.args = rest
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = cmd.run(ctx, e)
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "berth-agent %s: %v\n", cmd.name, err)
-	var ue usageError
-	var ce agentconfig.Errors
-	if errors.As(err, &ue) || errors.As(err, &ce) {
-		return exitConfig
-	}
-	return exitFail
+	return program().Run(ctx, args, stdout, stderr)
 }
 
-func (e *env) loadConfig() (agentconfig.Config, error) {
-	cfg, err := agentconfig.Load(e.configPath)
-	if err != nil {
-		return cfg, err
+// flags holds the values of the flags: --config (program-wide) and each
+// command's own. Each run builds its own, so tests run commands side by
+// side.
+type flags struct {
+	config    string
+	watch     bool
+	namespace string
+	to        string
+	all       bool
+}
+
+func program() *cli.Program {
+	f := &flags{}
+	return &cli.Program{
+		Name:    "berth-agent",
+		Summary: "keeps this container host's engine installed, current and healthy",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&f.config, "config", paths.ConfigFile(), "config `PATH` ($BERTH_CONFIG, if set, overrides the platform default)")
+		},
+		Commands: []*cli.Command{
+			{Name: "run", Summary: "run the agent in the foreground (what the service runs)", Daemon: true, Run: f.run},
+			{Name: "service", Summary: "the agent as a Windows service or systemd unit", Commands: f.serviceCommands()},
+			{Name: "engine", Summary: "the container engine on this host", Commands: []*cli.Command{
+				{Name: "status", Summary: "the engine's state, versions and API", Run: f.engineStatus},
+				{Name: "list", Summary: "installed versions (* active, - previous, ! failed)", Run: f.engineList},
+				{Name: "install", Args: "VERSION", ArgsDoc: "the engine version to install and start", Summary: "install a version and run it", Run: f.engineChange},
+				{Name: "upgrade", Args: "VERSION", ArgsDoc: "the engine version to move to", Summary: "health-gated upgrade; rolls back by itself", Run: f.engineChange},
+				{Name: "rollback", Summary: "back to the previous version", Run: f.engineRollback},
+			}},
+			{Name: "config", Summary: "the agent configuration", Commands: []*cli.Command{
+				{Name: "validate", Args: "[PATH]", ArgsDoc: "the file to check (default: --config)", Summary: "check a config file and print every error", Run: f.configValidate},
+				{Name: "show", Summary: "the effective configuration, defaults resolved, secrets redacted", Run: f.configShow},
+			}},
+			{Name: "pull", Args: "IMAGE...", ArgsDoc: "image references, such as busybox or myregistry.azurecr.io/team/app:v2", Summary: "pull images through the cache into the engine", Run: f.pull,
+				Flags: func(fs *flag.FlagSet) {
+					fs.StringVar(&f.namespace, "namespace", "", "containerd only: the `NAMESPACE` to pull into (default k8s.io, or default when engine.settings disables the CRI plugin)")
+				}},
+			{Name: "cache", Summary: "the image cache", Commands: []*cli.Command{
+				{Name: "stats", Summary: "figures and the health of each tier", Run: f.cacheStats},
+				{Name: "verify", Summary: "check every blob on disk against its digest; corrupt ones are removed", Run: f.cacheVerify},
+				{Name: "prune", Summary: "evict least recently used blobs down to a size", Run: f.cachePrune,
+					Flags: func(fs *flag.FlagSet) {
+						fs.StringVar(&f.to, "to", "", "shrink the disk tier to `SIZE`, such as 10GiB (default: cache.local.maxSize)")
+						fs.BoolVar(&f.all, "all", false, "empty the disk tier")
+					}},
+			}},
+			{Name: "health", Summary: "run the health checks and print them", Run: f.health,
+				Flags: func(fs *flag.FlagSet) {
+					fs.BoolVar(&f.watch, "watch", false, "run the checks every 5 s until interrupted")
+				}},
+			{Name: "version", Summary: "version, commit, build date and platform", Run: cmdVersion},
+		},
 	}
-	return cfg, nil
 }
 
-func (e *env) logger() *slog.Logger {
-	log, err := logging.New(e.stderr, "text", e.logLevel)
-	if err != nil {
-		log, _ = logging.New(e.stderr, "text", "info")
-	}
-	return log
-}
+func (f *flags) load() (agentconfig.Config, error) { return agentconfig.Load(f.config) }
 
-func (e *env) printJSON(v any) error { return cli.PrintJSON(e.stdout, v) }
-
-func (e *env) want(n int, what string) error {
-	if len(e.args) != n {
-		return usageError{fmt.Errorf("want %s", what)}
-	}
-	return nil
-}
-
-func notYet(ctx context.Context, e *env) error {
-	return errors.New("not available in this build of berth-agent yet")
-}
-
-func cmdVersion(ctx context.Context, e *env) error {
+func cmdVersion(ctx context.Context, in *cli.Invocation) error {
 	info := buildinfo.Get()
-	if e.output == "json" {
-		return e.printJSON(info)
-	}
-	fmt.Fprintf(e.stdout, "berth-agent %s (commit %s, built %s, %s, %s)\n", info.Version, info.Commit, info.Date, info.Platform, info.Go)
-	return nil
+	return in.Print(info, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "berth-agent %s (commit %s, built %s, %s, %s)\n", info.Version, info.Commit, info.Date, info.Platform, info.Go)
+		return err
+	})
 }
 
-func cmdConfig(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return usageError{errors.New("want validate [PATH] or show")}
+func (f *flags) configValidate(ctx context.Context, in *cli.Invocation) error {
+	path := f.config
+	if len(in.Args) == 1 {
+		path = in.Args[0]
 	}
-	switch e.args[0] {
-	case "validate":
-		path := e.configPath
-		if len(e.args) == 2 {
-			path = e.args[1]
-		} else if len(e.args) > 2 {
-			return usageError{errors.New("want validate [PATH]")}
-		}
-		if _, err := agentconfig.Load(path); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "%s: ok\n", path)
-		return nil
-	case "show":
-		cfg, err := e.loadConfig()
-		if err != nil {
-			return err
-		}
-		show := cfg.ShowYAML
-		if e.output == "json" {
-			show = cfg.ShowJSON
-		}
-		out, err := show()
-		if err != nil {
-			return err
-		}
-		_, err = e.stdout.Write(out)
+	if _, err := agentconfig.Load(path); err != nil {
 		return err
 	}
-	return usageError{fmt.Errorf("unknown config command %q: want validate or show", e.args[0])}
+	return in.Print(map[string]any{"path": path, "ok": true}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "%s: ok\n", path)
+		return err
+	})
 }
 
-// host loads the config and wires the agent's components.
-func (e *env) host(ctx context.Context) (*provision.Host, *progress.Reporter, error) {
-	cfg, err := e.loadConfig()
+func (f *flags) configShow(ctx context.Context, in *cli.Invocation) error {
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	show := cfg.ShowYAML
+	if in.Output == cli.JSON {
+		show = cfg.ShowJSON
+	}
+	out, err := show()
+	if err != nil {
+		return err
+	}
+	_, err = in.Stdout.Write(out)
+	return err
+}
+
+// terminal is stderr when it is a terminal, for progress displays; nil
+// otherwise (progress is then logged).
+func terminal(in *cli.Invocation) io.Writer {
+	if fl, ok := in.Stderr.(*os.File); ok && logging.IsTerminal(fl) {
+		return fl
+	}
+	return nil
+}
+
+// engine opens the engine manager, with a progress display for long steps.
+func (f *flags) engine(ctx context.Context, in *cli.Invocation) (*engine.Manager, *progress.Reporter, error) {
+	cfg, err := f.load()
 	if err != nil {
 		return nil, nil, err
 	}
-	log := e.logger()
-	term := false
-	if f, ok := e.stderr.(*os.File); ok {
-		term = logging.IsTerminal(f)
-	}
-	pr := progress.New(e.stderr, term, log)
-	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log, Progress: pr.Update})
-	return h, pr, err
+	pr := progress.New(in.Stderr, terminal(in) != nil, in.Log)
+	m, err := agent.OpenEngine(ctx, cfg, agent.Options{Logger: in.Log, Progress: pr.Update})
+	return m, pr, err
 }
 
-func cmdEngine(ctx context.Context, e *env) error {
-	arity := map[string]string{"status": "", "list": "", "rollback": "", "install": "VERSION", "upgrade": "VERSION"}
-	if len(e.args) == 0 {
-		return usageError{errors.New("want status, list, install V, upgrade V or rollback")}
+func (f *flags) engineStatus(ctx context.Context, in *cli.Invocation) error {
+	m, _, err := f.engine(ctx, in)
+	if err != nil {
+		return err
 	}
-	want, ok := arity[e.args[0]]
-	if !ok {
-		return usageError{fmt.Errorf("unknown engine command %q: want status, list, install V, upgrade V or rollback", e.args[0])}
+	st, err := m.Status(ctx)
+	if err != nil {
+		return err
 	}
-	if n := 1 + len(strings.Fields(want)); len(e.args) != n {
-		return usageError{fmt.Errorf("want %s", strings.TrimSpace(e.args[0]+" "+want))}
+	return in.Print(st, func(w io.Writer) error { printEngineStatus(w, st); return nil })
+}
+
+func (f *flags) engineList(ctx context.Context, in *cli.Invocation) error {
+	m, _, err := f.engine(ctx, in)
+	if err != nil {
+		return err
 	}
-	h, pr, err := e.host(ctx)
+	st, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	return in.Print(st.Installed, func(w io.Writer) error {
+		for _, v := range st.Installed {
+			fmt.Fprintf(w, "%s %s\n", versionMark(st, v), v)
+		}
+		return nil
+	})
+}
+
+// versionMark is the column `engine list` puts before a version.
+func versionMark(st engine.Status, v string) string {
+	if _, failed := st.Failed[v]; failed {
+		return "!"
+	}
+	switch v {
+	case st.Active:
+		return "*"
+	case st.Previous:
+		return "-"
+	}
+	return " "
+}
+
+func (f *flags) engineChange(ctx context.Context, in *cli.Invocation) error {
+	m, pr, err := f.engine(ctx, in)
 	if err != nil {
 		return err
 	}
 	defer pr.Done()
-	m := h.Engine
-	switch e.args[0] {
-	case "status":
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if e.output == "json" {
-			return e.printJSON(st)
-		}
-		printEngineStatus(e.stdout, st)
-		return nil
-	case "list":
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if e.output == "json" {
-			return e.printJSON(st.Installed)
-		}
-		for _, v := range st.Installed {
-			mark := " "
-			switch v {
-			case st.Active:
-				mark = "*"
-			case st.Previous:
-				mark = "-"
-			}
-			if _, failed := st.Failed[v]; failed {
-				mark = "!"
-			}
-			fmt.Fprintf(e.stdout, "%s %s\n", mark, v)
-		}
-		return nil
-	case "install", "upgrade":
-		v := e.args[1]
-		if e.args[0] == "install" {
-			err = m.Install(ctx, v)
-		} else {
-			err = m.Upgrade(ctx, v)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "engine %s %s: ok\n", h.Config.Engine.Flavor, v)
-		return nil
-	case "rollback":
-		if err := m.Rollback(ctx); err != nil {
-			return err
-		}
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "engine rolled back to %s\n", st.Active)
-		return nil
+	v, op := in.Args[0], m.Install
+	if strings.HasSuffix(in.Name, " upgrade") {
+		op = m.Upgrade
 	}
-	return nil
+	if err := op(ctx, v); err != nil {
+		return err
+	}
+	pr.Done()
+	st, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	return in.Print(st, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "engine %s %s: ok\n", st.Flavor, v)
+		return err
+	})
+}
+
+func (f *flags) engineRollback(ctx context.Context, in *cli.Invocation) error {
+	m, pr, err := f.engine(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer pr.Done()
+	if err := m.Rollback(ctx); err != nil {
+		return err
+	}
+	pr.Done()
+	st, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	return in.Print(st, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "engine rolled back to %s\n", st.Active)
+		return err
+	})
 }
 
 func printEngineStatus(w io.Writer, st engine.Status) {
@@ -339,8 +270,8 @@ func printEngineStatus(w io.Writer, st engine.Status) {
 		fmt.Fprintf(tw, "%s:\t%s %s\n", c.Name, c.Status, c.Message)
 	}
 	fmt.Fprintf(tw, "installed:\t%s\n", dash(strings.Join(st.Installed, ", ")))
-	for v, f := range st.Failed {
-		fmt.Fprintf(tw, "failed:\t%s at %s: %s\n", v, f.At.Format("2006-01-02 15:04:05Z07:00"), f.Reason)
+	for v, fl := range st.Failed {
+		fmt.Fprintf(tw, "failed:\t%s at %s: %s\n", v, fl.At.Format("2006-01-02 15:04:05Z07:00"), fl.Reason)
 	}
 	if st.Journal != nil {
 		fmt.Fprintf(tw, "in progress:\t%s %s → %s (step %s)\n", st.Journal.Op, dash(st.Journal.From), st.Journal.To, st.Journal.Step)
@@ -355,23 +286,25 @@ func dash(s string) string {
 	return s
 }
 
-func cmdRun(ctx context.Context, e *env) error {
-	cfg, err := e.loadConfig()
+func (f *flags) run(ctx context.Context, in *cli.Invocation) error {
+	cfg, err := f.load()
 	if err != nil {
 		return err
 	}
+	// The daemon logs JSON lines to its rotating file and to stderr (which
+	// journald or the SCM keep).
 	logFile := &logging.RotatingFile{Path: filepath.Join(cfg.StateDir(), paths.LogsDir, "agent.log"), MaxBytes: 20 << 20, Keep: 5}
 	defer logFile.Close()
-	log, err := logging.New(io.MultiWriter(e.stderr, logFile), "json", e.logLevel)
+	log, err := logging.New(io.MultiWriter(in.Stderr, logFile), "json", in.LogLevel)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
-	s, err := svc.New(serviceConfig(e.configPath), func(ctx context.Context) error {
-		h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log, Progress: progress.New(nil, false, log).Update})
+	s, err := svc.New(serviceConfig(f.config), func(ctx context.Context) error {
+		a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Progress: progress.New(nil, false, log).Update})
 		if err != nil {
 			return err
 		}
-		return h.Run(ctx)
+		return a.Run(ctx)
 	})
 	if err != nil {
 		return err
@@ -393,20 +326,32 @@ func serviceConfig(configPath string) svc.Config {
 	}
 }
 
-func cmdService(ctx context.Context, e *env) error {
-	if err := e.want(1, "install, uninstall, start, stop, restart or status"); err != nil {
-		return err
+func (f *flags) serviceCommands() []*cli.Command {
+	var cs []*cli.Command
+	for _, c := range []struct{ name, summary string }{
+		{"install", "install the service (restart on failure); checks the config first"},
+		{"uninstall", "remove the service"},
+		{"start", "start the service"},
+		{"stop", "stop the service (the engine keeps running)"},
+		{"restart", "restart the service"},
+		{"status", "whether the service is installed and running"},
+	} {
+		cs = append(cs, &cli.Command{Name: c.name, Summary: c.summary, Run: f.service})
 	}
-	s, err := svc.New(serviceConfig(e.configPath), nil)
+	return cs
+}
+
+func (f *flags) service(ctx context.Context, in *cli.Invocation) error {
+	sub := in.Name[strings.LastIndexByte(in.Name, ' ')+1:]
+	s, err := svc.New(serviceConfig(f.config), nil)
 	if err != nil {
 		return err
 	}
-	switch e.args[0] {
+	switch sub {
 	case "install":
-		if _, err := agentconfig.Load(e.configPath); err != nil {
-			return err
+		if _, err = f.load(); err == nil {
+			err = s.Install(ctx)
 		}
-		err = s.Install(ctx)
 	case "uninstall":
 		err = s.Uninstall(ctx)
 	case "start":
@@ -420,207 +365,186 @@ func cmdService(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		if e.output == "json" {
-			return e.printJSON(map[string]string{"service": "berth-agent", "status": string(st)})
-		}
-		fmt.Fprintf(e.stdout, "berth-agent service: %s\n", st)
-		return nil
-	default:
-		return usageError{fmt.Errorf("unknown service command %q", e.args[0])}
+		return in.Print(map[string]string{"service": "berth-agent", "status": string(st)}, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "berth-agent service: %s\n", st)
+			return err
+		})
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "berth-agent service %s: ok\n", e.args[0])
-	return nil
-}
-
-func cmdPull(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return usageError{errors.New("want one or more IMAGE references")}
-	}
-	cfg, err := e.loadConfig()
-	if err != nil {
+	return in.Print(map[string]string{"service": "berth-agent", "done": sub}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "berth-agent service %s: ok\n", sub)
 		return err
-	}
-	log := e.logger()
-	term := false
-	if f, ok := e.stderr.(*os.File); ok {
-		term = logging.IsTerminal(f)
-	}
-	if cfg.Engine.Flavor == "containerd" {
-		return pullContainerd(ctx, e, cfg, log, term)
-	}
-	if e.namespace != "" {
-		return usageError{errors.New("--namespace is for engine.flavor containerd; dockerd has no namespaces")}
-	}
-	bars := progress.NewMulti(e.stderr, term, log)
-	defer bars.Done()
-	p, err := provision.NewPuller(cfg, log, func(image string, ev docker.PullEvent) {
-		if ev.ID != "" {
-			bars.Set(ev.ID, ev.Status, ev.Current, ev.Total)
-		}
 	})
-	if err != nil {
-		return err
-	}
-	if err := p.Pull(ctx, e.args...); err != nil {
-		return err
-	}
-	bars.Done()
-	for _, img := range e.args {
-		fmt.Fprintf(e.stdout, "pulled %s\n", img)
-	}
-	return nil
 }
 
-// pullContainerd pulls with the engine's own ctr; on a terminal ctr draws
-// its own progress table on stderr.
-func pullContainerd(ctx context.Context, e *env, cfg agentconfig.Config, log *slog.Logger, term bool) error {
-	if e.namespace != "" {
-		if err := provision.CheckNamespace(e.namespace); err != nil {
-			return usageError{err}
-		}
-	}
-	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	var out io.Writer
-	if term {
-		out = e.stderr
-	}
-	p, err := h.ContainerdPuller(ctx, e.namespace, out)
-	if err != nil {
-		return err
-	}
-	if err := p.Pull(ctx, e.args...); err != nil {
-		return err
-	}
-	for _, img := range e.args {
-		ref, _ := provision.ContainerdRef(img) // Pull checked it
-		fmt.Fprintf(e.stdout, "pulled %s (containerd namespace %s)\n", ref, p.Namespace)
-	}
-	return nil
+// pulled is one line of `pull`'s output.
+type pulled struct {
+	Image  string `json:"image"`
+	Target string `json:"target,omitempty"`
 }
 
-func cmdCache(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return usageError{errors.New("want stats, verify or prune [SIZE]")}
-	}
-	sub := e.args[0]
-	switch sub {
-	case "stats", "verify":
-		if len(e.args) != 1 {
-			return usageError{fmt.Errorf("%s takes no arguments", sub)}
-		}
-	case "prune":
-		if len(e.args) > 2 {
-			return usageError{errors.New("want prune [SIZE]: the size to shrink the disk tier to (default 0: empty it)")}
-		}
-	default:
-		return usageError{fmt.Errorf("unknown cache command %q: want stats, verify or prune", sub)}
-	}
-	cfg, err := e.loadConfig()
+func (f *flags) pull(ctx context.Context, in *cli.Invocation) error {
+	cfg, err := f.load()
 	if err != nil {
 		return err
+	}
+	p, err := agent.Puller(ctx, cfg, f.namespace, terminal(in), in.Log)
+	if errors.Is(err, engine.ErrNotSupported) {
+		return cli.Usage(err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.Pull(ctx, in.Args...); err != nil {
+		return err
+	}
+	out := make([]pulled, len(in.Args))
+	for i, img := range in.Args {
+		out[i] = pulled{Image: img, Target: p.Target()}
+	}
+	return in.Print(out, func(w io.Writer) error {
+		for _, o := range out {
+			if o.Target != "" {
+				fmt.Fprintf(w, "pulled %s (%s)\n", o.Image, o.Target)
+			} else {
+				fmt.Fprintf(w, "pulled %s\n", o.Image)
+			}
+		}
+		return nil
+	})
+}
+
+// cache opens the cache's tiers, refusing a config that turned it off.
+func (f *flags) cache(ctx context.Context, in *cli.Invocation) (*cacheHandle, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
 	}
 	if !cfg.Cache.Enabled {
-		return usageError{errors.New("cache.enabled is false in the config")}
+		return nil, cli.Usagef("cache.enabled is false in %s", f.config)
 	}
-	log := e.logger()
-	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: log})
+	c, err := agent.OpenCache(ctx, cfg, in.Log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c := h.Cache
-	if err := c.OpenTiers(ctx); err != nil {
+	return &cacheHandle{Service: c, cfg: cfg}, nil
+}
+
+type cacheHandle struct {
+	*imagecache.Service
+	cfg agentconfig.Config
+}
+
+func (f *flags) cacheStats(ctx context.Context, in *cli.Invocation) error {
+	c, err := f.cache(ctx, in)
+	if err != nil {
 		return err
 	}
 	defer c.Close()
-	switch sub {
-	case "stats":
-		st := c.Stats(ctx)
-		if e.output == "json" {
-			return e.printJSON(st)
-		}
-		fmt.Fprintf(e.stdout, "listen:    %s\n", st.Listen)
-		fmt.Fprintf(e.stdout, "disk:      %d blobs, %s of %s; %d evicted (%s), %d corrupt removed\n",
+	st := c.Stats(ctx)
+	return in.Print(st, func(w io.Writer) error {
+		fmt.Fprintf(w, "listen:    %s\n", st.Listen)
+		fmt.Fprintf(w, "disk:      %d blobs, %s of %s; %d evicted (%s), %d corrupt removed\n",
 			st.Disk.Blobs, agentconfig.Size(st.Disk.Bytes), agentconfig.Size(st.Disk.MaxSize), st.Disk.Evictions, agentconfig.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
 		for _, t := range st.Tiers {
 			state := "healthy"
 			if !t.Healthy {
 				state = "unhealthy: " + t.Error
 			}
-			fmt.Fprintf(e.stdout, "tier:      %s %s\n", t.Name, state)
+			fmt.Fprintf(w, "tier:      %s %s\n", t.Name, state)
 		}
 		return nil
-	case "verify":
-		term := false
-		if f, ok := e.stderr.(*os.File); ok {
-			term = logging.IsTerminal(f)
-		}
-		pr := progress.New(e.stderr, term, log)
-		removed, err := c.Disk.Verify(ctx, func(p disk.VerifyProgress) { pr.Update("verify", p.Bytes, p.TotalBytes) })
-		pr.Done()
-		if err != nil {
-			return err
-		}
-		if e.output == "json" {
-			return e.printJSON(map[string]any{"removed": removed})
-		}
-		for _, d := range removed {
-			fmt.Fprintf(e.stdout, "removed corrupt %s\n", d)
-		}
-		fmt.Fprintf(e.stdout, "verified: %d corrupt blobs removed\n", len(removed))
-		if len(removed) > 0 {
-			return fmt.Errorf("%d corrupt blobs found and removed; they will be fetched again", len(removed))
-		}
-		return nil
-	default: // prune
-		var target agentconfig.Size
-		if len(e.args) == 2 && e.args[1] != "0" {
-			if target, err = agentconfig.ParseSize(e.args[1]); err != nil {
-				return usageError{err}
-			}
-		}
-		res, err := c.Disk.Prune(ctx, int64(target))
-		if err != nil {
-			return err
-		}
-		if e.output == "json" {
-			return e.printJSON(res)
-		}
-		fmt.Fprintf(e.stdout, "pruned %d blobs (%s)\n", res.Blobs, agentconfig.Size(res.Bytes))
-		return nil
-	}
+	})
 }
 
-func cmdHealth(ctx context.Context, e *env) error {
-	if len(e.args) != 0 {
-		return usageError{errors.New("health takes no arguments")}
-	}
-	cfg, err := e.loadConfig()
+func (f *flags) cacheVerify(ctx context.Context, in *cli.Invocation) error {
+	c, err := f.cache(ctx, in)
 	if err != nil {
 		return err
 	}
-	h, err := provision.NewHost(ctx, cfg, provision.Options{Logger: e.logger()})
+	defer c.Close()
+	pr := progress.New(in.Stderr, terminal(in) != nil, in.Log)
+	removed, err := c.Disk.Verify(ctx, func(p disk.VerifyProgress) { pr.Update("verify", p.Bytes, p.TotalBytes) })
+	pr.Done()
+	if err != nil {
+		return err
+	}
+	if err := in.Print(map[string]any{"removed": removed}, func(w io.Writer) error {
+		for _, d := range removed {
+			fmt.Fprintf(w, "removed corrupt %s\n", d)
+		}
+		_, err := fmt.Fprintf(w, "verified: %d corrupt blobs removed\n", len(removed))
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		return fmt.Errorf("%d corrupt blobs found and removed; they will be fetched again", len(removed))
+	}
+	return nil
+}
+
+// pruneTarget is the size `cache prune` shrinks the disk tier to: --all
+// empties it, --to SIZE, else cache.local.maxSize.
+func pruneTarget(to string, all bool, maxSize agentconfig.Size) (agentconfig.Size, error) {
+	switch {
+	case all && to != "":
+		return 0, cli.Usagef("--all and --to exclude each other: --all empties the tier, --to SIZE shrinks it to SIZE")
+	case all:
+		return 0, nil
+	case to != "":
+		s, err := agentconfig.ParseSize(to)
+		if err != nil {
+			return 0, cli.Usagef("--to %q: %v", to, err)
+		}
+		return s, nil
+	}
+	return maxSize, nil
+}
+
+func (f *flags) cachePrune(ctx context.Context, in *cli.Invocation) error {
+	c, err := f.cache(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	target, err := pruneTarget(f.to, f.all, c.cfg.Cache.Local.MaxSize)
+	if err != nil {
+		return err
+	}
+	res, err := c.Disk.Prune(ctx, int64(target))
+	if err != nil {
+		return err
+	}
+	return in.Print(res, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "pruned %d blobs (%s) down to %s\n", res.Blobs, agentconfig.Size(res.Bytes), target)
+		return err
+	})
+}
+
+func (f *flags) health(ctx context.Context, in *cli.Invocation) error {
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	checks, err := agent.HealthChecks(ctx, cfg, in.Log)
 	if err != nil {
 		return err
 	}
 	for {
-		res := telemetry.Run(ctx, h.Checks(), 10*time.Second)
-		if e.output == "json" {
-			if err := e.printJSON(res); err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprintf(e.stdout, "%s  %s\n", res.Time.Format(time.RFC3339), res.State)
+		res := telemetry.Run(ctx, checks, 10*time.Second)
+		if err := in.Print(res, func(w io.Writer) error {
+			fmt.Fprintf(w, "%s  %s\n", res.Time.Format(time.RFC3339), res.State)
 			for _, c := range res.Checks {
-				fmt.Fprintf(e.stdout, "  %-4s %-28s %s\n", c.Status, c.Name, c.Message)
+				fmt.Fprintf(w, "  %-4s %-28s %s\n", c.Status, c.Name, c.Message)
 			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		if !e.watch {
+		if !f.watch {
 			if res.HTTPStatus() != 200 {
 				return fmt.Errorf("host is %s", res.State)
 			}

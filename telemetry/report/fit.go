@@ -4,8 +4,9 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/berthhq/berth/telemetry"
 
 	"github.com/berthhq/berth/internal/clip"
 
@@ -26,7 +27,7 @@ func fitHeartbeat(h *wire.Heartbeat) {
 	}
 	for i := range h.Checks {
 		c := &h.Checks[i]
-		c.Name = Name(c.Name)
+		c.Name = telemetry.Name(c.Name)
 		c.Message = clip.String(c.Message, wire.MaxMessageLen)
 		if !c.Time.IsZero() && c.Time.Before(wire.MinTime) {
 			c.Time = time.Time{} // a check may carry no time, but not a 1970 one
@@ -46,7 +47,7 @@ func fitHeartbeat(h *wire.Heartbeat) {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
 			}
-			cache[key(k)] = v
+			cache[telemetry.Key(k)] = v
 		}
 		h.Cache = cache
 	}
@@ -56,7 +57,7 @@ func fitHeartbeat(h *wire.Heartbeat) {
 			if len(labels) == wire.MaxLabels {
 				break
 			}
-			if key(k) != k {
+			if telemetry.Key(k) != k {
 				continue
 			}
 			labels[k] = clip.String(h.Labels[k], wire.MaxShortLen)
@@ -79,38 +80,7 @@ func fitEvent(e *wire.Event) {
 		if len(fields) == wire.MaxEventFields {
 			break
 		}
-		fields[key(k)] = clip.String(e.Fields[k], wire.MaxFieldValueLen)
+		fields[telemetry.Key(k)] = clip.String(e.Fields[k], wire.MaxFieldValueLen)
 	}
 	e.Fields = fields
-}
-
-// Name turns s into a name the wire accepts for an event kind or a check:
-// bytes other than letters, digits, '.', '_' and '-' become '-', a leading
-// non-alphanumeric byte is dropped, and the result is at most
-// wire.MaxIDLen bytes. An empty result is "unnamed".
-func Name(s string) string { return sanitize(s, false) }
-
-// key is Name that also keeps '/', as label keys and cache keys may.
-func key(s string) string { return sanitize(s, true) }
-
-func sanitize(s string, slash bool) string {
-	var b strings.Builder
-	for i := 0; i < len(s) && b.Len() < wire.MaxIDLen; i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		switch {
-		case alnum:
-			b.WriteByte(c)
-		case b.Len() == 0:
-			// nothing may come before the first letter or digit
-		case c == '.' || c == '_' || c == '-' || slash && c == '/':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	if b.Len() == 0 {
-		return "unnamed"
-	}
-	return b.String()
 }

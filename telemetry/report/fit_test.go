@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/berthhq/berth/telemetry"
+
 	"github.com/berthhq/berth/internal/clip"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -20,20 +22,9 @@ import (
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
-func TestName(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"engine", "engine"},
-		{"cache-tier blob:acct/container", "cache-tier-blob-acct-container"},
-		{"-lead", "lead"},
-		{"", "unnamed"},
-		{"   ", "unnamed"},
-		{"ünï", "n--"},
-		{strings.Repeat("a", 300), strings.Repeat("a", wire.MaxIDLen)},
-	}
-	for _, tt := range tests {
-		if got := Name(tt.in); got != tt.want {
-			t.Errorf("Name(%q) = %q, want %q", tt.in, got, tt.want)
-		}
+func TestNameLimitIsTheWires(t *testing.T) {
+	if telemetry.MaxNameLen != wire.MaxIDLen {
+		t.Fatalf("telemetry.MaxNameLen = %d, wire.MaxIDLen = %d: names would be cut to other lengths than control accepts", telemetry.MaxNameLen, wire.MaxIDLen)
 	}
 }
 

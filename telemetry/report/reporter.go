@@ -233,10 +233,8 @@ func (r *Reporter) beat(ctx context.Context) {
 // be called before Run, and from processes that never Run: the record
 // waits in agent.db for a running reporter.
 func (r *Reporter) Event(ctx context.Context, kind, message string, fields map[string]string) error {
-	e := wire.Event{Kind: kind, Message: message, Fields: fields}
-	fitEvent(&e)
-	if _, err := r.o.Outbox.Append(ctx, wire.KindEvent, e); err != nil {
-		return fmt.Errorf("report event %s: %w", kind, err)
+	if err := (Queue{r.o.Outbox}).Event(ctx, kind, message, fields); err != nil {
+		return err
 	}
 	r.m.events.Inc()
 	r.refreshStats(ctx)
@@ -485,4 +483,19 @@ func code(err error) string {
 		return fmt.Sprint(se.Status)
 	}
 	return "transport"
+}
+
+// Queue puts events into the outbox without sending them: what a one-shot
+// command (an `engine upgrade` run by hand) uses, without a client, an
+// agent id or IMDS. The daemon's Reporter sends them with its own.
+type Queue struct{ Outbox *outbox.Outbox }
+
+// Event queues one event.
+func (q Queue) Event(ctx context.Context, kind, message string, fields map[string]string) error {
+	e := wire.Event{Kind: kind, Message: message, Fields: fields}
+	fitEvent(&e)
+	if _, err := q.Outbox.Append(ctx, wire.KindEvent, e); err != nil {
+		return fmt.Errorf("report event %s: %w", kind, err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package provision
+package imagecache
 
 import (
 	"context"
@@ -11,10 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/telemetry"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
@@ -24,14 +25,15 @@ import (
 	"github.com/berthhq/berth/internal/statedb"
 )
 
-// CacheService is the image cache as the agent runs it: its tiers, the
-// registry handler and the loopback listener.
-type CacheService struct {
+// Service is the image cache as the agent runs it: its tiers, the
+// registry handler and the loopback listener. The daemon Starts it; the
+// one-shot cache commands only OpenTiers.
+type Service struct {
 	cfg   agentconfig.Cache
 	log   *slog.Logger
 	Disk  *disk.Disk
 	Blobs []*blobtier.Tier
-	Cache *imagecache.Cache
+	Cache *Cache
 
 	srv  *http.Server
 	ln   net.Listener
@@ -42,12 +44,11 @@ type CacheService struct {
 	mi        *azidentity.ManagedIdentityCredential
 }
 
-// NewCacheService builds the cache's tiers and handler from the config. It
-// opens no listener and touches no network until Start.
-func NewCacheService(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*CacheService, error) {
-	c := cfg.Cache
-	s := &CacheService{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
-	dir := cfg.CacheDir()
+// NewService builds the cache's tiers and handler from the cache block of
+// the config, with the disk tier in dir. It opens no listener and touches
+// no network until Start.
+func NewService(c agentconfig.Cache, dir string, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
+	s := &Service{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
 	d, err := disk.New(disk.Options{Dir: dir, MaxSize: int64(c.Local.MaxSize), DB: db, Logger: log})
 	if err != nil {
 		return nil, err
@@ -62,13 +63,13 @@ func NewCacheService(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Regi
 		s.Blobs = append(s.Blobs, t)
 		tiers = append(tiers, t)
 	}
-	s.Cache, err = imagecache.New(imagecache.Options{
+	s.Cache, err = New(Options{
 		Tiers:    tiers,
 		Upstream: s.upstream,
 		SpoolDir: filepath.Join(dir, "spool"),
 		Allow:    c.Allow,
 		Logger:   log,
-		Metrics:  imagecache.NewMetrics(reg),
+		Metrics:  NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
@@ -78,7 +79,7 @@ func NewCacheService(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Regi
 
 // upstream returns the client of a registry, made on first use from its
 // entry in cache.upstreams (or the defaults).
-func (s *CacheService) upstream(registry string) (imagecache.Upstream, error) {
+func (s *Service) upstream(registry string) (Upstream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.upstreams[registry]; ok {
@@ -118,7 +119,7 @@ func (s *CacheService) upstream(registry string) (imagecache.Upstream, error) {
 // Start opens the tiers and serves the registry API on cache.listen. A blob
 // tier that cannot be used is logged and skipped, not fatal: the disk and
 // the upstream still serve.
-func (s *CacheService) Start(ctx context.Context) error {
+func (s *Service) Start(ctx context.Context) error {
 	if err := s.Disk.Start(ctx); err != nil {
 		return err
 	}
@@ -143,7 +144,7 @@ func (s *CacheService) Start(ctx context.Context) error {
 }
 
 // Addr is where the cache listens, once started.
-func (s *CacheService) Addr() string {
+func (s *Service) Addr() string {
 	if s.ln == nil {
 		return s.cfg.Listen
 	}
@@ -151,7 +152,7 @@ func (s *CacheService) Addr() string {
 }
 
 // Close stops serving, waits for flights, and flushes the disk index.
-func (s *CacheService) Close() error {
+func (s *Service) Close() error {
 	var errs []error
 	if s.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -178,8 +179,8 @@ type TierStatus struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// CacheStats is what `berth-agent cache stats` prints.
-type CacheStats struct {
+// Stats is what `berth-agent cache stats` prints.
+type Stats struct {
 	Listen string       `json:"listen"`
 	Disk   disk.Stats   `json:"disk"`
 	Tiers  []TierStatus `json:"tiers"`
@@ -187,13 +188,13 @@ type CacheStats struct {
 
 // OpenTiers starts the tiers without the listener, for the one-shot cache
 // commands.
-func (s *CacheService) OpenTiers(ctx context.Context) error {
+func (s *Service) OpenTiers(ctx context.Context) error {
 	return s.Disk.Start(ctx)
 }
 
 // Stats reports the disk tier's figures and each tier's health.
-func (s *CacheService) Stats(ctx context.Context) CacheStats {
-	st := CacheStats{Listen: s.cfg.Listen, Disk: s.Disk.Stats(), Tiers: []TierStatus{{Name: s.Disk.Name(), Healthy: true}}}
+func (s *Service) Stats(ctx context.Context) Stats {
+	st := Stats{Listen: s.cfg.Listen, Disk: s.Disk.Stats(), Tiers: []TierStatus{{Name: s.Disk.Name(), Healthy: true}}}
 	for _, t := range s.Blobs {
 		ts := TierStatus{Name: t.Name(), Healthy: true}
 		if err := t.Health(ctx); err != nil {
@@ -202,4 +203,41 @@ func (s *CacheService) Stats(ctx context.Context) CacheStats {
 		st.Tiers = append(st.Tiers, ts)
 	}
 	return st
+}
+
+// TierCheckPrefix starts the names of the storage tiers' health checks
+// ("cache-tier.<tier>"), which the agent turns into cache.tier.down and
+// cache.tier.up events.
+const TierCheckPrefix = "cache-tier."
+
+// Checks are the cache's health checks: the loopback listener, and each
+// Azure Blob tier. Neither fails the host: engines fall back to the
+// upstream, and the other tiers still serve.
+func (s *Service) Checks() []telemetry.CheckFunc {
+	checks := []telemetry.CheckFunc{s.checkListener}
+	for _, t := range s.Blobs {
+		checks = append(checks, func(ctx context.Context) telemetry.Check {
+			// The name is one the control endpoint accepts (no
+			// spaces, colons or slashes); the message names the tier.
+			c := telemetry.Check{Name: TierCheckPrefix + telemetry.Name(t.Name()), Status: telemetry.OK, Message: t.Name() + " reachable"}
+			if err := t.Health(ctx); err != nil {
+				c.Status, c.Message = telemetry.Warn, err.Error()+" (skipped; the disk and the upstream still serve)"
+			}
+			return c
+		})
+	}
+	return checks
+}
+
+func (s *Service) checkListener(ctx context.Context) telemetry.Check {
+	c := telemetry.Check{Name: "cache-listener", Status: telemetry.OK, Message: s.Addr() + " answers"}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.Addr())
+	if err != nil {
+		// Engines fall back to the upstream: degraded, not down.
+		c.Status, c.Message = telemetry.Warn, "image cache does not answer: "+err.Error()
+		return c
+	}
+	conn.Close()
+	return c
 }

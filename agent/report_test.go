@@ -1,4 +1,4 @@
-package provision
+package agent
 
 import (
 	"compress/gzip"
@@ -20,7 +20,7 @@ import (
 // engine event from the manager, and heartbeats with the Monitor's checks
 // and the agent's labels; and Run returns promptly when its context ends
 // (SIGTERM).
-func TestHostReports(t *testing.T) {
+func TestAgentReports(t *testing.T) {
 	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("0A1B2C3D-0000-4000-8000-000000000001"))
 	}))
@@ -60,16 +60,16 @@ func TestHostReports(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := NewHost(ctx, cfg, Options{})
+	h, err := New(ctx, cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "0a1b2c3d-0000-4000-8000-000000000001"; h.AgentID != want {
-		t.Fatalf("AgentID = %q, want %q (from IMDS, lower-cased)", h.AgentID, want)
+	if want := "0a1b2c3d-0000-4000-8000-000000000001"; h.reporter.Agent() != want {
+		t.Fatalf("AgentID = %q, want %q (from IMDS, lower-cased)", h.reporter.Agent(), want)
 	}
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
-	h.engineEvent(engine.Event{Kind: "upgrade-started", Flavor: "docker", From: "1.0.0", To: "1.1.0"})
+	engineEvents(h.reporter, h.log)(engine.Event{Kind: "upgrade-started", Flavor: "docker", From: "1.0.0", To: "1.1.0"})
 
 	deadline := time.Now().Add(15 * time.Second)
 	var started, upgrade, beat bool
@@ -93,8 +93,8 @@ func TestHostReports(t *testing.T) {
 		mu.Unlock()
 	}
 	for _, a := range agents {
-		if a != h.AgentID {
-			t.Errorf("batch from agent %q, want %q", a, h.AgentID)
+		if a != h.reporter.Agent() {
+			t.Errorf("batch from agent %q, want %q", a, h.reporter.Agent())
 		}
 	}
 	cancel()

@@ -1,4 +1,4 @@
-package provision
+package containerd
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"unicode"
 )
 
-func TestContainerdRef(t *testing.T) {
+func TestRef(t *testing.T) {
 	dg := "sha256:" + strings.Repeat("ab", 32)
 	for _, tc := range []struct{ in, want string }{
 		{"busybox", "docker.io/library/busybox:latest"},
@@ -28,9 +28,9 @@ func TestContainerdRef(t *testing.T) {
 		{"busybox:1.36@" + dg, "docker.io/library/busybox:1.36@" + dg},
 		{"mcr.microsoft.com/windows/nanoserver:ltsc2022", "mcr.microsoft.com/windows/nanoserver:ltsc2022"},
 	} {
-		got, err := ContainerdRef(tc.in)
+		got, err := Ref(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("ContainerdRef(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			t.Errorf("Ref(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 	// Hostile or broken references never reach ctr.
@@ -43,25 +43,25 @@ func TestContainerdRef(t *testing.T) {
 		"[::1]:5000/x", "busybox;id", "$(id)", "`id`", "busybox|id", "a/b c",
 		"registry.io/" + strings.Repeat("a", 600), "x\u2028y", "ｂusybox",
 	} {
-		if got, err := ContainerdRef(in); err == nil {
-			t.Errorf("ContainerdRef(%q) = %q; want an error", in, got)
+		if got, err := Ref(in); err == nil {
+			t.Errorf("Ref(%q) = %q; want an error", in, got)
 		}
 	}
 }
 
-func FuzzContainerdRef(f *testing.F) {
+func FuzzRef(f *testing.F) {
 	for _, s := range []string{"busybox", "-x", "localhost:5000/a:b", "a/b@sha256:" + strings.Repeat("0", 64), "REG.io/x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		got, err := ContainerdRef(in)
+		got, err := Ref(in)
 		if err != nil {
 			return
 		}
 		if strings.HasPrefix(got, "-") || strings.IndexFunc(got, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r > unicode.MaxASCII }) >= 0 {
-			t.Fatalf("ContainerdRef(%q) = %q: could be read as a flag or split", in, got)
+			t.Fatalf("Ref(%q) = %q: could be read as a flag or split", in, got)
 		}
-		if again, err := ContainerdRef(got); err != nil || again != got {
+		if again, err := Ref(got); err != nil || again != got {
 			t.Fatalf("not idempotent: %q → %q → %q, %v", in, got, again, err)
 		}
 	})

@@ -1,8 +1,7 @@
-package provision
+package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,18 +11,18 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/berthhq/berth/engine/docker"
+	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/winhost"
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
+	"github.com/berthhq/berth/internal/progress"
 )
 
 // Puller pulls images into dockerd through the image cache (the path-prefix
 // form, then a re-tag to the image's own name).
 type Puller struct {
-	Docker *docker.Client
+	Docker *Client
 	// CacheAddr is the cache's host:port; empty pulls straight from the
 	// upstream registries.
 	CacheAddr string
@@ -33,31 +32,9 @@ type Puller struct {
 	HTTP      *http.Client
 	Logger    *slog.Logger
 	// OnEvent is told of each image's per-layer progress.
-	OnEvent func(image string, ev docker.PullEvent)
-}
-
-// NewPuller wires a Puller from the agent's config: the engine's API, the
-// cache's address when the cache is enabled, and on Windows the host build.
-func NewPuller(cfg agentconfig.Config, log *slog.Logger, onEvent func(string, docker.PullEvent)) (*Puller, error) {
-	if cfg.Engine.Flavor != "docker" {
-		return nil, fmt.Errorf("pull: engine.flavor %q: this puller drives dockerd; containerd pulls with Host.ContainerdPuller", cfg.Engine.Flavor)
-	}
-	c, err := docker.NewClient(cfg.EngineEndpoint())
-	if err != nil {
-		return nil, err
-	}
-	p := &Puller{Docker: c, Logger: log, OnEvent: onEvent, HTTP: httpclient.NewStandard(httpclient.Options{Logger: log, RetryMax: 1})}
-	if cfg.Cache.Enabled {
-		p.CacheAddr = cfg.Cache.Listen
-	}
-	if runtime.GOOS == "windows" {
-		b, err := winhost.Build()
-		if err != nil {
-			return nil, fmt.Errorf("pull: read the host build: %w", err)
-		}
-		p.HostBuild = &b
-	}
-	return p, nil
+	OnEvent func(image string, ev PullEvent)
+	// done draws the progress display's last frame.
+	done func()
 }
 
 // Pull pulls every image, in order, and stops at the first failure.
@@ -70,6 +47,9 @@ func (p *Puller) Pull(ctx context.Context, images ...string) error {
 		if err := p.pullOne(ctx, ref); err != nil {
 			return err
 		}
+	}
+	if p.done != nil {
+		p.done()
 	}
 	return nil
 }
@@ -121,8 +101,8 @@ func (p *Puller) direct(ctx context.Context, ref imagecache.ImageRef) error {
 	return nil
 }
 
-func (p *Puller) progress(ref imagecache.ImageRef) func(docker.PullEvent) {
-	return func(ev docker.PullEvent) {
+func (p *Puller) progress(ref imagecache.ImageRef) func(PullEvent) {
+	return func(ev PullEvent) {
 		if p.OnEvent != nil {
 			p.OnEvent(ref.Familiar(), ev)
 		}
@@ -154,37 +134,11 @@ func (p *Puller) pickPlatform(ctx context.Context, ref imagecache.ImageRef) (cas
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s: %s", u, resp.Status)
 	}
-	return PickFromIndex(body, *p.HostBuild, runtime.GOARCH)
-}
-
-// PickFromIndex returns the digest of the manifest list entry that runs on
-// a Windows host of build host, or "" when body is a single manifest.
-func PickFromIndex(body []byte, host winhost.OSVersion, arch string) (cas.Digest, error) {
-	var idx struct {
-		Manifests []struct {
-			Digest   string `json:"digest"`
-			Platform struct {
-				OS           string `json:"os"`
-				Architecture string `json:"architecture"`
-				OSVersion    string `json:"os.version"`
-			} `json:"platform"`
-		} `json:"manifests"`
-	}
-	if err := json.Unmarshal(body, &idx); err != nil {
-		return "", fmt.Errorf("manifest: %w", err)
-	}
-	if len(idx.Manifests) == 0 {
-		return "", nil
-	}
-	platforms := make([]winhost.Platform, len(idx.Manifests))
-	for i, m := range idx.Manifests {
-		platforms[i] = winhost.Platform{OS: m.Platform.OS, Architecture: m.Platform.Architecture, OSVersion: m.Platform.OSVersion}
-	}
-	choice, err := winhost.PickImage(platforms, host, arch)
-	if err != nil {
+	d, err := winhost.PickFromIndex(body, *p.HostBuild, runtime.GOARCH)
+	if err != nil || d == "" {
 		return "", err
 	}
-	return cas.ParseDigest(idx.Manifests[choice.Index].Digest)
+	return cas.ParseDigest(d)
 }
 
 // cacheDown tells a cache that does not answer from one that answered no.
@@ -198,4 +152,43 @@ func (p *Puller) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return p.Logger
+}
+
+// Target is "": dockerd has one image store.
+func (p *Puller) Target() string { return "" }
+
+var _ engine.Puller = (*Puller)(nil)
+
+// Puller pulls into dockerd at o.Endpoint, through the cache at o.CacheAddr,
+// with a progress bar per layer on o.Progress (or progress lines in the
+// log). On Windows it reads the host's build, to pick the image of a
+// manifest list that runs here.
+func (f *Flavor) Puller(o engine.PullOptions) (engine.Puller, error) {
+	if o.Namespace != "" {
+		return nil, fmt.Errorf("--namespace %q: dockerd has no namespaces (it is for engine.flavor containerd): %w", o.Namespace, engine.ErrNotSupported)
+	}
+	c, err := NewClient(o.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	p := &Puller{Docker: c, CacheAddr: o.CacheAddr, Logger: o.Logger, HTTP: httpclient.NewStandard(httpclient.Options{Logger: o.Logger, RetryMax: 1})}
+	w, term := o.Progress, o.Progress != nil
+	if w == nil {
+		w = io.Discard
+	}
+	bars := progress.NewMulti(w, term, o.Logger)
+	p.OnEvent = func(image string, ev PullEvent) {
+		if ev.ID != "" {
+			bars.Set(ev.ID, ev.Status, ev.Current, ev.Total)
+		}
+	}
+	p.done = bars.Done
+	if f.goos() == "windows" {
+		b, err := winhost.Build()
+		if err != nil {
+			return nil, fmt.Errorf("pull: read the host build: %w", err)
+		}
+		p.HostBuild = &b
+	}
+	return p, nil
 }

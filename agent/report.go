@@ -1,4 +1,4 @@
-package provision
+package agent
 
 import (
 	"context"
@@ -12,11 +12,9 @@ import (
 
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/internal/buildinfo"
-	"github.com/berthhq/berth/internal/hostid"
 	"github.com/berthhq/berth/telemetry"
-	"github.com/berthhq/berth/telemetry/report"
 )
 
 // firstHeartbeat is the wait before the first heartbeat of a run: long
@@ -28,65 +26,31 @@ const firstHeartbeat = 15 * time.Second
 // last one, for health and cache-tier events.
 const watchEvery = 2 * time.Second
 
-// newClient returns the control endpoint's client, or nil when control.url
-// is empty. A managed identity that cannot be set up (control.audience
-// missing) is not fatal here: the agent still manages the engine and the
-// cache, and every send fails with the reason, which the "control" check
-// and the log show.
-func newClient(c agentconfig.Control, log *slog.Logger) (*report.Client, error) {
-	if c.URL == "" {
-		return nil, nil
-	}
-	var tokens report.TokenSource
-	switch c.Auth {
-	case "token":
-		tokens = report.FileToken{Path: c.TokenFile}
-	case "none", "":
-		tokens = report.NoToken{}
-	case "managed-identity":
-		mi, err := report.NewManagedIdentity(c.Audience, c.ClientID, nil)
-		if err != nil {
-			log.Error("control endpoint credentials; reports stay queued until the config is fixed", "err", err)
-			tokens = brokenToken{err}
-		} else {
-			tokens = mi
-		}
-	default:
-		return nil, fmt.Errorf("control.auth %q: want managed-identity, token or none", c.Auth)
-	}
-	return report.NewClient(report.ClientOptions{URL: c.URL, Tokens: tokens, Logger: log})
-}
-
-// brokenToken stands for a credential that could not be set up.
-type brokenToken struct{ err error }
-
-func (b brokenToken) Token(context.Context, bool) (string, error) { return "", b.err }
-
 // heartbeat is the host's full state for the reporter: health checked
 // now, the engine, the cache's figures, and who this agent is.
-func (h *Host) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
+func (a *Agent) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 	hb := wire.Heartbeat{
 		State:        string(telemetry.Initializing),
 		AgentVersion: buildinfo.Version,
-		Labels:       maps.Clone(h.Config.Agent.Labels),
-		OSBuild:      h.osBuild,
+		Labels:       maps.Clone(a.cfg.Agent.Labels),
+		OSBuild:      a.osBuild,
 	}
-	if mon := h.monitor.Load(); mon != nil {
+	if mon := a.monitor.Load(); mon != nil {
 		health := mon.Refresh(ctx)
 		hb.State = string(health.State)
 		for _, c := range health.Checks {
 			hb.Checks = append(hb.Checks, wire.Check{Name: c.Name, Status: string(c.Status), Message: c.Message, Time: c.Time})
 		}
 	}
-	hb.Engine.Flavor = h.Config.Engine.Flavor
-	if st, err := h.Engine.Status(ctx); err == nil {
+	hb.Engine.Flavor = a.cfg.Engine.Flavor
+	if st, err := a.engine.Status(ctx); err == nil {
 		hb.Engine = wire.Engine{Flavor: st.Flavor, Version: st.Active, Active: st.Running || st.API != nil, Healthy: st.Healthy}
 		if hb.Engine.Version == "" && st.API != nil {
 			hb.Engine.Version = st.API.Version // an engine Berth does not manage
 		}
 	}
-	if h.Cache != nil {
-		hb.Cache = h.cacheFigures()
+	if a.cache != nil {
+		hb.Cache = a.cacheFigures()
 	}
 	return hb, nil
 }
@@ -94,15 +58,15 @@ func (h *Host) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 // cacheFigures flattens the cache's Prometheus figures (hits, misses and
 // bytes per tier, upstream fetches, digest failures) and the disk tier's
 // size into name → value, for example "hits.disk" or "disk.bytes".
-func (h *Host) cacheFigures() map[string]float64 {
+func (a *Agent) cacheFigures() map[string]float64 {
 	out := map[string]float64{}
-	d := h.Cache.Disk.Stats()
+	d := a.cache.Disk.Stats()
 	out["disk.blobs"] = float64(d.Blobs)
 	out["disk.bytes"] = float64(d.Bytes)
 	out["disk.maxBytes"] = float64(d.MaxSize)
 	out["disk.evictions"] = float64(d.Evictions)
 	out["disk.corrupt"] = float64(d.Corrupt)
-	families, err := h.Metrics.Gather()
+	families, err := a.metrics.Gather()
 	if err != nil && len(families) == 0 {
 		return out
 	}
@@ -115,7 +79,7 @@ func (h *Host) cacheFigures() map[string]float64 {
 		for _, m := range f.GetMetric() {
 			k := name
 			for _, l := range m.GetLabel() {
-				k += "." + report.Name(l.GetValue())
+				k += "." + telemetry.Name(l.GetValue())
 			}
 			out[k] = metricValue(m)
 		}
@@ -135,23 +99,29 @@ func metricValue(m *dto.Metric) float64 {
 	return 0
 }
 
-// engineEvent reports an engine change. The engine calls it without a
-// context; appending to agent.db takes milliseconds, bounded here.
-func (h *Host) engineEvent(ev engine.Event) {
-	if h.Reporter == nil {
-		return
-	}
-	fields := map[string]string{"flavor": ev.Flavor}
-	if ev.From != "" {
-		fields["from"] = ev.From
-	}
-	if ev.To != "" {
-		fields["to"] = ev.To
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.Reporter.Event(ctx, "engine."+ev.Kind, ev.Message, fields); err != nil {
-		h.log.Error("queue an engine event for control", "event", ev.Kind, "err", err)
+// eventQueue is where engine events go: the daemon's Reporter, or a
+// one-shot command's report.Queue (the daemon sends those later).
+type eventQueue interface {
+	Event(ctx context.Context, kind, message string, fields map[string]string) error
+}
+
+// engineEvents returns the engine's OnEvent: each change queued for
+// control. The engine calls it without a context; appending to agent.db
+// takes milliseconds, bounded here.
+func engineEvents(q eventQueue, log *slog.Logger) func(engine.Event) {
+	return func(ev engine.Event) {
+		fields := map[string]string{"flavor": ev.Flavor}
+		if ev.From != "" {
+			fields["from"] = ev.From
+		}
+		if ev.To != "" {
+			fields["to"] = ev.To
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := q.Event(ctx, "engine."+ev.Kind, ev.Message, fields); err != nil {
+			log.Error("queue an engine event for control", "event", ev.Kind, "err", err)
+		}
 	}
 }
 
@@ -168,16 +138,13 @@ const (
 	lastSeenKey  = "last-health"
 )
 
-// cacheTierCheck prefixes the names of the cache tier checks.
-const cacheTierCheck = "cache-tier."
-
 // watchHealth turns the Monitor's rounds into events: "health.changed"
 // when the overall state changes, "cache.tier.down" and "cache.tier.up"
 // when a storage tier's check goes from ok to not ok and back.
-func (h *Host) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
+func (a *Agent) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 	var seen lastSeen
-	if _, err := h.DB.Get(ctx, reportBucket, lastSeenKey, &seen); err != nil {
-		h.log.Warn("read the last reported health", "err", err)
+	if _, err := a.db.Get(ctx, reportBucket, lastSeenKey, &seen); err != nil {
+		a.log.Warn("read the last reported health", "err", err)
 	}
 	var lastRound time.Time
 	t := time.NewTicker(watchEvery)
@@ -198,12 +165,12 @@ func (h *Host) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 		if seen.State != "" && seen.State != next.State {
 			from, to := seen.State, next.State
 			events = append(events, func() error {
-				return h.Reporter.Event(ctx, "health.changed", fmt.Sprintf("host health went from %s to %s", from, to),
+				return a.reporter.Event(ctx, "health.changed", fmt.Sprintf("host health went from %s to %s", from, to),
 					map[string]string{"from": from, "to": to})
 			})
 		}
 		for _, c := range cur.Checks {
-			tier, ok := strings.CutPrefix(c.Name, cacheTierCheck)
+			tier, ok := strings.CutPrefix(c.Name, imagecache.TierCheckPrefix)
 			if !ok {
 				continue
 			}
@@ -219,32 +186,21 @@ func (h *Host) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 			}
 			msg := c.Message
 			events = append(events, func() error {
-				return h.Reporter.Event(ctx, kind, msg, map[string]string{"tier": tier})
+				return a.reporter.Event(ctx, kind, msg, map[string]string{"tier": tier})
 			})
 		}
 		for _, ev := range events {
 			// A failed append is logged and not tried again: the outbox
 			// counts what it refused, and the heartbeats carry the state.
 			if err := ev(); err != nil && ctx.Err() == nil {
-				h.log.Error("queue a health event for control", "err", err)
+				a.log.Error("queue a health event for control", "err", err)
 			}
 		}
 		if seen.State != next.State || !maps.Equal(seen.Tiers, next.Tiers) {
-			if err := h.DB.Put(ctx, reportBucket, lastSeenKey, next); err != nil && ctx.Err() == nil {
-				h.log.Warn("remember the reported health", "err", err)
+			if err := a.db.Put(ctx, reportBucket, lastSeenKey, next); err != nil && ctx.Err() == nil {
+				a.log.Warn("remember the reported health", "err", err)
 			}
 			seen = next
 		}
 	}
-}
-
-// resolveID is NewHost's agent id: agent.id, else the one remembered in
-// agent.db, else the VM id from IMDS, else the machine id.
-func resolveID(ctx context.Context, cfg agentconfig.Config, h *Host) error {
-	id, err := hostid.Resolve(ctx, hostid.Options{Configured: cfg.Agent.ID, DB: h.DB, Logger: h.log})
-	if err != nil {
-		return err
-	}
-	h.AgentID = id.Value
-	return nil
 }

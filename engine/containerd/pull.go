@@ -1,4 +1,4 @@
-package provision
+package containerd
 
 import (
 	"bytes"
@@ -8,29 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/engine/containerd"
 	"github.com/berthhq/berth/imagecache"
-	"github.com/berthhq/berth/internal/paths"
-)
-
-// ImagePuller pulls images, in order, through the image cache into the
-// host's engine, and stops at the first failure: Puller for dockerd,
-// CtrPuller for containerd. Prewarm uses whichever the flavor needs.
-type ImagePuller interface {
-	Pull(ctx context.Context, images ...string) error
-}
-
-var (
-	_ ImagePuller = (*Puller)(nil)
-	_ ImagePuller = (*CtrPuller)(nil)
 )
 
 // CtrPuller pulls images into containerd by running the engine's own ctr
@@ -61,14 +45,14 @@ type CtrPuller struct {
 	Logger   *slog.Logger
 }
 
-// ContainerdRef is image as containerd names it: fully qualified, as
+// Ref is image as containerd names it: fully qualified, as
 // Docker normalizes it (busybox → docker.io/library/busybox:latest,
 // index.docker.io/x → docker.io/library/x:latest). The registry is written
 // in lower case, since host names are case-insensitive but containerd
 // looks certs.d/<registry> up as written. Anything that is not an image
 // reference is refused, so nothing from a command line or agent.yaml can
 // reach ctr as a flag: the result always starts with a registry host.
-func ContainerdRef(image string) (string, error) {
+func Ref(image string) (string, error) {
 	ref, err := imagecache.ParseImageRef(image)
 	if err != nil {
 		return "", err
@@ -89,79 +73,13 @@ func CheckNamespace(ns string) error {
 	return nil
 }
 
-// ContainerdPuller returns a CtrPuller for this host's containerd: the
-// ctr of the version that runs (the active one when none runs yet), or for
-// an engine Berth does not manage the ctr on PATH; the engine endpoint;
-// the certs.d folder Berth writes. namespace "" is the default namespace
-// (containerd.ImageNamespace of engine.settings). progress is where ctr
-// shows its own progress, nil to log it.
-func (h *Host) ContainerdPuller(ctx context.Context, namespace string, progress io.Writer) (*CtrPuller, error) {
-	st, err := h.Engine.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pull into containerd: read the engine's state: %w", err)
-	}
-	if st.API == nil {
-		return nil, fmt.Errorf("pull into containerd: containerd at %s does not answer (%s); start it or check `berth-agent engine status`", st.Endpoint, st.APIError)
-	}
-	return h.ctrPuller(st, namespace, progress)
-}
-
-func (h *Host) ctrPuller(st engine.Status, namespace string, progress io.Writer) (*CtrPuller, error) {
-	cfg := h.Config
-	if cfg.Engine.Flavor != "containerd" {
-		return nil, fmt.Errorf("pull into containerd: engine.flavor is %q, not containerd", cfg.Engine.Flavor)
-	}
-	addr, err := containerd.Address(cfg.EngineEndpoint())
-	if err != nil {
-		return nil, err
-	}
-	var ctr string
-	if cfg.Engine.Managed {
-		// The version that runs is the one ctr talks to; during an
-		// upgrade's health wait that is not yet the active one.
-		v := st.RunningVersion
-		if v == "" {
-			v = st.Active
-		}
-		if v == "" {
-			return nil, errors.New("pull into containerd: no containerd version is active; install one first (berth-agent engine install VERSION, or the daemon)")
-		}
-		ctr = containerd.CtrPath(filepath.Join(paths.Engines(cfg.StateDir(), "containerd"), v), runtime.GOOS)
-	} else {
-		// An engine the operator installed comes with its own ctr.
-		if ctr, err = exec.LookPath("ctr"); err != nil {
-			return nil, fmt.Errorf("pull into containerd: engine.managed is false and no ctr is on PATH: %w; install containerd's ctr beside the engine", err)
-		}
-	}
-	if namespace == "" {
-		namespace = containerd.ImageNamespace(cfg.Engine.Settings)
-	}
-	if err := CheckNamespace(namespace); err != nil {
-		return nil, err
-	}
-	p := &CtrPuller{
-		Ctr:       ctr,
-		Address:   addr,
-		Namespace: namespace,
-		HostsDir:  containerd.HostsDir(engine.ConfigDir(cfg.StateDir(), "containerd")),
-		Progress:  progress,
-		Logger:    h.log,
-	}
-	if h.Cache != nil {
-		p.CacheAddr = h.Cache.Addr()
-	} else if cfg.Cache.Enabled {
-		p.CacheAddr = cfg.Cache.Listen
-	}
-	return p, nil
-}
-
 // Pull pulls every image, in order, and stops at the first failure. Every
 // reference is checked before the first pull, so a typo in a list fails
 // before anything is fetched.
 func (p *CtrPuller) Pull(ctx context.Context, images ...string) error {
 	refs := make([]string, len(images))
 	for i, s := range images {
-		r, err := ContainerdRef(s)
+		r, err := Ref(s)
 		if err != nil {
 			return fmt.Errorf("pull into containerd: %w", err)
 		}
@@ -389,4 +307,43 @@ func (t *lineTail) lines() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]string(nil), t.last...)
+}
+
+// Target names the namespace the images go into.
+func (p *CtrPuller) Target() string { return "namespace=" + p.Namespace }
+
+var _ engine.Puller = (*CtrPuller)(nil)
+
+// Puller runs the ctr of the package in o.PackageDir (for an engine Berth
+// does not manage, the ctr on PATH) against o.Endpoint, with the certs.d
+// folder Berth writes, into o.Namespace or the default namespace of
+// engine.settings (ImageNamespace).
+func (f *Flavor) Puller(o engine.PullOptions) (engine.Puller, error) {
+	addr, err := Address(o.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	var ctr string
+	if o.PackageDir != "" {
+		ctr = CtrPath(o.PackageDir, f.goos())
+	} else if ctr, err = exec.LookPath("ctr"); err != nil {
+		// An engine the operator installed comes with its own ctr.
+		return nil, fmt.Errorf("pull into containerd: no containerd package of Berth's runs and no ctr is on PATH: %w; install containerd's ctr beside the engine", err)
+	}
+	ns := o.Namespace
+	if ns == "" {
+		ns = ImageNamespace(o.Settings)
+	}
+	if err := CheckNamespace(ns); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, engine.ErrNotSupported)
+	}
+	return &CtrPuller{
+		Ctr:       ctr,
+		Address:   addr,
+		Namespace: ns,
+		HostsDir:  HostsDir(o.ConfDir),
+		CacheAddr: o.CacheAddr,
+		Progress:  o.Progress,
+		Logger:    o.Logger,
+	}, nil
 }
