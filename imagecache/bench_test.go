@@ -17,10 +17,11 @@ import (
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/measure"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // Issue 3's benchmarks (a) and (d), against Debian's docker-registry as the
@@ -45,19 +46,19 @@ const benchClients = 32
 // benchImage is an image seeded in the upstream and the blobs a pull
 // fetches (config first, then the layers in manifest order).
 type benchImage struct {
-	img   testenv.Image
-	blobs []testenv.Blob
+	img   imagetest.Image
+	blobs []imagetest.Blob
 	total int64
 }
 
-func seedBench(b *testing.B, reg *testenv.Registry, repo string, sizes ...int) benchImage {
+func seedBench(b *testing.B, reg *registry.Server, repo string, sizes ...int) benchImage {
 	b.Helper()
 	layers := make([][]byte, len(sizes))
 	for i, s := range sizes {
-		layers[i] = testenv.RandomLayer(s)
+		layers[i] = imagetest.RandomLayer(s)
 	}
-	img := testenv.SeedImage(b, reg.URL, repo, "v1", layers...)
-	bi := benchImage{img: img, blobs: append([]testenv.Blob{{Digest: img.ConfigDigest, Size: int64(len(img.Config))}}, img.Layers...)}
+	img := imagetest.Seed(b, reg.URL, repo, "v1", layers...)
+	bi := benchImage{img: img, blobs: append([]imagetest.Blob{{Digest: img.ConfigDigest, Size: int64(len(img.Config))}}, img.Layers...)}
 	for _, bl := range bi.blobs {
 		bi.total += bl.Size
 	}
@@ -77,7 +78,7 @@ type benchCache struct {
 
 // startBenchCache starts our cache over a fresh disk tier; it fetches reg's
 // images from endpoint (reg.URL, or a proxy in front of it).
-func startBenchCache(b *testing.B, reg *testenv.Registry, endpoint, repo string) *benchCache {
+func startBenchCache(b *testing.B, reg *registry.Server, endpoint, repo string) *benchCache {
 	b.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp(b.TempDir(), "cache-")
@@ -123,7 +124,7 @@ func startBenchCache(b *testing.B, reg *testenv.Registry, endpoint, repo string)
 
 // waitOnDisk waits until the disk tier holds every blob: the cache commits
 // a blob after its clients have it.
-func (bc *benchCache) waitOnDisk(b *testing.B, blobs []testenv.Blob) {
+func (bc *benchCache) waitOnDisk(b *testing.B, blobs []imagetest.Blob) {
 	b.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, bl := range blobs {
@@ -156,8 +157,8 @@ type onlyWriter struct{ io.Writer }
 // fetchBlobs GETs every blob from base/blobs/<digest> with pullStreams
 // blobs in flight at a time and reads each body to the end. With verify,
 // it also checks each body against its digest (outside timed runs).
-func fetchBlobs(hc *http.Client, base string, blobs []testenv.Blob, verify bool) error {
-	work := make(chan testenv.Blob)
+func fetchBlobs(hc *http.Client, base string, blobs []imagetest.Blob, verify bool) error {
+	work := make(chan imagetest.Blob)
 	errs := make(chan error, pullStreams)
 	var wg sync.WaitGroup
 	for range pullStreams {
@@ -183,7 +184,7 @@ func fetchBlobs(hc *http.Client, base string, blobs []testenv.Blob, verify bool)
 	return <-errs
 }
 
-func fetchBlob(hc *http.Client, url string, bl testenv.Blob, verify bool) error {
+func fetchBlob(hc *http.Client, url string, bl imagetest.Blob, verify bool) error {
 	resp, err := hc.Get(url)
 	if err != nil {
 		return err
@@ -268,13 +269,13 @@ func timed(b *testing.B, fn func() error) time.Duration {
 // The page cache's rate of the same bytes is printed as the ceiling.
 func BenchmarkWarmBlobThroughput(b *testing.B) {
 	const repo = "bench/big"
-	up := testenv.StartRegistry(b, testenv.RegistryOptions{})
+	up := registry.Start(b, registry.Options{})
 	sizes := make([]int, 8)
 	for i := range sizes {
 		sizes[i] = 128 << 20
 	}
 	img := seedBench(b, up, repo, sizes...)
-	peer := testenv.StartRegistry(b, testenv.RegistryOptions{ProxyRemoteURL: up.URL})
+	peer := registry.Start(b, registry.Options{ProxyRemoteURL: up.URL})
 	ours := startBenchCache(b, up, up.URL, repo)
 	peerBase := peer.URL + "/v2/" + repo
 
@@ -288,7 +289,7 @@ func BenchmarkWarmBlobThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, bl := range img.blobs {
-		if !peer.WaitBlob(b, repo, bl.Digest, bl.Size, 2*time.Minute) {
+		if !peer.WaitBlob(b, repo, string(bl.Digest), bl.Size, 2*time.Minute) {
 			b.Fatalf("distribution's proxy never stored %s", bl)
 		}
 	}
@@ -351,7 +352,7 @@ func BenchmarkWarmBlobThroughput(b *testing.B) {
 // no single fetch can hide (see docs/image-cache.md, "Concurrent cold pulls").
 func BenchmarkConcurrentColdPulls(b *testing.B) {
 	const repo = "bench/app"
-	up := testenv.StartRegistry(b, testenv.RegistryOptions{})
+	up := registry.Start(b, registry.Options{})
 	img := seedBench(b, up, repo, 112<<20, 80<<20, 48<<20, 16<<20)
 	// Warm the upstream's page cache and check the content once.
 	if err := fetchBlobs(benchClient(), up.URL+"/v2/"+repo, img.blobs, true); err != nil {
@@ -370,7 +371,7 @@ const upstreamCap = 100 << 20
 
 // coldPulls measures and prints one variant of (d); judged says whether the
 // 1.3 target applies to it or the figure is printed as a bound.
-func coldPulls(b *testing.B, label string, up *testenv.Registry, endpoint, repo string, img benchImage, what string, judged bool) {
+func coldPulls(b *testing.B, label string, up *registry.Server, endpoint, repo string, img benchImage, what string, judged bool) {
 	b.Helper()
 	upstreamGETs := func() int {
 		n := 0

@@ -18,27 +18,30 @@ import (
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // world is one test's real components: Debian's registry as the upstream
 // with a seeded image, Azurite as the blob tier.
 type world struct {
 	t    *testing.T
-	reg  *testenv.Registry
-	img  testenv.Image
+	reg  *registry.Server
+	img  imagetest.Image
 	blob *blobtier.Tier
 	raw  *azstore.Container // the same container, around the tier's checks
 }
 
 func newWorld(t *testing.T, layers ...[]byte) *world {
 	t.Helper()
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	img := testenv.SeedImage(t, reg.URL, "team/app", "v1", layers...)
-	az := testenv.StartAzurite(t)
+	reg := registry.Start(t, registry.Options{})
+	img := imagetest.Seed(t, reg.URL, "team/app", "v1", layers...)
+	az := azurite.Start(t)
 	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL("cache"), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +121,7 @@ func (w *world) pullAll(srv *httptest.Server) {
 	if ct := h.Get("Content-Type"); ct != w.img.MediaType {
 		t.Errorf("manifest Content-Type %q, want %q", ct, w.img.MediaType)
 	}
-	blobs := []testenv.Blob{{Digest: w.img.ConfigDigest, Size: int64(len(w.img.Config))}}
+	blobs := []imagetest.Blob{{Digest: w.img.ConfigDigest, Size: int64(len(w.img.Config))}}
 	blobs = append(blobs, w.img.Layers...)
 	for _, b := range blobs {
 		code, body, h := get(t, base+"/blobs/"+string(b.Digest))
@@ -166,7 +169,7 @@ func deadEndpoint(t *testing.T) string { return "http://" + testenv.FreePort(t) 
 // pull (the tag from its last resolution); with Azurite wiped too, the disk
 // serves it.
 func TestTiersServeWhenUpstreamIsGone(t *testing.T) {
-	w := newWorld(t, testenv.RandomLayer(3<<20), testenv.RandomLayer(20<<20))
+	w := newWorld(t, imagetest.RandomLayer(3<<20), imagetest.RandomLayer(20<<20))
 	srv, d := w.cache(nil, w.reg.URL)
 	w.pullAll(srv)
 	wantIn(t, d, w.digests())
@@ -188,7 +191,7 @@ func TestTiersServeWhenUpstreamIsGone(t *testing.T) {
 // TestConcurrentColdPullsFetchOnce: 32 clients ask for the same cold blob
 // at once; the upstream sees one GET of it.
 func TestConcurrentColdPullsFetchOnce(t *testing.T) {
-	w := newWorld(t, testenv.RandomLayer(16<<20))
+	w := newWorld(t, imagetest.RandomLayer(16<<20))
 	srv, _ := w.cache(nil, w.reg.URL)
 	layer := w.img.Layers[0]
 	url := srv.URL + "/v2/" + w.reg.Addr + "/team/app/blobs/" + string(layer.Digest)
@@ -223,7 +226,7 @@ func TestConcurrentColdPullsFetchOnce(t *testing.T) {
 // TestCorruptBlobIsNeverServed: a blob corrupted on disk or in Azurite is
 // detected, not served whole, removed, and fetched again.
 func TestCorruptBlobIsNeverServed(t *testing.T) {
-	w := newWorld(t, testenv.RandomLayer(1<<20))
+	w := newWorld(t, imagetest.RandomLayer(1<<20))
 	srv, d := w.cache(nil, w.reg.URL)
 	w.pullAll(srv)
 	wantIn(t, d, w.digests())
@@ -280,7 +283,7 @@ func TestCorruptBlobIsNeverServed(t *testing.T) {
 // before any byte goes out, and the same request is answered from Azurite
 // (the upstream being gone), which then refills the disk.
 func TestCorruptDiskCopyServedFromBelow(t *testing.T) {
-	w := newWorld(t, testenv.RandomLayer(8<<10))
+	w := newWorld(t, imagetest.RandomLayer(8<<10))
 	srv, d := w.cache(nil, w.reg.URL)
 	w.pullAll(srv)
 	wantIn(t, d, w.digests())

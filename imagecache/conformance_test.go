@@ -24,9 +24,12 @@ import (
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // conformanceModule is the OCI distribution-spec conformance suite, a main
@@ -71,9 +74,9 @@ var conformanceMustPass = []string{
 // suite tests only after a push.
 func TestOCIConformance(t *testing.T) {
 	bin := conformanceBinary(t)
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	reg := registry.Start(t, registry.Options{})
 	seeds := seedConformance(t, reg)
-	az := testenv.StartAzurite(t)
+	az := azurite.Start(t)
 
 	for _, tc := range []struct {
 		name  string
@@ -212,7 +215,7 @@ func (s *seeded) all() []cas.Digest {
 	return ds
 }
 
-func (s *seeded) addImage(im testenv.Image, layers [][]byte) {
+func (s *seeded) addImage(im imagetest.Image, layers [][]byte) {
 	s.manifests[im.ManifestDigest] = seededManifest{im.Manifest, im.MediaType}
 	s.blobs[im.ConfigDigest] = im.Config
 	for _, l := range layers {
@@ -228,24 +231,24 @@ func (s *seeded) addImage(im testenv.Image, layers [][]byte) {
 // layer, a layer of several MiB (larger than the cache holds back for the
 // digest check), an OCI index and a Docker manifest list, and a second tag
 // of one manifest with the tag alphabet's odd characters.
-func seedConformance(t *testing.T, reg *testenv.Registry) *seeded {
+func seedConformance(t *testing.T, reg *registry.Server) *seeded {
 	t.Helper()
 	s := &seeded{tags: map[string]cas.Digest{}, manifests: map[cas.Digest]seededManifest{}, blobs: map[cas.Digest][]byte{}}
 	repo := conformanceRepo
 
-	ociLayers := [][]byte{testenv.RandomLayer(3 << 20), testenv.RandomLayer(100 << 10), {}}
-	oci := testenv.SeedOCIImage(t, reg.URL, repo, "oci-v1", ociLayers...)
+	ociLayers := [][]byte{imagetest.RandomLayer(3 << 20), imagetest.RandomLayer(100 << 10), {}}
+	oci := imagetest.SeedOCI(t, reg.URL, repo, "oci-v1", ociLayers...)
 	s.addImage(oci, ociLayers)
 
-	dockerLayers := [][]byte{testenv.RandomLayer(200 << 10)}
-	docker := testenv.SeedImage(t, reg.URL, repo, "docker-v1", dockerLayers...)
+	dockerLayers := [][]byte{imagetest.RandomLayer(200 << 10)}
+	docker := imagetest.Seed(t, reg.URL, repo, "docker-v1", dockerLayers...)
 	s.addImage(docker, dockerLayers)
 
-	noLayers := testenv.SeedOCIImage(t, reg.URL, repo, "no-layers")
+	noLayers := imagetest.SeedOCI(t, reg.URL, repo, "no-layers")
 	s.addImage(noLayers, nil)
 
-	byDigestLayers := [][]byte{testenv.RandomLayer(10 << 10)}
-	byDigest := testenv.SeedOCIImage(t, reg.URL, repo, "", byDigestLayers...)
+	byDigestLayers := [][]byte{imagetest.RandomLayer(10 << 10)}
+	byDigest := imagetest.SeedOCI(t, reg.URL, repo, "", byDigestLayers...)
 	s.addImage(byDigest, byDigestLayers)
 
 	type desc struct {
@@ -269,13 +272,13 @@ func seedConformance(t *testing.T, reg *testenv.Registry) *seeded {
 
 	list, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     testenv.MediaTypeDockerManifestList,
+		"mediaType":     imagetest.MediaTypeDockerManifestList,
 		"manifests": []desc{
 			{docker.MediaType, int64(len(docker.Manifest)), docker.ManifestDigest, map[string]string{"os": "linux", "architecture": "amd64"}},
 		},
 	})
-	putManifest(t, reg, repo, "list", testenv.MediaTypeDockerManifestList, list)
-	s.manifests[cas.FromBytes(list)] = seededManifest{list, testenv.MediaTypeDockerManifestList}
+	putManifest(t, reg, repo, "list", imagetest.MediaTypeDockerManifestList, list)
+	s.manifests[cas.FromBytes(list)] = seededManifest{list, imagetest.MediaTypeDockerManifestList}
 	s.tags["list"] = cas.FromBytes(list)
 
 	putManifest(t, reg, repo, "Release_1.0-rc.2", oci.MediaType, oci.Manifest)
@@ -284,7 +287,7 @@ func seedConformance(t *testing.T, reg *testenv.Registry) *seeded {
 }
 
 // putManifest pushes a manifest under tag to the anonymous registry.
-func putManifest(t *testing.T, reg *testenv.Registry, repo, tag, mediaType string, body []byte) {
+func putManifest(t *testing.T, reg *registry.Server, repo, tag, mediaType string, body []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, reg.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(body))
 	if err != nil {
@@ -318,7 +321,7 @@ func newDiskTier(t *testing.T) *disk.Disk {
 	return d
 }
 
-func newBlobTier(t *testing.T, az *testenv.Azurite, container string) *blobtier.Tier {
+func newBlobTier(t *testing.T, az *azurite.Server, container string) *blobtier.Tier {
 	t.Helper()
 	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL(container), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
 	if err != nil {
@@ -332,7 +335,7 @@ func newBlobTier(t *testing.T, az *testenv.Azurite, container string) *blobtier.
 
 // startCache serves a cache over tiers whose every registry is reg. With
 // ns, a front adds ?ns=<reg.Addr> to each request, as containerd does.
-func startCache(t *testing.T, reg *testenv.Registry, tiers []cas.Tier, ns bool) *httptest.Server {
+func startCache(t *testing.T, reg *registry.Server, tiers []cas.Tier, ns bool) *httptest.Server {
 	t.Helper()
 	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: agentconfig.Upstream{Endpoint: reg.URL}})
 	if err != nil {
@@ -370,7 +373,7 @@ func startCache(t *testing.T, reg *testenv.Registry, tiers []cas.Tier, ns bool) 
 }
 
 // upstreamBlobGets counts the upstream's GETs of the seeded blobs.
-func upstreamBlobGets(t *testing.T, reg *testenv.Registry, s *seeded) int {
+func upstreamBlobGets(t *testing.T, reg *registry.Server, s *seeded) int {
 	t.Helper()
 	n := 0
 	for _, r := range reg.Requests(t) {
@@ -732,15 +735,15 @@ func checkSeeded(t *testing.T, base string, s *seeded) {
 // hand out a manifest under a digest it does not hash to, and an error
 // must be the spec's.
 func TestOCIOnlyAcceptOfDockerTag(t *testing.T) {
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	docker := testenv.SeedImage(t, reg.URL, "team/app", "docker", testenv.RandomLayer(1000))
+	reg := registry.Start(t, registry.Options{})
+	docker := imagetest.Seed(t, reg.URL, "team/app", "docker", imagetest.RandomLayer(1000))
 	list, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     testenv.MediaTypeDockerManifestList,
+		"mediaType":     imagetest.MediaTypeDockerManifestList,
 		"manifests": []map[string]any{{"mediaType": docker.MediaType, "size": len(docker.Manifest), "digest": docker.ManifestDigest,
 			"platform": map[string]string{"os": "linux", "architecture": runtime.GOARCH}}},
 	})
-	putManifest(t, reg, "team/app", "list", testenv.MediaTypeDockerManifestList, list)
+	putManifest(t, reg, "team/app", "list", imagetest.MediaTypeDockerManifestList, list)
 	srv := startCache(t, reg, []cas.Tier{newDiskTier(t)}, false)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ociOnly := map[string]string{"Accept": upstream.MediaTypeOCIIndex + ", " + upstream.MediaTypeOCIManifest}

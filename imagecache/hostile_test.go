@@ -21,9 +21,10 @@ import (
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/agentconfig"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // specCodes are the error codes a client may meet: the OCI
@@ -200,8 +201,8 @@ func (tc hostileCase) run(t *testing.T, addr string) {
 // hostileWorld is a cache over a disk tier in front of Debian's registry
 // (a seeded image) and of a fake registry that lies.
 type hostileWorld struct {
-	reg    *testenv.Registry
-	img    testenv.Image
+	reg    *registry.Server
+	img    imagetest.Image
 	layer  []byte
 	fake   *httptest.Server
 	fakeUp string // the fake's registry name (host:port)
@@ -226,8 +227,8 @@ type lies struct {
 
 func newLies() lies {
 	var l lies
-	l.blob = testenv.RandomLayer(256 << 10)
-	l.small = testenv.RandomLayer(1000)
+	l.blob = imagetest.RandomLayer(256 << 10)
+	l.small = imagetest.RandomLayer(1000)
 	l.goodMan = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`)
 	l.otherMan = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[],"annotations":{"x":"other"}}`)
 	pad := func(size int) []byte {
@@ -353,9 +354,9 @@ func fakeRegistry(l lies) http.HandlerFunc {
 
 func newHostileWorld(t *testing.T) *hostileWorld {
 	t.Helper()
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	layer := testenv.RandomLayer(300 << 10)
-	img := testenv.SeedImage(t, reg.URL, "team/app", "v1", layer)
+	reg := registry.Start(t, registry.Options{})
+	layer := imagetest.RandomLayer(300 << 10)
+	img := imagetest.Seed(t, reg.URL, "team/app", "v1", layer)
 	l := newLies()
 	fake := httptest.NewServer(fakeRegistry(l))
 	t.Cleanup(fake.Close)

@@ -4,7 +4,7 @@
 # Idempotent: installs Node.js and npm from Debian's packages when they are
 # missing, then installs the version pinned in tools/azurite/package.json
 # (from package-lock.json when present) into tools/azurite/node_modules.
-# testenv.StartAzurite runs azurite-blob from there (node_modules/.bin/azurite-blob).
+# internal/testenv/azurite.Start runs azurite-blob from there (node_modules/.bin/azurite-blob).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -20,7 +20,7 @@ import (
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/measure"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
@@ -112,7 +112,7 @@ func BenchmarkInstallOverhead(b *testing.B) {
 			blob = tufrepo.RemotePath(t.Path, t.SHA256)
 		}
 	}
-	cred, err := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
+	cred, err := azblob.NewSharedKeyCredential(azurite.Account, azurite.Key)
 	if err != nil {
 		b.Fatal(err)
 	}

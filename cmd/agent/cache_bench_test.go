@@ -22,6 +22,7 @@ import (
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // pullLayerSizes are the sizes of the benchmark image's files, one per
@@ -48,7 +49,7 @@ const pullRuns = 7
 func BenchmarkDockerPullThroughCache(b *testing.B) {
 	r := newRig(b, verA)
 	ctx := context.Background()
-	reg := testenv.StartRegistry(b, testenv.RegistryOptions{})
+	reg := registry.Start(b, registry.Options{})
 	img := pushPullableImage(b, reg.URL, "bench/app", "v1", pullLayerSizes)
 	cacheDir := filepath.Join(b.TempDir(), "cache")
 	listen := testenv.FreePort(b)
@@ -146,7 +147,7 @@ func BenchmarkDockerPullThroughCache(b *testing.B) {
 		}
 
 		b.StopTimer()
-		proxy := testenv.StartRegistry(b, testenv.RegistryOptions{ProxyRemoteURL: reg.URL})
+		proxy := registry.Start(b, registry.Options{ProxyRemoteURL: reg.URL})
 		b.StartTimer()
 		peer = append(peer, pull(proxy.Addr+"/bench/app:v1"))
 	}

@@ -16,8 +16,10 @@ import (
 
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // TestPullsThroughTheCache drives dockerd and berth-agent through the
@@ -30,9 +32,9 @@ import (
 func TestPullsThroughTheCache(t *testing.T) {
 	b := newRig(t, verA)
 	ctx := context.Background()
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	hub := testenv.SeedBusybox(t, reg.URL, "library/busybox", "berth") // stands in for Docker Hub
-	other := testenv.SeedBusybox(t, reg.URL, "team/tools", "v1")       // another registry's image
+	reg := registry.Start(t, registry.Options{})
+	hub := imagetest.SeedBusybox(t, reg.URL, "library/busybox", "berth") // stands in for Docker Hub
+	other := imagetest.SeedBusybox(t, reg.URL, "team/tools", "v1")       // another registry's image
 	otherRef := reg.Addr + "/team/tools:v1"
 	cacheDir := filepath.Join(b.host.Dir, "cache")
 	listen := testenv.FreePort(t)

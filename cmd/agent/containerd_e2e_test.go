@@ -15,8 +15,13 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/registry"
+	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
@@ -30,20 +35,20 @@ const (
 // containerd host (socket, root, state under a temporary folder), signed
 // containerd packages in Azurite and an agent.yaml with engine.flavor
 // containerd. The rig's Docker host is nil.
-func newContainerdRig(t *testing.T, versions ...string) (*rig, *testenv.ContainerdHost) {
+func newContainerdRig(t *testing.T, versions ...string) (*rig, *dockerd.ContainerdHost) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts containerd and Azurite")
 	}
-	host := testenv.NewContainerdHost(t)
-	az := testenv.StartAzurite(t)
+	host := dockerd.NewContainerdHost(t)
+	az := azurite.Start(t)
 	work := t.TempDir()
 	repo := filepath.Join(work, "repo")
 	if err := tufrepo.Init(repo); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range versions {
-		p := testenv.ContainerdBundle(t, work, v, false)
+		p := enginebundletest.Containerd(t, work, v, false)
 		if _, err := tufrepo.Add(repo, tufrepo.Package{Kind: "engine", Flavor: "containerd", Version: v, OS: "linux", Arch: "amd64"}, p); err != nil {
 			t.Fatal(err)
 		}
@@ -120,12 +125,12 @@ func TestContainerdEndToEnd(t *testing.T) {
 	wantHealthyOn(t, b.status(), ctrdA)
 
 	// The cache on, the upstream a real registry.
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	img := testenv.SeedBusybox(t, reg.URL, "team/tools", "v1")
+	reg := registry.Start(t, registry.Options{})
+	img := imagetest.SeedBusybox(t, reg.URL, "team/tools", "v1")
 	ref := reg.Addr + "/team/tools:v1"
 	// Images of their own content (the busybox layer is shared), so that
 	// their layers in the disk tier show which pull went through the cache.
-	warm := testenv.SeedImage(t, reg.URL, "team/warm", "v1", tarLayer(t, "prewarmed"))
+	warm := imagetest.Seed(t, reg.URL, "team/warm", "v1", tarLayer(t, "prewarmed"))
 	warmRef := reg.Addr + "/team/warm:v1"
 	listen := testenv.FreePort(t)
 	cacheDir := filepath.Join(host.Dir, "cache")
@@ -206,7 +211,7 @@ func TestContainerdEndToEnd(t *testing.T) {
 
 	// berth-agent pull: through the cache into k8s.io, the layer stored on
 	// the way; not a terminal, so progress is logged.
-	agentImg := testenv.SeedImage(t, reg.URL, "team/agentpull", "v1", tarLayer(t, "berth-agent pull"))
+	agentImg := imagetest.Seed(t, reg.URL, "team/agentpull", "v1", tarLayer(t, "berth-agent pull"))
 	agentRef := reg.Addr + "/team/agentpull:v1"
 	fetches := metricValue(t, httpGet(t, metricsURL), `berth_cache_upstream_fetches_total{registry="`+reg.Addr+`"}`)
 	code, out, stderr := b.run("pull", agentRef)
@@ -268,7 +273,7 @@ func TestContainerdEndToEnd(t *testing.T) {
 
 // tarLayer is an uncompressed tar holding one file of content, pushed as a
 // layer: containerd detects the compression from the bytes, so the layer's
-// digest is its diff_id, as SeedImage writes it, and the image unpacks.
+// digest is its diff_id, as imagetest.Seed writes it, and the image unpacks.
 func tarLayer(t *testing.T, content string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -288,7 +293,7 @@ func tarLayer(t *testing.T, content string) []byte {
 
 // killRegistry stops the test's docker-registry: the process whose command
 // line names its config file, which only this test started.
-func killRegistry(t *testing.T, reg *testenv.Registry) {
+func killRegistry(t *testing.T, reg *registry.Server) {
 	t.Helper()
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {

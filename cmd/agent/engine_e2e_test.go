@@ -21,6 +21,9 @@ import (
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
@@ -35,8 +38,8 @@ const (
 // packages, and the agent's config file.
 type rig struct {
 	t       testing.TB
-	host    *testenv.DockerHost
-	az      *testenv.Azurite
+	host    *dockerd.Host
+	az      *azurite.Server
 	repo    string // the TUF repository published to Azurite
 	keyFile string // Azurite's shared key
 	config  string
@@ -51,15 +54,15 @@ func newRig(t testing.TB, versions ...string) *rig {
 	if testing.Short() {
 		t.Skip("starts dockerd and Azurite")
 	}
-	host := testenv.NewDockerHost(t)
-	az := testenv.StartAzurite(t)
+	host := dockerd.NewHost(t)
+	az := azurite.Start(t)
 	work := t.TempDir()
 	repo := filepath.Join(work, "repo")
 	if err := tufrepo.Init(repo); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range versions {
-		p := testenv.DockerBundle(t, work, v, v == verC)
+		p := enginebundletest.Docker(t, work, v, v == verC)
 		if _, err := tufrepo.Add(repo, tufrepo.Package{Kind: "engine", Flavor: "docker", Version: v, OS: "linux", Arch: "amd64"}, p); err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +170,7 @@ func (b *rig) containerPID(name string) int {
 
 func (b *rig) startContainer(name string) int {
 	b.t.Helper()
-	testenv.BusyboxImage(b.t, b.host, "busybox:berth")
+	dockerd.BusyboxImage(b.t, b.host, "busybox:berth")
 	if out, err := b.host.Docker(context.Background(), "run", "-d", "--name", name, "--network", "none", "busybox:berth", "sleep", "86400"); err != nil {
 		b.t.Fatalf("docker run: %v: %s", err, out)
 	}
@@ -261,7 +264,7 @@ func TestDaemonDoesNotRetryFailedVersion(t *testing.T) {
 	wantHealthyOn(t, b.status(), verA)
 
 	// The engine dies: the daemon starts it again.
-	testenv.KillUnder(filepath.Join(b.host.Dir, "engines"), syscall.SIGKILL, 10*time.Second)
+	dockerd.KillUnder(filepath.Join(b.host.Dir, "engines"), syscall.SIGKILL, 10*time.Second)
 	waitFor(t, 60*time.Second, "the daemon to restart the engine", func() bool {
 		return strings.Contains(logs.String(), `"event":"restarted"`)
 	})

@@ -22,6 +22,10 @@ import (
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/postgres"
+	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 	"github.com/berthhq/berth/telemetry/report"
 )
@@ -187,7 +191,7 @@ func BenchmarkIngest(b *testing.B) {
 		if backend == "sqlite" {
 			dsn = "sqlite://" + filepath.Join(b.TempDir(), "control.db")
 		} else {
-			dsn = testenv.StartPostgresWith(b, testenv.PostgresOptions{Fsync: true}).NewDatabase(b)
+			dsn = postgres.StartWith(b, postgres.Options{Fsync: true}).NewDatabase(b)
 		}
 		control := startControl(b, dsn, "--auth", "token")
 		hosts := fleet(b, dsn, control.URL)
@@ -227,14 +231,14 @@ func BenchmarkAgentIdle(b *testing.B) {
 		span = d
 	}
 	const version = "20.10.24-1"
-	host := testenv.NewDockerHost(b)
-	az := testenv.StartAzurite(b)
+	host := dockerd.NewHost(b)
+	az := azurite.Start(b)
 	work := b.TempDir()
 	repo := filepath.Join(work, "repo")
 	if err := tufrepo.Init(repo); err != nil {
 		b.Fatal(err)
 	}
-	pkg := testenv.DockerBundle(b, work, version, false)
+	pkg := enginebundletest.Docker(b, work, version, false)
 	if _, err := tufrepo.Add(repo, tufrepo.Package{Kind: "engine", Flavor: "docker", Version: version, OS: "linux", Arch: "amd64"}, pkg); err != nil {
 		b.Fatal(err)
 	}
@@ -256,7 +260,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 				"rootFile": filepath.Join(repo, "metadata", "root.json")}},
 		"cache": map[string]any{"listen": testenv.FreePort(b)},
 	})
-	// The state folder must be the DockerHost's: its cleanup stops the
+	// The state folder must be the dockerd.Host's: its cleanup stops the
 	// engine the agent starts there.
 	agent.setStateDir(b, host.Dir)
 	agent.start()

@@ -19,6 +19,10 @@ import (
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/chromium"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/entra"
+	"github.com/berthhq/berth/internal/testenv/postgres"
 )
 
 // startDockerd starts Debian's dockerd in the test's own folders (an
@@ -26,7 +30,7 @@ import (
 // and the process, for the test to stop.
 func startDockerd(t *testing.T) (string, *proc) {
 	t.Helper()
-	host := testenv.NewDockerHost(t)
+	host := dockerd.NewHost(t)
 	bin := testenv.NeedBinary(t, "dockerd")
 	s := host.Settings
 	p := startProc(t, nil, bin,
@@ -79,7 +83,7 @@ func TestReportsEndToEnd(t *testing.T) {
 			if backend == "sqlite" {
 				db = "sqlite://" + filepath.Join(t.TempDir(), "control.db")
 			} else {
-				db = testenv.StartPostgres(t).NewDatabase(t)
+				db = postgres.Start(t).NewDatabase(t)
 			}
 			testReportsEndToEnd(t, backend, db)
 		})
@@ -89,13 +93,13 @@ func TestReportsEndToEnd(t *testing.T) {
 func testReportsEndToEnd(t *testing.T, backend, db string) {
 	const audience = "api://berth-control"
 	const interval = 3 * time.Second
-	entra := testenv.StartEntra(t, testenv.EntraOptions{})
-	entra.UseFor(t) // the agent inherits the managed identity endpoint
+	fe := entra.Start(t, entra.Options{})
+	fe.UseFor(t) // the agent inherits the managed identity endpoint
 	vmID := "4a1b6c2e-" + backend + "-e2e"
 	imds := fakeIMDS(t, vmID)
 
 	control := startControl(t, db, "--auth", "entra,token",
-		"--entra-tenant", entra.Tenant, "--entra-audience", audience, "--entra-authority", entra.URL)
+		"--entra-tenant", fe.Tenant, "--entra-audience", audience, "--entra-authority", fe.URL)
 	operator := []string{"BERTH_TOKEN=" + control.issue("operator", "e2e")}
 	endpoint, dockerd := startDockerd(t)
 
@@ -142,7 +146,7 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 	}
 
 	// The web page, as an operator signs in and looks.
-	browser := testenv.StartChromium(t)
+	browser := chromium.Start(t)
 	var token string
 	for _, kv := range operator {
 		token = strings.TrimPrefix(kv, "BERTH_TOKEN=")
@@ -192,7 +196,7 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 		}
 		if atPage == 0 && pageState() == "Unhealthy" {
 			atPage = time.Since(stopped)
-			testenv.SaveScreenshot(t, browser, "host-unhealthy-"+backend+".png")
+			chromium.SaveScreenshot(t, browser, "host-unhealthy-"+backend+".png")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

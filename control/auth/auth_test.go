@@ -15,7 +15,7 @@ import (
 
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/store"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/entra"
 )
 
 const audience = "api://berth-control"
@@ -120,7 +120,7 @@ func newFakeStore() *fakeStore {
 // env is one authenticator with everything it talks to.
 type env struct {
 	a     *auth.Authenticator
-	entra *testenv.Entra
+	entra *entra.Server
 	store *fakeStore
 	clock *clock
 	logs  *logBuffer
@@ -129,7 +129,7 @@ type env struct {
 func newEnv(t testing.TB, methods []auth.Method, mod func(*auth.Options)) *env {
 	t.Helper()
 	e := &env{
-		entra: testenv.StartEntra(t, testenv.EntraOptions{}),
+		entra: entra.Start(t, entra.Options{}),
 		store: newFakeStore(),
 		clock: newClock(),
 		logs:  &logBuffer{},
@@ -418,7 +418,7 @@ func TestKeyRotation(t *testing.T) {
 
 // TestIdPDown: New does not need Entra ID; the keys come once it answers.
 func TestIdPDown(t *testing.T) {
-	fe := testenv.StartEntra(t, testenv.EntraOptions{})
+	fe := entra.Start(t, entra.Options{})
 	fe.SetDown(true)
 	clk := newClock()
 	logs := &logBuffer{}

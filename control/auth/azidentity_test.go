@@ -11,7 +11,7 @@ import (
 
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/store"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/entra"
 )
 
 // TestManagedIdentityEndToEnd proves the fake Entra is good enough for the
@@ -19,7 +19,7 @@ import (
 // at it the way an agent on an App Service-like host would be, gets tokens
 // that Authenticate accepts.
 func TestManagedIdentityEndToEnd(t *testing.T) {
-	fe := testenv.StartEntra(t, testenv.EntraOptions{})
+	fe := entra.Start(t, entra.Options{})
 	fe.UseFor(t)
 	const clientID = "0b5e2a35-7d3c-4d0e-9d6f-3f1f4a2b9c11"
 	const userOID = "5d1a7e0c-1111-4222-8333-944445555666"
@@ -61,7 +61,7 @@ func TestManagedIdentityEndToEnd(t *testing.T) {
 		})
 	}
 	reqs := fe.TokenRequests()
-	want := []testenv.EntraTokenRequest{
+	want := []entra.TokenRequest{
 		{Resource: audience, Header: fe.IdentityHeader, Status: 200},
 		{Resource: audience, ClientID: clientID, Header: fe.IdentityHeader, Status: 200},
 	}

@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/entra"
 )
 
 // mintHeader takes a valid token and replaces its header. The signature
 // no longer matches, so only checks made before the signature can pass
 // or refuse it meaningfully.
-func mintHeader(t *testing.T, fe *testenv.Entra, change func(h map[string]any)) string {
+func mintHeader(t *testing.T, fe *entra.Server, change func(h map[string]any)) string {
 	t.Helper()
 	h := map[string]any{"alg": "RS256", "typ": "JWT", "kid": fe.KeyID()}
 	change(h)
@@ -25,7 +25,7 @@ func mintHeader(t *testing.T, fe *testenv.Entra, change func(h map[string]any)) 
 }
 
 // mintAlg is mintHeader with another alg.
-func mintAlg(t *testing.T, fe *testenv.Entra, alg string) string {
+func mintAlg(t *testing.T, fe *entra.Server, alg string) string {
 	t.Helper()
 	return mintHeader(t, fe, func(h map[string]any) { h["alg"] = alg })
 }

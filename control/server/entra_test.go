@@ -7,14 +7,14 @@ import (
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/entra"
 )
 
 // TestEntraBindsOnFirstUse: a managed identity's token binds the identity
 // to the first agent id it writes as; another identity cannot then write
 // as that agent, nor the first identity as another agent.
 func TestEntraBindsOnFirstUse(t *testing.T) {
-	e := testenv.StartEntra(t, testenv.EntraOptions{})
+	e := entra.Start(t, entra.Options{})
 	const aud = "api://berth-control"
 	f := newFixture(t, fixtureOptions{
 		Methods: []auth.Method{auth.MethodEntra, auth.MethodToken},

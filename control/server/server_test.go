@@ -19,7 +19,7 @@ import (
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/postgres"
 )
 
 // gzipBomb is a gzip body that decompresses to a batch opening followed
@@ -209,7 +209,7 @@ func TestPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no PostgreSQL")
 	}
-	pg := testenv.StartPostgres(t)
+	pg := postgres.Start(t)
 	t.Run("reads", func(t *testing.T) {
 		testReportsAndReads(t, newFixture(t, fixtureOptions{DSN: pg.NewDatabase(t)}))
 	})

@@ -16,7 +16,7 @@ import (
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/store/storetest"
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/postgres"
 )
 
 func TestSQLite(t *testing.T) {
@@ -26,7 +26,7 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestPostgres(t *testing.T) {
-	pg := testenv.StartPostgres(t)
+	pg := postgres.Start(t)
 	storetest.Run(t, func(t *testing.T) string { return pg.NewDatabase(t) })
 }
 
@@ -113,7 +113,7 @@ func BenchmarkIngest(b *testing.B) {
 	})
 	b.Run("postgres", func(b *testing.B) {
 		// fsync on: commit throughput is what is measured.
-		pg := testenv.StartPostgresWith(b, testenv.PostgresOptions{Fsync: true})
+		pg := postgres.StartWith(b, postgres.Options{Fsync: true})
 		benchIngest(b, pg.NewDatabase(b))
 	})
 }
@@ -126,7 +126,7 @@ func BenchmarkIngestPaced(b *testing.B) {
 		benchPaced(b, "sqlite://"+filepath.Join(b.TempDir(), "control.db"), 2000)
 	})
 	b.Run("postgres", func(b *testing.B) {
-		pg := testenv.StartPostgresWith(b, testenv.PostgresOptions{Fsync: true})
+		pg := postgres.StartWith(b, postgres.Options{Fsync: true})
 		benchPaced(b, pg.NewDatabase(b), 2000)
 	})
 }

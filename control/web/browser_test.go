@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/chromium"
 )
 
 // TestBrowser drives the page in Debian's Chromium: the fleet table and the
@@ -21,7 +21,7 @@ import (
 // both pages go to the test's artifact directory (go test -artifacts
 // -outputdir DIR keeps them; the test logs the paths).
 func TestBrowser(t *testing.T) {
-	browser := testenv.StartChromium(t)
+	browser := chromium.Start(t)
 	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
 	defer cancel()
 
@@ -115,7 +115,7 @@ func TestBrowser(t *testing.T) {
 	if diff := cmp.Diff(wantEngine, bars("chart-engine")); diff != "" {
 		t.Errorf("chart by engine version (-want +got):\n%s", diff)
 	}
-	testenv.SaveScreenshot(t, ctx, "fleet.png")
+	chromium.SaveScreenshot(t, ctx, "fleet.png")
 
 	// Click through to the Unhealthy host.
 	must(t, chromedp.Do(ctx,
@@ -160,7 +160,7 @@ func TestBrowser(t *testing.T) {
 	if diff := cmp.Diff(wantEvents, events); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	testenv.SaveScreenshot(t, ctx, "host-web-3.png")
+	chromium.SaveScreenshot(t, ctx, "host-web-3.png")
 
 	// An operator watching web-1 sees it turn Unhealthy without touching
 	// the page.

@@ -2,14 +2,14 @@ package release
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/berthhq/berth/internal/filehash"
 )
 
 // partialSuffix names the file a download grows in until it is verified.
@@ -75,7 +75,7 @@ func (c *Client) download(ctx context.Context, t Target, destFile string, progre
 			return err
 		}
 	}
-	sum, n, err := hashFile(partial)
+	sum, n, err := filehash.SHA256(partial)
 	if err != nil {
 		return err
 	}
@@ -164,18 +164,4 @@ func (c *Client) fetch(ctx context.Context, t Target, partial string, offset int
 			ErrLengthMismatch, remote, done, t.Length, partial)
 	}
 	return nil
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

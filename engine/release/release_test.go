@@ -27,7 +27,7 @@ import (
 
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
@@ -100,7 +100,7 @@ var (
 
 func azuriteBackend(name, agentAuth string) backend {
 	return backend{name, func(t *testing.T) func(t *testing.T, w *world) {
-		az := testenv.StartAzurite(t)
+		az := azurite.Start(t)
 		n := 0
 		return func(t *testing.T, w *world) {
 			n++

@@ -24,6 +24,7 @@ import (
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
 )
 
 var containerSeq atomic.Int64
@@ -33,12 +34,12 @@ func newContainerName() string { return fmt.Sprintf("cache-%d", containerSeq.Add
 
 // env is Azurite plus what the tests need to reach it.
 type env struct {
-	az      *testenv.Azurite
+	az      *azurite.Server
 	keyFile string
 }
 
 func newEnv(t testing.TB) *env {
-	az := testenv.StartAzurite(t)
+	az := azurite.Start(t)
 	return &env{az: az, keyFile: az.KeyFile(t)}
 }
 

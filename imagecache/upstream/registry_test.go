@@ -15,61 +15,62 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/internal/agentconfig"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 // TestDebianRegistry runs the client against Debian's docker-registry
 // with each kind of auth, on an image seeded through the push API.
 func TestDebianRegistry(t *testing.T) {
-	creds := &testenv.Credentials{User: "berth", Password: "s3cret-Pass"}
+	creds := &registry.Credentials{User: "berth", Password: "s3cret-Pass"}
 	for _, tc := range []struct {
 		name  string
-		start func(t *testing.T) (*testenv.Registry, *testenv.TokenServer)
-		cfg   func(t *testing.T, r *testenv.Registry) agentconfig.Upstream
+		start func(t *testing.T) (*registry.Server, *registry.TokenServer)
+		cfg   func(t *testing.T, r *registry.Server) agentconfig.Upstream
 	}{
 		{
 			name: "anonymous",
-			start: func(t *testing.T) (*testenv.Registry, *testenv.TokenServer) {
-				return testenv.StartRegistry(t, testenv.RegistryOptions{}), nil
+			start: func(t *testing.T) (*registry.Server, *registry.TokenServer) {
+				return registry.Start(t, registry.Options{}), nil
 			},
 			// No endpoint: a loopback registry name means http://name.
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream { return agentconfig.Upstream{} },
+			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream { return agentconfig.Upstream{} },
 		},
 		{
 			name: "basic",
-			start: func(t *testing.T) (*testenv.Registry, *testenv.TokenServer) {
-				return testenv.StartRegistry(t, testenv.RegistryOptions{BasicAuth: creds}), nil
+			start: func(t *testing.T) (*registry.Server, *registry.TokenServer) {
+				return registry.Start(t, registry.Options{BasicAuth: creds}), nil
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
 		{
 			name: "token with credentials",
-			start: func(t *testing.T) (*testenv.Registry, *testenv.TokenServer) {
-				ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{Credentials: creds})
-				return testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts}), ts
+			start: func(t *testing.T) (*registry.Server, *registry.TokenServer) {
+				ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: creds})
+				return registry.Start(t, registry.Options{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
 		{
 			name: "anonymous token",
-			start: func(t *testing.T) (*testenv.Registry, *testenv.TokenServer) {
-				ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{Credentials: creds, AnonymousPull: true})
-				return testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts}), ts
+			start: func(t *testing.T) (*registry.Server, *registry.TokenServer) {
+				ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: creds, AnonymousPull: true})
+				return registry.Start(t, registry.Options{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
 				return agentconfig.Upstream{Endpoint: r.URL}
 			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg, ts := tc.start(t)
-			big := testenv.RandomLayer(3<<20 + 17)
-			im := testenv.SeedImage(t, reg.AuthURL(), "team/app", "v1", []byte("small layer"), big)
+			big := imagetest.RandomLayer(3<<20 + 17)
+			im := imagetest.Seed(t, reg.AuthURL(), "team/app", "v1", []byte("small layer"), big)
 			c, logs := newTestClient(t, reg.Addr, tc.cfg(t, reg))
 			ctx := context.Background()
 			if err := c.Ping(ctx); err != nil {
@@ -80,15 +81,15 @@ func TestDebianRegistry(t *testing.T) {
 			if err != nil {
 				t.Fatalf("manifest by tag: %v", err)
 			}
-			if !bytes.Equal(body, im.Manifest) || mt != testenv.MediaTypeDockerManifest || d != im.ManifestDigest {
-				t.Fatalf("manifest by tag: %s %s, want %s %s", mt, d, testenv.MediaTypeDockerManifest, im.ManifestDigest)
+			if !bytes.Equal(body, im.Manifest) || mt != imagetest.MediaTypeDockerManifest || d != im.ManifestDigest {
+				t.Fatalf("manifest by tag: %s %s, want %s %s", mt, d, imagetest.MediaTypeDockerManifest, im.ManifestDigest)
 			}
-			body, _, d, err = c.GetManifest(ctx, "team/app", string(im.ManifestDigest), []string{testenv.MediaTypeDockerManifest})
+			body, _, d, err = c.GetManifest(ctx, "team/app", string(im.ManifestDigest), []string{imagetest.MediaTypeDockerManifest})
 			if err != nil || !bytes.Equal(body, im.Manifest) || d != im.ManifestDigest {
 				t.Fatalf("manifest by digest: %v", err)
 			}
 			desc, err := c.HeadManifest(ctx, "team/app", "v1", nil)
-			want := Descriptor{MediaType: testenv.MediaTypeDockerManifest, Digest: im.ManifestDigest, Size: int64(len(im.Manifest))}
+			want := Descriptor{MediaType: imagetest.MediaTypeDockerManifest, Digest: im.ManifestDigest, Size: int64(len(im.Manifest))}
 			if err != nil || desc != want {
 				t.Fatalf("HEAD manifest: %+v, %v; want %+v", desc, err, want)
 			}
@@ -154,11 +155,11 @@ func assertClass(t *testing.T, what string, err error, classes ...error) {
 // TestDebianRegistryRefusesWrongCredentials covers the failures of each
 // kind of auth.
 func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
-	creds := &testenv.Credentials{User: "berth", Password: "right"}
+	creds := &registry.Credentials{User: "berth", Password: "right"}
 	ctx := context.Background()
 
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{BasicAuth: creds})
-	testenv.SeedImage(t, reg.AuthURL(), "app", "v1", []byte("x"))
+	reg := registry.Start(t, registry.Options{BasicAuth: creds})
+	imagetest.Seed(t, reg.AuthURL(), "app", "v1", []byte("x"))
 	c, logs := newTestClient(t, reg.Addr, basicConfig(t, reg.URL, "berth", "wrong-password"))
 	_, _, _, err := c.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "basic, wrong password", err, ErrUnauthorized)
@@ -169,9 +170,9 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 	_, _, _, err = anon.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "basic, anonymous", err, ErrUnauthorized)
 
-	ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{Credentials: creds})
-	treg := testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts})
-	testenv.SeedImage(t, treg.AuthURL(), "app", "v1", []byte("x"))
+	ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: creds})
+	treg := registry.Start(t, registry.Options{TokenAuth: ts})
+	imagetest.Seed(t, treg.AuthURL(), "app", "v1", []byte("x"))
 	c, _ = newTestClient(t, treg.Addr, basicConfig(t, treg.URL, "berth", "wrong"))
 	_, _, _, err = c.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "token, wrong password", err, ErrUnauthorized)
@@ -184,9 +185,9 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 // a megabyte into the body: the reader resumes with Range and hands on
 // every byte exactly once.
 func TestResumeAfterCut(t *testing.T) {
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	big := testenv.RandomLayer(8 << 20)
-	im := testenv.SeedImage(t, reg.URL, "cut/me", "v1", big)
+	reg := registry.Start(t, registry.Options{})
+	big := imagetest.RandomLayer(8 << 20)
+	im := imagetest.Seed(t, reg.URL, "cut/me", "v1", big)
 	proxy := startCutProxy(t, reg.Addr, 1<<20)
 	c, logs := newTestClient(t, "cut.example", agentconfig.Upstream{Endpoint: "http://" + proxy.Addr})
 
@@ -226,14 +227,14 @@ func TestResumeAfterCut(t *testing.T) {
 // TestBusybox checks SeedBusybox's image and manifest list from the
 // client's side: a runnable layer and two platforms.
 func TestBusybox(t *testing.T) {
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	bb := testenv.SeedBusybox(t, reg.URL, "library/busybox", "latest")
+	reg := registry.Start(t, registry.Options{})
+	bb := imagetest.SeedBusybox(t, reg.URL, "library/busybox", "latest")
 	c, _ := newTestClient(t, "docker.io", agentconfig.Upstream{Endpoint: reg.URL})
 	ctx := context.Background()
 
 	// docker.io names get library/.
 	list, mt, d, err := c.GetManifest(ctx, "busybox", bb.ListTag, nil)
-	if err != nil || mt != testenv.MediaTypeDockerManifestList || d != bb.List.ManifestDigest {
+	if err != nil || mt != imagetest.MediaTypeDockerManifestList || d != bb.List.ManifestDigest {
 		t.Fatalf("list: %s %s %v", mt, d, err)
 	}
 	var doc struct {
@@ -248,7 +249,7 @@ func TestBusybox(t *testing.T) {
 	if err := json.Unmarshal(list, &doc); err != nil || len(doc.Manifests) != 2 {
 		t.Fatalf("list: %v %s", err, list)
 	}
-	if doc.Manifests[1].Platform.OS != "windows" || doc.Manifests[1].Platform.OSVersion != testenv.WindowsOSVersion {
+	if doc.Manifests[1].Platform.OS != "windows" || doc.Manifests[1].Platform.OSVersion != imagetest.WindowsOSVersion {
 		t.Errorf("windows platform: %+v", doc.Manifests[1].Platform)
 	}
 	for _, m := range doc.Manifests {
@@ -287,9 +288,9 @@ func TestBusybox(t *testing.T) {
 // TestConcurrentTokenFetch: many cold requests for one scope make one
 // token request.
 func TestConcurrentTokenFetch(t *testing.T) {
-	ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{})
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts})
-	im := testenv.SeedImage(t, reg.URL, "many", "v1", []byte("x"))
+	ts := registry.StartTokenServer(t, registry.TokenServerOptions{})
+	reg := registry.Start(t, registry.Options{TokenAuth: ts})
+	im := imagetest.Seed(t, reg.URL, "many", "v1", []byte("x"))
 	c, _ := newTestClient(t, reg.Addr, agentconfig.Upstream{})
 	// Learn the challenge with another repository, as an earlier pull
 	// would have.

@@ -19,10 +19,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/internal/agentconfig"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
 )
 
-const devKey = testenv.AzuriteKey
+const devKey = azurite.Key
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
@@ -158,7 +158,7 @@ func TestManagedIdentity(t *testing.T) {
 }
 
 func TestAzurite(t *testing.T) {
-	az := testenv.StartAzurite(t)
+	az := azurite.Start(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name      string

@@ -1,7 +1,9 @@
-// Package testenv starts the real components Berth's tests run against
-// (dockerd, Debian's registry, Azurite) on free loopback ports and cleans up
-// after them. A missing component skips the test locally and fails it under
-// CI=true, so CI can never go green by skipping.
+// Package testenv is what the starters of the real components Berth's tests
+// run against share: the gate Need (a missing component skips the test
+// locally and fails it under CI=true, so CI can never go green by
+// skipping), free loopback ports, the repository's root and small buffers.
+// Each component has its own package below: azurite, registry, entra,
+// dockerd (dockerd and containerd), postgres and chromium.
 package testenv
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -56,9 +59,42 @@ func FreePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// RepoRoot returns the folder holding the module's go.mod, found by walking
+// up from the test's working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("find repo root: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("find repo root: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Tail returns the last n bytes of b, for error messages.
+func Tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
 // Buffer is a bytes.Buffer that a child process's output (or a server's
 // log) may write to while the test reads it.
 type Buffer struct {
+	// Max, when positive, is how many bytes it keeps: once it holds more,
+	// further writes are dropped (and reported as written), so that a
+	// chatty child cannot fill the memory of a long test.
+	Max int
+
 	mu sync.Mutex
 	b  bytes.Buffer
 }
@@ -67,6 +103,9 @@ type Buffer struct {
 func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.Max > 0 && l.b.Len() > l.Max {
+		return len(p), nil
+	}
 	return l.b.Write(p)
 }
 
@@ -75,4 +114,11 @@ func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Len returns how many bytes it holds.
+func (l *Buffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/filehash"
 )
 
 // RemotePath returns where a target is published below the destination:
@@ -140,7 +141,7 @@ type publisher struct {
 // putTarget uploads a package unless the destination holds it already; a
 // different object under its name is a conflict.
 func (p *publisher) putTarget(ctx context.Context, local, remote string, t Target) error {
-	sum, n, err := hashFile(local)
+	sum, n, err := filehash.SHA256(local)
 	if err != nil {
 		return fmt.Errorf("package %s: %w", t.Path, err)
 	}
@@ -229,20 +230,6 @@ func (p *publisher) remoteHashIs(ctx context.Context, remote, want string) (bool
 		return false, fmt.Errorf("read %s: %w", remote, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)) == want, nil
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func contentType(name string) string {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
-	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/azurite"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -278,7 +278,7 @@ func folderDestination(t *testing.T) destination {
 	}
 }
 
-func azuriteDestination(t *testing.T, az *testenv.Azurite, container string) destination {
+func azuriteDestination(t *testing.T, az *azurite.Server, container string) destination {
 	cred := agentconfig.Credential{Auth: azstore.AuthSharedKey, KeyFile: az.KeyFile(t)}
 	c, err := azstore.New(az.ContainerURL(container), cred, azstore.Options{})
 	if err != nil {
@@ -319,7 +319,7 @@ func TestPublish(t *testing.T) {
 			return func(t *testing.T, _ int) destination { return folderDestination(t) }
 		}},
 		{"azurite", func(t *testing.T) func(t *testing.T, n int) destination {
-			az := testenv.StartAzurite(t)
+			az := azurite.Start(t)
 			return func(t *testing.T, n int) destination {
 				return azuriteDestination(t, az, "publish"+string(rune('a'+n)))
 			}

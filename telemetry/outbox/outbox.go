@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -125,8 +126,41 @@ func New(db *statedb.DB, opts Options) *Outbox {
 // number. The record is checked against the wire rules first, so the outbox
 // never keeps a record the endpoint would refuse.
 func (o *Outbox) Append(ctx context.Context, kind wire.Kind, payload any) (uint64, error) {
-	rec := wire.Record{Kind: kind, Time: o.opts.Now().UTC()}
-	tag := tagEvent
+	rec, tag, err := newRecord(kind, payload, o.opts.Now())
+	if err != nil {
+		return 0, fmt.Errorf("outbox append: %w", err)
+	}
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var seq uint64
+	var refused error
+	err = o.db.Update(ctx, func(tx *bolt.Tx) error {
+		s, err := o.insert(tx, rec, tag)
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrFull) {
+			refused = err
+			return errRollback // drop nothing for a record that is not stored
+		}
+		seq = s
+		return err
+	})
+	if refused != nil {
+		if err := o.countRefused(ctx, tag); err != nil {
+			return 0, fmt.Errorf("outbox append: %w (and counting it failed: %v)", refused, err)
+		}
+		return 0, fmt.Errorf("outbox append %s: %w", kind, refused)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox append: %w", err)
+	}
+	return seq, nil
+}
+
+// newRecord makes the record Append stores for payload, stamped now, and
+// checks it against the wire rules; tag is what its stored value starts
+// with. Its sequence number is a placeholder until insert numbers it.
+func newRecord(kind wire.Kind, payload any, now time.Time) (rec wire.Record, tag byte, err error) {
+	rec = wire.Record{Kind: kind, Time: now.UTC()}
 	switch p := payload.(type) {
 	case wire.Heartbeat:
 		rec.Heartbeat = &p
@@ -137,97 +171,154 @@ func (o *Outbox) Append(ctx context.Context, kind wire.Kind, payload any) (uint6
 	case *wire.Event:
 		rec.Event = p
 	default:
-		return 0, fmt.Errorf("outbox append: payload of type %T, want wire.Heartbeat or wire.Event", payload)
+		return wire.Record{}, 0, fmt.Errorf("payload of type %T, want wire.Heartbeat or wire.Event", payload)
 	}
+	tag = tagEvent
 	if kind == wire.KindHeartbeat {
 		tag = tagHeartbeat
 	}
-	rec.Seq = 1 // checked for real below, once the number is known
+	rec.Seq = 1 // checked for real in insert, once the number is known
 	if err := rec.Validate(rec.Time); err != nil {
-		return 0, fmt.Errorf("outbox append: %w", err)
+		return wire.Record{}, 0, err
 	}
+	return rec, tag, nil
+}
 
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var seq uint64
-	var refused error
-	err := o.db.Update(ctx, func(tx *bolt.Tx) error {
-		root, recs, hbs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		next := getU64(root, keyNext)
-		if next == 0 {
-			next = max(1, uint64(max(rec.Time.UnixMicro(), 0)))
-		}
-		rec.Seq = next
-		raw, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode record: %w", err)
-		}
-		val := append([]byte{tag}, raw...)
-		size := int64(len(val))
-		if size > o.opts.MaxBytes {
-			refused = fmt.Errorf("%w: %d bytes, the bound is %d", ErrTooLarge, size, o.opts.MaxBytes)
-			return errRollback
-		}
-		count, total := getU64(root, keyCount), int64(getU64(root, keyBytes))
-		var droppedHB uint64
-		for count+1 > uint64(o.opts.MaxRecords) || total+size > o.opts.MaxBytes {
-			k, _ := hbs.Cursor().First()
-			if k == nil {
-				refused = fmt.Errorf("%w: %d records, %d bytes, bounds %d and %d", ErrFull, count, total, o.opts.MaxRecords, o.opts.MaxBytes)
-				return errRollback // keep the heartbeats: dropping them would not make room
-			}
-			k = append([]byte(nil), k...)
-			total -= int64(len(recs.Get(k)))
-			count--
-			droppedHB++
-			if err := recs.Delete(k); err != nil {
-				return err
-			}
-			if err := hbs.Delete(k); err != nil {
-				return err
-			}
-		}
-		key := u64(next)
-		if err := recs.Put(key, val); err != nil {
-			return err
-		}
-		if tag == tagHeartbeat {
-			if err := hbs.Put(key, nil); err != nil {
-				return err
-			}
-		}
-		seq = next
-		return putAll(root,
-			keyNext, next+1,
-			keyCount, count+1,
-			keyBytes, uint64(total+size),
-			keyDroppedHB, getU64(root, keyDroppedHB)+droppedHB)
-	})
-	if refused != nil {
-		// Count the refused record in a transaction of its own: the one
-		// above was rolled back so as to drop nothing.
-		key := keyDroppedEv
-		if tag == tagHeartbeat {
-			key = keyDroppedHB
-		}
-		if err := o.db.Update(ctx, func(tx *bolt.Tx) error {
-			root, _, _, err := buckets(tx)
-			if err != nil {
-				return err
-			}
-			return putAll(root, key, getU64(root, key)+1)
-		}); err != nil {
-			return 0, fmt.Errorf("outbox append: %w (and counting it failed: %v)", refused, err)
-		}
-		return 0, fmt.Errorf("outbox append %s: %w", kind, refused)
-	}
+// insert numbers rec, drops the oldest heartbeats it needs room for and
+// stores it, in tx. It returns ErrTooLarge or ErrFull when the record
+// cannot be stored; the caller then rolls tx back.
+func (o *Outbox) insert(tx *bolt.Tx, rec wire.Record, tag byte) (uint64, error) {
+	root, recs, hbs, err := buckets(tx)
 	if err != nil {
-		return 0, fmt.Errorf("outbox append: %w", err)
+		return 0, err
 	}
-	return seq, nil
+	rec.Seq = nextSeq(getU64(root, keyNext), rec.Time)
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("encode record: %w", err)
+	}
+	val := append([]byte{tag}, raw...)
+	size := int64(len(val))
+	held := usage{records: getU64(root, keyCount), bytes: int64(getU64(root, keyBytes))}
+	drop, left, err := makeRoom(o.opts, held, size, heartbeatSizes(recs, hbs))
+	if err != nil {
+		return 0, err
+	}
+	if err := deleteRecords(recs, hbs, oldestKeys(hbs, drop)); err != nil {
+		return 0, err
+	}
+	key := u64(rec.Seq)
+	if err := recs.Put(key, val); err != nil {
+		return 0, err
+	}
+	if tag == tagHeartbeat {
+		if err := hbs.Put(key, nil); err != nil {
+			return 0, err
+		}
+	}
+	return rec.Seq, putAll(root,
+		keyNext, rec.Seq+1,
+		keyCount, left.records+1,
+		keyBytes, uint64(left.bytes+size),
+		keyDroppedHB, getU64(root, keyDroppedHB)+uint64(drop))
+}
+
+// nextSeq is the number the next record gets: the stored counter, or, in
+// a new outbox (counter 0), the clock in microseconds since 1970 (at least
+// 1), so that an outbox made again on the same host numbers above the old.
+func nextSeq(stored uint64, now time.Time) uint64 {
+	if stored != 0 {
+		return stored
+	}
+	return max(1, uint64(max(now.UnixMicro(), 0)))
+}
+
+// usage is what the outbox holds: records and their bytes.
+type usage struct {
+	records uint64
+	bytes   int64
+}
+
+// makeRoom decides how a record of size bytes fits within the bounds of
+// opts beside what the outbox holds: how many of the oldest heartbeats
+// (whose sizes heartbeats yields, oldest first) to drop, and what the
+// outbox holds once they are gone. A record larger than the byte bound is
+// refused with ErrTooLarge, and one that still does not fit once every
+// heartbeat is dropped with ErrFull: events are never dropped.
+func makeRoom(opts Options, held usage, size int64, heartbeats iter.Seq[int64]) (drop int, left usage, err error) {
+	if size > opts.MaxBytes {
+		return 0, held, fmt.Errorf("%w: %d bytes, the bound is %d", ErrTooLarge, size, opts.MaxBytes)
+	}
+	fits := func() bool { return held.records+1 <= uint64(opts.MaxRecords) && held.bytes+size <= opts.MaxBytes }
+	for hb := range heartbeats {
+		if fits() {
+			break
+		}
+		held.records--
+		held.bytes -= hb
+		drop++
+	}
+	if !fits() {
+		return 0, held, fmt.Errorf("%w: %d records, %d bytes, bounds %d and %d", ErrFull, held.records, held.bytes, opts.MaxRecords, opts.MaxBytes)
+	}
+	return drop, held, nil
+}
+
+// heartbeatSizes yields the stored size of each heartbeat, oldest first.
+func heartbeatSizes(recs, hbs *bolt.Bucket) iter.Seq[int64] {
+	return func(yield func(int64) bool) {
+		c := hbs.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if !yield(int64(len(recs.Get(k)))) {
+				return
+			}
+		}
+	}
+}
+
+// oldestKeys returns the keys of the n oldest heartbeats.
+func oldestKeys(hbs *bolt.Bucket, n int) [][]byte {
+	var keys [][]byte
+	c := hbs.Cursor()
+	for k, _ := c.First(); k != nil && len(keys) < n; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	return keys
+}
+
+// deleteRecords deletes the records of keys and their heartbeat index
+// entries.
+func deleteRecords(recs, hbs *bolt.Bucket, keys [][]byte) error {
+	for _, k := range keys {
+		if err := recs.Delete(k); err != nil {
+			return err
+		}
+		if err := hbs.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countRefused counts a record Append refused, in a transaction of its
+// own: the one that refused it was rolled back so as to drop nothing.
+func (o *Outbox) countRefused(ctx context.Context, tag byte) error {
+	key := droppedKey(tag)
+	return o.db.Update(ctx, func(tx *bolt.Tx) error {
+		root, _, _, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		return putAll(root, key, getU64(root, key)+1)
+	})
+}
+
+// droppedKey is the counter a lost record of tag counts against.
+func droppedKey(tag byte) []byte {
+	if tag == tagHeartbeat {
+		return keyDroppedHB
+	}
+	return keyDroppedEv
 }
 
 // Peek returns up to n of the oldest records, oldest first, without
@@ -279,13 +370,8 @@ func (o *Outbox) Ack(ctx context.Context, upTo uint64) error {
 			keys = append(keys, append([]byte(nil), k...))
 			freed += int64(len(v))
 		}
-		for _, k := range keys {
-			if err := recs.Delete(k); err != nil {
-				return err
-			}
-			if err := hbs.Delete(k); err != nil {
-				return err
-			}
+		if err := deleteRecords(recs, hbs, keys); err != nil {
+			return err
 		}
 		return putAll(root,
 			keyCount, getU64(root, keyCount)-uint64(len(keys)),

@@ -1,7 +1,8 @@
-package testenv
+// Package chromium starts a headless Chromium for one test, with a fresh
+// profile, and hands back a chromedp context of its first tab.
+package chromium
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // chromiumFlags are the command-line switches of every test browser, and
@@ -30,7 +33,7 @@ var chromiumFlags = []string{
 // a test; after it the process is killed.
 const chromiumStopTimeout = 10 * time.Second
 
-// StartChromium starts a headless Chromium private to the test, with a
+// Start starts a headless Chromium private to the test, with a
 // fresh profile under t.TempDir(), and returns a chromedp context of its
 // first tab: pass it to chromedp.Run, or derive more tabs from it with
 // chromedp.NewContext. When the test ends the browser is closed and every
@@ -39,18 +42,18 @@ const chromiumStopTimeout = 10 * time.Second
 // Chromium is Debian's `chromium` on PATH (scripts/install-test-deps.sh);
 // when it is missing the test is skipped, or failed under CI=true. With
 // -short (unit tests only) the test is skipped.
-func StartChromium(t testing.TB) context.Context {
+func Start(t testing.TB) context.Context {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("Chromium is a real component: skipped with -short")
 	}
-	bin := NeedBinary(t, "chromium")
+	bin := testenv.NeedBinary(t, "chromium")
 	profile := filepath.Join(t.TempDir(), "chromium-profile")
 	if err := os.MkdirAll(profile, 0o700); err != nil {
 		t.Fatalf("chromium profile: %v", err)
 	}
 
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(profile),
@@ -95,7 +98,7 @@ func StartChromium(t testing.TB) context.Context {
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() && out.Len() > 0 {
-			t.Logf("chromium output:\n%s", tail([]byte(out.String()), 4000))
+			t.Logf("chromium output:\n%s", testenv.Tail([]byte(out.String()), 4000))
 		}
 	})
 	return ctx
@@ -117,31 +120,6 @@ func SaveScreenshot(t testing.TB, ctx context.Context, name string) string {
 	}
 	t.Logf("screenshot: %s", path)
 	return path
-}
-
-// syncBuffer is a bytes.Buffer that the browser's output goroutine and the
-// test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
 }
 
 // testLogf sends chromedp's errors to the test log until stop: chromedp's

@@ -1,6 +1,6 @@
 //go:build linux
 
-package testenv
+package postgres
 
 import (
 	"context"
@@ -18,15 +18,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/berthhq/berth/internal/testenv"
 )
 
-// StartPostgres is StartPostgresWith with default options (fsync off).
-func StartPostgres(t testing.TB) *Postgres {
+// Start is StartWith with default options (fsync off).
+func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartPostgresWith(t, PostgresOptions{})
+	return StartWith(t, Options{})
 }
 
-// StartPostgresWith initializes a fresh PostgreSQL cluster in a temporary
+// StartWith initializes a fresh PostgreSQL cluster in a temporary
 // folder, starts it on a free loopback port, waits until it accepts
 // connections, and stops and removes it when t ends. The server binaries
 // come from $BERTH_POSTGRES_BIN, else the newest /usr/lib/postgresql/*/bin,
@@ -36,17 +38,17 @@ func StartPostgres(t testing.TB) *Postgres {
 // PostgreSQL refuses to run as root, so under root it runs as the user
 // "postgres" (which the Debian package creates), and the cluster's folder
 // is that user's.
-func StartPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("PostgreSQL is a real component: skipped with -short")
 	}
 	bin, err := postgresBin()
-	Need(t, "postgresql", err)
+	testenv.Need(t, "postgresql", err)
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
-		Need(t, "postgresql (user postgres, to run it under root)", err)
+		testenv.Need(t, "postgresql (user postgres, to run it under root)", err)
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
@@ -75,7 +77,7 @@ func StartPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		p, err := startPostgres(t, bin, dir, data, cred, o)
+		p, err := start(t, bin, dir, data, cred, o)
 		if err == nil {
 			return p
 		}
@@ -108,8 +110,8 @@ func postgresBin() (string, error) {
 	return filepath.Dir(p), nil
 }
 
-func startPostgres(t testing.TB, bin, dir, data string, cred *syscall.Credential, o PostgresOptions) (*Postgres, error) {
-	addr := FreePort(t)
+func start(t testing.TB, bin, dir, data string, cred *syscall.Credential, o Options) (*Server, error) {
+	addr := testenv.FreePort(t)
 	host, port, _ := net.SplitHostPort(addr)
 	fsync := "off"
 	if o.Fsync {
@@ -121,7 +123,7 @@ func startPostgres(t testing.TB, bin, dir, data string, cred *syscall.Credential
 	cmd.Dir = dir
 	// Pdeathsig: a test binary that dies takes its server with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{Max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run postgres: %w", err)
@@ -139,7 +141,7 @@ func startPostgres(t testing.TB, bin, dir, data string, cred *syscall.Credential
 			<-exited
 		}
 	}
-	p := &Postgres{Addr: addr, DSN: "postgres://postgres@" + addr + "/postgres?sslmode=disable"}
+	p := &Server{Addr: addr, DSN: "postgres://postgres@" + addr + "/postgres?sslmode=disable"}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {

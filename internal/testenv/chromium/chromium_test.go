@@ -1,4 +1,4 @@
-package testenv
+package chromium
 
 import (
 	"fmt"
@@ -10,15 +10,15 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestStartChromium loads a page in the harness's browser and checks the
+// TestStart loads a page in the harness's browser and checks the
 // screenshot lands in the artifact directory.
-func TestStartChromium(t *testing.T) {
+func TestStart(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `<!doctype html><title>harness</title><p id="p">hello from the test</p>`)
 	}))
 	defer srv.Close()
 
-	ctx := StartChromium(t)
+	ctx := Start(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}

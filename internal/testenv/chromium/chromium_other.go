@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testenv
+package chromium
 
 // killChromiumLeftovers is a no-op off Linux: there the browser's helper
 // processes end with it (a job object on Windows), and the harness has no

@@ -1,6 +1,6 @@
 //go:build linux
 
-package testenv
+package imagetest
 
 import (
 	"context"
@@ -11,13 +11,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
-// startDockerd runs the machine's dockerd in a DockerHost and stops it
+// startDockerd runs the machine's dockerd in a dockerd.Host and stops it
 // when the test ends.
-func startDockerd(t *testing.T) *DockerHost {
+func startDockerd(t *testing.T) *dockerd.Host {
 	t.Helper()
-	h := NewDockerHost(t)
+	h := dockerd.NewHost(t)
 	logf, err := os.Create(filepath.Join(h.Dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +37,7 @@ func startDockerd(t *testing.T) *DockerHost {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	// Registered after NewDockerHost's cleanup, so it runs before it.
+	// Registered after dockerd.NewHost's cleanup, so it runs before it.
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -54,7 +58,7 @@ func startDockerd(t *testing.T) *DockerHost {
 		select {
 		case <-exited:
 			out, _ := os.ReadFile(filepath.Join(h.Dir, "dockerd.log"))
-			t.Fatalf("dockerd exited: %s", tail(out, 4<<10))
+			t.Fatalf("dockerd exited: %s", testenv.Tail(out, 4<<10))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -70,8 +74,8 @@ func TestSeededBusyboxRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("dockerd is a real component: skipped with -short")
 	}
-	NeedRoot(t)
-	reg := StartRegistry(t, RegistryOptions{})
+	testenv.NeedRoot(t)
+	reg := registry.Start(t, registry.Options{})
 	SeedBusybox(t, reg.URL, "tools/busybox", "1")
 	h := startDockerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -1,4 +1,7 @@
-package testenv
+// Package postgres starts a PostgreSQL server for a test (or a test
+// binary): a fresh cluster on a free loopback port with trust
+// authentication, on Linux.
+package postgres
 
 import (
 	"context"
@@ -11,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Postgres is a running PostgreSQL server private to a test (or a test
+// Server is a running PostgreSQL server private to a test (or a test
 // binary), listening on loopback with trust authentication.
-type Postgres struct {
+type Server struct {
 	// DSN connects as the superuser "postgres" to the database "postgres":
 	// postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable.
 	DSN string
@@ -23,8 +26,8 @@ type Postgres struct {
 	dbs atomic.Int64
 }
 
-// PostgresOptions tune StartPostgresWith.
-type PostgresOptions struct {
+// Options tune StartWith.
+type Options struct {
 	// Fsync runs the server with fsync=on, as production does: benchmarks
 	// of commit throughput need it to be honest. Off by default, since a
 	// test's data is thrown away and a crash-safe disk only slows the
@@ -34,7 +37,7 @@ type PostgresOptions struct {
 
 // NewDatabase creates a fresh, empty database on the server and returns
 // its DSN, so that each test starts from nothing on a shared server.
-func (p *Postgres) NewDatabase(t testing.TB) string {
+func (p *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("test_%d", p.dbs.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,4 +1,9 @@
-package testenv
+// Package imagetest builds images for tests and pushes them into a registry
+// (internal/testenv/registry's, or any other) through the distribution
+// API: images of given layers, and a real, runnable busybox with a manifest
+// list. It lives beside the image cache rather than in internal/testenv
+// because its images are named by the cache's digests (imagecache/cas).
+package imagetest
 
 import (
 	"archive/tar"
@@ -23,6 +28,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // Media types of seeded images.
@@ -67,20 +73,20 @@ func (im Image) Ref() string {
 	return im.Repo + ":" + im.Tag
 }
 
-// SeedImage pushes an image made of layers (blobs taken as they are, with
+// Seed pushes an image made of layers (blobs taken as they are, with
 // the gzip layer media type; the config's diff_ids are their digests, so
 // such an image is for fetching, not running) through the registry's push
 // API, with a Docker v2 schema2 manifest tagged tag. registryURL may carry
-// user:password@ for a registry with basic or token auth (Registry.AuthURL).
+// user:password@ for a registry with basic or token auth (registry.Server.AuthURL).
 // Blobs over 8 MiB go up in chunks (PATCH), the rest in one PUT.
-func SeedImage(t testing.TB, registryURL, repo, tag string, layers ...[]byte) Image {
+func Seed(t testing.TB, registryURL, repo, tag string, layers ...[]byte) Image {
 	t.Helper()
 	return seedImage(t, registryURL, repo, tag, false, layers)
 }
 
-// SeedOCIImage is SeedImage with OCI media types (an OCI image manifest),
+// SeedOCI is Seed with OCI media types (an OCI image manifest),
 // what the distribution-spec conformance suite asks for.
-func SeedOCIImage(t testing.TB, registryURL, repo, tag string, layers ...[]byte) Image {
+func SeedOCI(t testing.TB, registryURL, repo, tag string, layers ...[]byte) Image {
 	t.Helper()
 	return seedImage(t, registryURL, repo, tag, true, layers)
 }
@@ -229,13 +235,13 @@ func BusyboxLayer(t testing.TB) (layer []byte, diffID cas.Digest) {
 			path, err = "/bin/busybox", nil
 		}
 	}
-	Need(t, "busybox", err)
+	testenv.Need(t, "busybox", err)
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read busybox: %v", err)
 	}
 	if err := checkStatic(bin); err != nil {
-		Need(t, "busybox-static", fmt.Errorf("%s: %w", path, err))
+		testenv.Need(t, "busybox-static", fmt.Errorf("%s: %w", path, err))
 	}
 	entries := []tarEntry{{name: "bin/", dir: true}, {name: "bin/busybox", data: bin, mode: 0o755}}
 	for _, l := range []string{"sh", "echo", "sleep", "true"} {
@@ -486,7 +492,7 @@ func (p *pusher) authorize(t testing.TB, challenge, scope string) string {
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(challenge), " ")
 	if !strings.EqualFold(scheme, "bearer") {
 		if basic == "" {
-			t.Fatalf("seed: the registry wants credentials (%s): pass them in the URL (Registry.AuthURL)", challenge)
+			t.Fatalf("seed: the registry wants credentials (%s): pass them in the URL (registry.Server.AuthURL)", challenge)
 		}
 		return basic
 	}

@@ -1,4 +1,7 @@
-package testenv
+// Package entra is a fake Microsoft Entra ID for tests: an authority with
+// discovery and JWKS, a managed identity endpoint, and minting of tokens of
+// any shape, hostile ones included.
+package entra
 
 import (
 	"crypto/rand"
@@ -21,8 +24,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// EntraOptions configure StartEntra.
-type EntraOptions struct {
+// Options configure Start.
+type Options struct {
 	// Tenant is the directory id the tokens carry (tid, iss); a random
 	// GUID when empty.
 	Tenant string
@@ -37,7 +40,7 @@ type EntraOptions struct {
 	TTL time.Duration
 }
 
-// Entra is a fake Microsoft Entra ID on a loopback port for one tenant:
+// Server is a fake Microsoft Entra ID on a loopback port for one tenant:
 //
 //   - the authority: URL + "/{tenant}/v2.0/.well-known/openid-configuration"
 //     and the JWKS it names, with RSA-2048 keys (Rotate adds one);
@@ -48,8 +51,8 @@ type EntraOptions struct {
 //   - Mint and the Mint* helpers for tokens of any shape, hostile ones
 //     included.
 //
-// Point control/auth at it with Entra{Tenant: e.Tenant, Authority: e.URL}.
-type Entra struct {
+// Point control/auth at it with auth.Entra{Tenant: e.Tenant, Authority: e.URL}.
+type Server struct {
 	// URL is the authority (no trailing slash).
 	URL string
 	// Tenant is the directory id, Identity the system-assigned identity's
@@ -62,7 +65,7 @@ type Entra struct {
 	IdentityEndpoint string
 	IdentityHeader   string
 
-	opts EntraOptions
+	opts Options
 
 	mu         sync.Mutex
 	keys       []entraKey // published; the last one signs
@@ -70,7 +73,7 @@ type Entra struct {
 	down       bool
 	jwksReqs   int
 	discReqs   int
-	tokenReqs  []EntraTokenRequest
+	tokenReqs  []TokenRequest
 }
 
 type entraKey struct {
@@ -78,8 +81,8 @@ type entraKey struct {
 	key *rsa.PrivateKey
 }
 
-// EntraTokenRequest is a managed identity token request the fake answered.
-type EntraTokenRequest struct {
+// TokenRequest is a managed identity token request the fake answered.
+type TokenRequest struct {
 	// Resource is the resource asked for, as sent.
 	Resource string
 	// ClientID, ObjectID and ResourceID select a user-assigned identity
@@ -91,8 +94,8 @@ type EntraTokenRequest struct {
 	Status int
 }
 
-// StartEntra starts a fake Entra ID and stops it when the test ends.
-func StartEntra(t testing.TB, o EntraOptions) *Entra {
+// Start starts a fake Entra ID and stops it when the test ends.
+func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	if o.Tenant == "" {
 		o.Tenant = entraGUID(t)
@@ -103,7 +106,7 @@ func StartEntra(t testing.TB, o EntraOptions) *Entra {
 	if o.TTL <= 0 {
 		o.TTL = time.Hour
 	}
-	e := &Entra{
+	e := &Server{
 		Tenant:         strings.ToLower(o.Tenant),
 		Identity:       o.Identity,
 		IdentityHeader: "fake-identity-header-" + entraGUID(t),
@@ -143,16 +146,16 @@ func entraGUID(t testing.TB) string {
 }
 
 // V1Issuer is the iss of v1 tokens (managed identity's default).
-func (e *Entra) V1Issuer() string { return "https://sts.windows.net/" + e.Tenant + "/" }
+func (e *Server) V1Issuer() string { return "https://sts.windows.net/" + e.Tenant + "/" }
 
 // V2Issuer is the iss of v2 tokens.
-func (e *Entra) V2Issuer() string { return e.URL + "/" + e.Tenant + "/v2.0" }
+func (e *Server) V2Issuer() string { return e.URL + "/" + e.Tenant + "/v2.0" }
 
 // UseFor points azidentity's ManagedIdentityCredential at the fake for the
 // rest of the test through the App Service variables IDENTITY_ENDPOINT and
 // IDENTITY_HEADER, clearing those that would select another source. It
 // uses t.Setenv, so the test cannot be parallel.
-func (e *Entra) UseFor(t testing.TB) {
+func (e *Server) UseFor(t testing.TB) {
 	t.Helper()
 	t.Setenv("IDENTITY_ENDPOINT", e.IdentityEndpoint)
 	t.Setenv("IDENTITY_HEADER", e.IdentityHeader)
@@ -165,14 +168,14 @@ func (e *Entra) UseFor(t testing.TB) {
 // identity endpoint: requests selecting it by id (a client id, object id
 // or resource id, whichever the credential sends) get tokens with oid.
 // Requests for an unknown user-assigned identity get 400, as on Azure.
-func (e *Entra) AddIdentity(id, oid string) {
+func (e *Server) AddIdentity(id, oid string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.identities[id] = oid
 }
 
 // SetDown makes discovery and the JWKS answer 503 (true) or work again.
-func (e *Entra) SetDown(down bool) {
+func (e *Server) SetDown(down bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.down = down
@@ -180,7 +183,7 @@ func (e *Entra) SetDown(down bool) {
 
 // Rotate publishes a new signing key and signs with it from now on; the
 // old keys stay published. It returns the new kid.
-func (e *Entra) Rotate(t testing.TB) string {
+func (e *Server) Rotate(t testing.TB) string {
 	t.Helper()
 	k := newEntraKey(t)
 	e.mu.Lock()
@@ -190,28 +193,28 @@ func (e *Entra) Rotate(t testing.TB) string {
 }
 
 // KeyID is the kid that signs now.
-func (e *Entra) KeyID() string {
+func (e *Server) KeyID() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.keys[len(e.keys)-1].kid
 }
 
 // JWKSRequests counts the requests for the key set so far.
-func (e *Entra) JWKSRequests() int {
+func (e *Server) JWKSRequests() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.jwksReqs
 }
 
 // DiscoveryRequests counts the requests for the discovery document.
-func (e *Entra) DiscoveryRequests() int {
+func (e *Server) DiscoveryRequests() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.discReqs
 }
 
 // TokenRequests returns the managed identity token requests so far.
-func (e *Entra) TokenRequests() []EntraTokenRequest {
+func (e *Server) TokenRequests() []TokenRequest {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.tokenReqs)
@@ -219,7 +222,7 @@ func (e *Entra) TokenRequests() []EntraTokenRequest {
 
 // Claims returns the claims of a valid v1 access token (managed identity
 // shape) for audience and object id oid, issued now.
-func (e *Entra) Claims(audience, oid string) jwt.MapClaims {
+func (e *Server) Claims(audience, oid string) jwt.MapClaims {
 	now := time.Now()
 	return jwt.MapClaims{
 		"aud":   audience,
@@ -237,7 +240,7 @@ func (e *Entra) Claims(audience, oid string) jwt.MapClaims {
 }
 
 // ClaimsV2 returns the claims of a valid v2 access token.
-func (e *Entra) ClaimsV2(audience, oid string) jwt.MapClaims {
+func (e *Server) ClaimsV2(audience, oid string) jwt.MapClaims {
 	c := e.Claims(audience, oid)
 	c["iss"] = e.V2Issuer()
 	c["ver"] = "2.0"
@@ -247,7 +250,7 @@ func (e *Entra) ClaimsV2(audience, oid string) jwt.MapClaims {
 }
 
 // Mint signs claims RS256 with the current key, as Entra would.
-func (e *Entra) Mint(claims jwt.MapClaims) string {
+func (e *Server) Mint(claims jwt.MapClaims) string {
 	e.mu.Lock()
 	k := e.keys[len(e.keys)-1]
 	e.mu.Unlock()
@@ -267,7 +270,7 @@ func signRS256(claims jwt.MapClaims, kid string, key *rsa.PrivateKey) string {
 
 // MintUnknownKey signs claims with a key the fake never published, under
 // kid (a fresh one when "").
-func (e *Entra) MintUnknownKey(t testing.TB, claims jwt.MapClaims, kid string) string {
+func (e *Server) MintUnknownKey(t testing.TB, claims jwt.MapClaims, kid string) string {
 	t.Helper()
 	k := newEntraKey(t)
 	if kid == "" {
@@ -277,7 +280,7 @@ func (e *Entra) MintUnknownKey(t testing.TB, claims jwt.MapClaims, kid string) s
 }
 
 // MintNone returns an unsigned token (alg none) naming the current kid.
-func (e *Entra) MintNone(claims jwt.MapClaims) string {
+func (e *Server) MintNone(claims jwt.MapClaims) string {
 	tok := jwt.NewWithClaims(jwt.SigningMethodNone, claims)
 	tok.Header["kid"] = e.KeyID()
 	s, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
@@ -289,7 +292,7 @@ func (e *Entra) MintNone(claims jwt.MapClaims) string {
 
 // MintHS256 returns the key-confusion forgery: HS256 with the current
 // public key (PEM, as a careless verifier would load it) as the secret.
-func (e *Entra) MintHS256(claims jwt.MapClaims) string {
+func (e *Server) MintHS256(claims jwt.MapClaims) string {
 	e.mu.Lock()
 	k := e.keys[len(e.keys)-1]
 	e.mu.Unlock()
@@ -317,7 +320,7 @@ type HostileToken struct {
 // rule: expired, not yet valid, wrong audience, issuer or tenant, no oid,
 // unsigned, HS256 key confusion, unknown key, tampered payload, no
 // signature.
-func (e *Entra) HostileTokens(t testing.TB, audience, oid string) []HostileToken {
+func (e *Server) HostileTokens(t testing.TB, audience, oid string) []HostileToken {
 	t.Helper()
 	with := func(change func(jwt.MapClaims)) jwt.MapClaims {
 		c := e.Claims(audience, oid)
@@ -348,7 +351,7 @@ func (e *Entra) HostileTokens(t testing.TB, audience, oid string) []HostileToken
 	}
 }
 
-func (e *Entra) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+func (e *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.discReqs++
 	down := e.down
@@ -375,7 +378,7 @@ func (e *Entra) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (e *Entra) serveJWKS(w http.ResponseWriter, r *http.Request) {
+func (e *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.jwksReqs++
 	down := e.down
@@ -419,9 +422,9 @@ func (e *Entra) serveJWKS(w http.ResponseWriter, r *http.Request) {
 // serveToken is the App Service managed identity protocol (api-version
 // 2019-08-01) that azidentity speaks when IDENTITY_ENDPOINT and
 // IDENTITY_HEADER are set.
-func (e *Entra) serveToken(w http.ResponseWriter, r *http.Request) {
+func (e *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	rec := EntraTokenRequest{
+	rec := TokenRequest{
 		Resource:   q.Get("resource"),
 		ClientID:   q.Get("client_id"),
 		ObjectID:   q.Get("object_id"),

@@ -1,4 +1,4 @@
-package testenv
+package entra
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestEntraFake(t *testing.T) {
-	e := StartEntra(t, EntraOptions{Roles: []string{"Berth.Operator"}})
+	e := Start(t, Options{Roles: []string{"Berth.Operator"}})
 	get := func(u string, header string, v any) int {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, u, nil)

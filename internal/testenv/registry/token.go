@@ -1,4 +1,4 @@
-package testenv
+package registry
 
 import (
 	"crypto/ecdsa"
@@ -39,7 +39,7 @@ type TokenServerOptions struct {
 }
 
 // TokenServer issues bearer tokens for a docker-registry started with
-// RegistryOptions.TokenAuth: the Docker token protocol
+// Options.TokenAuth: the Docker token protocol
 // (GET realm?service=&scope=) on a loopback httptest-style server, tokens
 // signed ES256 with a key whose certificate chains to RootCertBundle.
 type TokenServer struct {

@@ -1,4 +1,8 @@
-package testenv
+// Package registry starts Debian's docker-registry (CNCF distribution 2.8)
+// for one test, anonymous or behind basic or token auth (with a token
+// server of its own), or as a pull-through cache of another registry, and
+// reads its access log. Seeding images into it is imagecache/imagetest's.
+package registry
 
 import (
 	"bufio"
@@ -18,7 +22,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // Credentials are a user name and password for a test registry or token
@@ -28,9 +32,9 @@ type Credentials struct {
 	Password string
 }
 
-// RegistryOptions configure StartRegistry. The zero value is an anonymous
+// Options configure Start. The zero value is an anonymous
 // registry that accepts pushes.
-type RegistryOptions struct {
+type Options struct {
 	// BasicAuth turns on htpasswd auth (a bcrypt file written for the
 	// test) with these credentials.
 	BasicAuth *Credentials
@@ -41,17 +45,17 @@ type RegistryOptions struct {
 	// cache of that registry (proxy.remoteurl): the peer the image cache
 	// is measured against. Such a registry refuses pushes. Note that
 	// distribution 2.8 serves a cold blob from one upstream fetch and
-	// stores it from a second one in the background (Registry.WaitBlob
+	// stores it from a second one in the background (Server.WaitBlob
 	// tells when it is stored).
 	ProxyRemoteURL string
 	// ProxyAuth are the credentials the pull-through cache uses upstream.
 	ProxyAuth *Credentials
 }
 
-// Registry is a running Debian docker-registry (CNCF distribution 2.8)
+// Server is a running Debian docker-registry (CNCF distribution 2.8)
 // private to one test, on a free loopback port, storing on the filesystem
 // under the test's temporary folder.
-type Registry struct {
+type Server struct {
 	// URL is the registry's base URL, http://127.0.0.1:PORT.
 	URL string
 	// Addr is its host:port, which is also the registry's name in image
@@ -66,15 +70,15 @@ type Registry struct {
 	AccessLogPath string
 	LogPath       string
 	// Auth are the credentials pushes and pulls need (nil: none), from
-	// RegistryOptions.BasicAuth or the token server's.
+	// Options.BasicAuth or the token server's.
 	Auth *Credentials
 }
 
-// StartRegistry starts Debian's docker-registry with its own config.yml,
+// Start starts Debian's docker-registry with its own config.yml,
 // waits until /v2/ answers and stops it when the test ends. Without the
 // binary (apt-get install docker-registry) the test is skipped, or failed
 // under CI=true. With -short it is skipped.
-func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
+func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("docker-registry is a real component: skipped with -short")
@@ -85,13 +89,13 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 			bin, err = "/usr/bin/docker-registry", nil
 		}
 	}
-	Need(t, "docker-registry", err)
+	testenv.Need(t, "docker-registry", err)
 	if opts.BasicAuth != nil && opts.TokenAuth != nil {
-		t.Fatalf("StartRegistry: BasicAuth and TokenAuth are exclusive")
+		t.Fatalf("registry.Start: BasicAuth and TokenAuth are exclusive")
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := startRegistry(t, bin, opts)
+		r, err := start(t, bin, opts)
 		if err == nil {
 			return r
 		}
@@ -101,10 +105,10 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	return nil
 }
 
-func startRegistry(t testing.TB, bin string, opts RegistryOptions) (*Registry, error) {
+func start(t testing.TB, bin string, opts Options) (*Server, error) {
 	dir := t.TempDir()
-	addr := FreePort(t)
-	r := &Registry{
+	addr := testenv.FreePort(t)
+	r := &Server{
 		URL:           "http://" + addr,
 		Addr:          addr,
 		Dir:           filepath.Join(dir, "storage"),
@@ -154,7 +158,7 @@ func startRegistry(t testing.TB, bin string, opts RegistryOptions) (*Registry, e
 			exited <- err
 			stop()
 			out, _ := os.ReadFile(r.LogPath)
-			return nil, fmt.Errorf("docker-registry exited early (%v): %s", err, tail(out, 4<<10))
+			return nil, fmt.Errorf("docker-registry exited early (%v): %s", err, testenv.Tail(out, 4<<10))
 		default:
 		}
 		resp, err := client.Get(r.URL + "/v2/")
@@ -167,7 +171,7 @@ func startRegistry(t testing.TB, bin string, opts RegistryOptions) (*Registry, e
 		if time.Now().After(deadline) {
 			stop()
 			out, _ := os.ReadFile(r.LogPath)
-			return nil, fmt.Errorf("docker-registry did not answer on %s within 20s (%v): %s", addr, err, tail(out, 4<<10))
+			return nil, fmt.Errorf("docker-registry did not answer on %s within 20s (%v): %s", addr, err, testenv.Tail(out, 4<<10))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -176,7 +180,7 @@ func startRegistry(t testing.TB, bin string, opts RegistryOptions) (*Registry, e
 }
 
 // registryConfig renders config.yml.
-func registryConfig(r *Registry, dir string, opts RegistryOptions) (string, error) {
+func registryConfig(r *Server, dir string, opts Options) (string, error) {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		return "", err
@@ -234,8 +238,8 @@ health:
 }
 
 // AuthURL returns URL with the registry's credentials as user info, the
-// form SeedImage takes to push to a registry with auth.
-func (r *Registry) AuthURL() string {
+// form imagetest.Seed takes to push to a registry with auth.
+func (r *Server) AuthURL() string {
 	if r.Auth == nil {
 		return r.URL
 	}
@@ -255,7 +259,7 @@ type Request struct {
 var accessLine = regexp.MustCompile(`^\S+ \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)`)
 
 // Requests returns every request the registry has logged so far.
-func (r *Registry) Requests(t testing.TB) []Request {
+func (r *Server) Requests(t testing.TB) []Request {
 	t.Helper()
 	f, err := os.Open(r.AccessLogPath)
 	if err != nil {
@@ -285,7 +289,7 @@ func (r *Registry) Requests(t testing.TB) []Request {
 
 // CountRequests counts logged requests with method (any when "") whose
 // path contains pathPart, e.g. CountRequests(t, "GET", "/blobs/"+digest).
-func (r *Registry) CountRequests(t testing.TB, method, pathPart string) int {
+func (r *Server) CountRequests(t testing.TB, method, pathPart string) int {
 	t.Helper()
 	n := 0
 	for _, req := range r.Requests(t) {
@@ -296,9 +300,10 @@ func (r *Registry) CountRequests(t testing.TB, method, pathPart string) int {
 	return n
 }
 
-// BlobPath returns where the filesystem driver keeps blob d.
-func (r *Registry) BlobPath(d cas.Digest) string {
-	h := d.Hex()
+// BlobPath returns where the filesystem driver keeps blob d
+// ("sha256:<hex>").
+func (r *Server) BlobPath(d string) string {
+	_, h, _ := strings.Cut(d, ":")
 	if len(h) < 2 {
 		return ""
 	}
@@ -307,9 +312,10 @@ func (r *Registry) BlobPath(d cas.Digest) string {
 
 // WaitBlob waits until the registry's storage holds blob d with size
 // bytes, linked into repo, and reports whether it did within timeout.
-func (r *Registry) WaitBlob(t testing.TB, repo string, d cas.Digest, size int64, timeout time.Duration) bool {
+func (r *Server) WaitBlob(t testing.TB, repo, d string, size int64, timeout time.Duration) bool {
 	t.Helper()
-	link := filepath.Join(r.Dir, "docker", "registry", "v2", "repositories", filepath.FromSlash(repo), "_layers", "sha256", d.Hex(), "link")
+	_, h, _ := strings.Cut(d, ":")
+	link := filepath.Join(r.Dir, "docker", "registry", "v2", "repositories", filepath.FromSlash(repo), "_layers", "sha256", h, "link")
 	deadline := time.Now().Add(timeout)
 	for {
 		fi, err := os.Stat(r.BlobPath(d))
@@ -323,12 +329,4 @@ func (r *Registry) WaitBlob(t testing.TB, repo string, d cas.Digest, size int64,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// tail returns the last n bytes of b, for error messages.
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package testenv
+package dockerd
 
 import (
 	"context"
@@ -14,32 +14,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthhq/berth/packaging/enginebundle"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
-// DockerHost is an isolated place for one test's Docker Engine: its own
+// Host is an isolated place for one test's Docker Engine: its own
 // socket, exec root, data root and pid file under a temporary folder, no
 // bridge and no iptables, so several can run beside each other and beside
 // any engine the machine has.
-type DockerHost struct {
+type Host struct {
 	Dir      string // the agent's state folder for this test
 	Endpoint string // unix://…/docker.sock
 	Settings map[string]any
 }
 
-// NewDockerHost prepares a DockerHost and registers a cleanup that removes
+// NewHost prepares a Host and registers a cleanup that removes
 // every container, stops every engine process under it and unmounts what
 // the engine left mounted, so that the folder can be removed.
-func NewDockerHost(t testing.TB) *DockerHost {
+func NewHost(t testing.TB) *Host {
 	t.Helper()
-	NeedRoot(t)
-	NeedBinary(t, "dockerd")
+	testenv.NeedRoot(t)
+	testenv.NeedBinary(t, "dockerd")
 	// Unix socket paths are limited to 108 bytes: keep the folder short.
 	dir, err := os.MkdirTemp("", "berth-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &DockerHost{
+	h := &Host{
 		Dir:      dir,
 		Endpoint: "unix://" + filepath.Join(dir, "docker.sock"),
 		Settings: map[string]any{
@@ -56,12 +56,12 @@ func NewDockerHost(t testing.TB) *DockerHost {
 }
 
 // Docker runs the docker CLI against this host's engine.
-func (h *DockerHost) Docker(ctx context.Context, args ...string) ([]byte, error) {
+func (h *Host) Docker(ctx context.Context, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, "docker", append([]string{"-H", h.Endpoint}, args...)...).CombinedOutput()
 }
 
 // Destroy removes containers, stops engine processes and unmounts.
-func (h *DockerHost) Destroy(t testing.TB) {
+func (h *Host) Destroy(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if out, err := h.Docker(ctx, "ps", "-aq"); err == nil {
@@ -141,26 +141,13 @@ func UnmountUnder(dir string) {
 	}
 }
 
-// DockerBundle builds an engine package of version v from the machine's
-// docker.io binaries into dir and returns its path. A broken package has a
-// dockerd that exits at once.
-func DockerBundle(t testing.TB, dir, v string, broken bool) string {
-	t.Helper()
-	NeedBinary(t, "dockerd")
-	p := filepath.Join(dir, "docker-"+v+".tgz")
-	if err := enginebundle.BuildDocker(context.Background(), p, enginebundle.Options{Marker: v, Broken: broken}); err != nil {
-		t.Fatalf("build bundle %s: %v", v, err)
-	}
-	return p
-}
-
 // BusyboxImage imports a tiny real image (Debian's static busybox) into the
 // engine at endpoint as ref.
-func BusyboxImage(t testing.TB, h *DockerHost, ref string) {
+func BusyboxImage(t testing.TB, h *Host, ref string) {
 	t.Helper()
 	bb := "/bin/busybox"
 	if _, err := os.Stat(bb); err != nil {
-		Need(t, "busybox-static", err)
+		testenv.Need(t, "busybox-static", err)
 	}
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {

@@ -1,7 +1,8 @@
-package testenv
+// Package azurite starts Azurite's blob service (the Azure Storage
+// emulator) for one test, on a free loopback port with a fresh data folder.
+package azurite
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,24 +10,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // Azurite's well-known development account; every Azurite instance accepts
 // it, and it is public, so it is no secret.
 const (
-	AzuriteAccount = "devstoreaccount1"
-	AzuriteKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	Account = "devstoreaccount1"
+	Key     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
-// Azurite is a running Azurite blob service (the Azure Storage emulator),
-// private to one test.
-type Azurite struct {
+// Server is a running Azurite blob service, private to one test.
+type Server struct {
 	// Addr is the loopback host:port the blob service listens on.
 	Addr string
 	// Account and Key are the account's name and shared key.
@@ -36,27 +37,7 @@ type Azurite struct {
 	Dir string
 }
 
-// RepoRoot returns the folder holding the module's go.mod, found by walking
-// up from the test's working directory.
-func RepoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("find repo root: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("find repo root: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// StartAzurite starts Azurite's blob service on a free loopback port with a
+// Start starts Azurite's blob service on a free loopback port with a
 // fresh data folder, waits until it answers, and stops it when the test
 // ends. Azurite comes from tools/azurite (scripts/install-azurite.sh); when
 // it or Node.js is missing the test is skipped, or failed under CI=true.
@@ -64,19 +45,19 @@ func RepoRoot(t testing.TB) string {
 //
 // It runs node on azurite's blob entry point (the script behind
 // node_modules/.bin/azurite-blob), which works on Windows too.
-func StartAzurite(t testing.TB) *Azurite {
+func Start(t testing.TB) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("Azurite is a real component: skipped with -short")
 	}
-	node := NeedBinary(t, "node")
-	main := filepath.Join(RepoRoot(t), "tools", "azurite", "node_modules", "azurite", "dist", "src", "blob", "main.js")
+	node := testenv.NeedBinary(t, "node")
+	main := filepath.Join(testenv.RepoRoot(t), "tools", "azurite", "node_modules", "azurite", "dist", "src", "blob", "main.js")
 	if _, err := os.Stat(main); err != nil {
-		Need(t, "azurite", fmt.Errorf("%w (run scripts/install-azurite.sh)", err))
+		testenv.Need(t, "azurite", fmt.Errorf("%w (run scripts/install-azurite.sh)", err))
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		a, err := startAzurite(t, node, main)
+		a, err := start(t, node, main)
 		if err == nil {
 			return a
 		}
@@ -86,8 +67,8 @@ func StartAzurite(t testing.TB) *Azurite {
 	return nil
 }
 
-func startAzurite(t testing.TB, node, main string) (*Azurite, error) {
-	addr := FreePort(t)
+func start(t testing.TB, node, main string) (*Server, error) {
+	addr := testenv.FreePort(t)
 	host, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 	cmd := exec.Command(node, main,
@@ -95,7 +76,7 @@ func startAzurite(t testing.TB, node, main string) (*Azurite, error) {
 		"--location", dir,
 		"--disableTelemetry", "--skipApiVersionCheck", "--silent")
 	cmd.Dir = dir
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{Max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run %s: %w", main, err)
@@ -106,7 +87,7 @@ func startAzurite(t testing.TB, node, main string) (*Azurite, error) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	a := &Azurite{Addr: addr, Account: AzuriteAccount, Key: AzuriteKey, Dir: dir}
+	a := &Server{Addr: addr, Account: Account, Key: Key, Dir: dir}
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
 	for {
@@ -134,14 +115,14 @@ func startAzurite(t testing.TB, node, main string) (*Azurite, error) {
 
 // ServiceURL returns the account's blob endpoint in the emulator's path
 // form, http://127.0.0.1:PORT/devstoreaccount1.
-func (a *Azurite) ServiceURL() string { return "http://" + a.Addr + "/" + a.Account }
+func (a *Server) ServiceURL() string { return "http://" + a.Addr + "/" + a.Account }
 
 // ContainerURL returns the URL of container name (which need not exist yet).
-func (a *Azurite) ContainerURL(name string) string { return a.ServiceURL() + "/" + name }
+func (a *Server) ContainerURL(name string) string { return a.ServiceURL() + "/" + name }
 
 // KeyFile writes the account key to a file private to the test and returns
 // its path, for `auth: shared-key` with keyFile.
-func (a *Azurite) KeyFile(t testing.TB) string {
+func (a *Server) KeyFile(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "azurite.key")
 	if err := os.WriteFile(p, []byte(a.Key+"\n"), 0o600); err != nil {
@@ -154,7 +135,7 @@ func (a *Azurite) KeyFile(t testing.TB) string {
 // for container, valid for an hour. perms are the container permission
 // letters in Azure's order, e.g. "racwdl" (read, add, create, write,
 // delete, list) or "rl" for read-only.
-func (a *Azurite) SAS(t testing.TB, container, perms string) string {
+func (a *Server) SAS(t testing.TB, container, perms string) string {
 	t.Helper()
 	cred, err := service.NewSharedKeyCredential(a.Account, a.Key)
 	if err != nil {
@@ -179,7 +160,7 @@ func (a *Azurite) SAS(t testing.TB, container, perms string) string {
 
 // SASFile writes SAS(t, container, perms) to a file private to the test and
 // returns its path, for `auth: sas` with sasFile.
-func (a *Azurite) SASFile(t testing.TB, container, perms string) string {
+func (a *Server) SASFile(t testing.TB, container, perms string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "azurite.sas")
 	if err := os.WriteFile(p, []byte(a.SAS(t, container, perms)+"\n"), 0o600); err != nil {
@@ -209,27 +190,4 @@ func containerPermissions(s string) (*sas.ContainerPermissions, error) {
 		}
 	}
 	return p, nil
-}
-
-// lockedBuffer collects a child's output for error messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write implements io.Writer, keeping the first 64 KiB.
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-// String returns what was written.
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

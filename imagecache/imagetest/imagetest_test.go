@@ -1,4 +1,4 @@
-package testenv
+package imagetest
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
+	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
 func get(t *testing.T, url, accept string) ([]byte, http.Header) {
@@ -32,13 +33,13 @@ func get(t *testing.T, url, accept string) ([]byte, http.Header) {
 // second registry in distribution's proxy mode, and counts in the access
 // log that the second pull of a blob stays in the proxy.
 func TestPullThroughPeer(t *testing.T) {
-	origin := StartRegistry(t, RegistryOptions{})
+	origin := registry.Start(t, registry.Options{})
 	layer := RandomLayer(20<<20 + 5) // over the 8 MiB chunk: PATCH uploads
-	im := SeedImage(t, origin.URL, "bench/app", "v1", layer)
+	im := Seed(t, origin.URL, "bench/app", "v1", layer)
 	if n := origin.CountRequests(t, http.MethodPatch, "/v2/bench/app/blobs/uploads/"); n != 3 {
 		t.Errorf("%d PATCH chunks, want 3", n)
 	}
-	proxy := StartRegistry(t, RegistryOptions{ProxyRemoteURL: origin.URL})
+	proxy := registry.Start(t, registry.Options{ProxyRemoteURL: origin.URL})
 
 	man, h := get(t, proxy.URL+"/v2/bench/app/manifests/v1", MediaTypeDockerManifest)
 	if !bytes.Equal(man, im.Manifest) || cas.Digest(h.Get("Docker-Content-Digest")) != im.ManifestDigest {
@@ -50,7 +51,7 @@ func TestPullThroughPeer(t *testing.T) {
 	}
 	// distribution 2.8 stores a cold blob with a second upstream fetch in
 	// the background: wait until it is in the proxy's storage.
-	if !proxy.WaitBlob(t, "bench/app", im.Layers[0].Digest, int64(len(layer)), 20*time.Second) {
+	if !proxy.WaitBlob(t, "bench/app", string(im.Layers[0].Digest), int64(len(layer)), 20*time.Second) {
 		t.Fatal("the proxy never stored the blob")
 	}
 	cold := origin.CountRequests(t, http.MethodGet, blobPath)
@@ -65,8 +66,8 @@ func TestPullThroughPeer(t *testing.T) {
 // TestTokenAuthRegistry: pushing needs the token server's credentials;
 // anonymous pulls get pull-only tokens.
 func TestTokenAuthRegistry(t *testing.T) {
-	ts := StartTokenServer(t, TokenServerOptions{Credentials: &Credentials{User: "u", Password: "p"}, AnonymousPull: true})
-	reg := StartRegistry(t, RegistryOptions{TokenAuth: ts})
+	ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: &registry.Credentials{User: "u", Password: "p"}, AnonymousPull: true})
+	reg := registry.Start(t, registry.Options{TokenAuth: ts})
 	bb := SeedBusybox(t, reg.AuthURL(), "tools/busybox", "1")
 	if bb.ListTag != "1-list" || bb.Image.MediaType != MediaTypeDockerManifest || len(bb.Image.Layers) != 1 {
 		t.Fatalf("busybox: %+v", bb)

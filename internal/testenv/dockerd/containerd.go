@@ -1,6 +1,6 @@
 //go:build linux
 
-package testenv
+package dockerd
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthhq/berth/packaging/enginebundle"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // ContainerdHost is an isolated place for one test's containerd: its own
@@ -33,9 +33,9 @@ type ContainerdHost struct {
 // so that the folder can be removed.
 func NewContainerdHost(t testing.TB) *ContainerdHost {
 	t.Helper()
-	NeedRoot(t)
-	NeedBinary(t, "containerd")
-	NeedBinary(t, "ctr")
+	testenv.NeedRoot(t)
+	testenv.NeedBinary(t, "containerd")
+	testenv.NeedBinary(t, "ctr")
 	// Unix socket paths are limited to 108 bytes: keep the folder short.
 	dir, err := os.MkdirTemp("", "berth-")
 	if err != nil {
@@ -71,19 +71,4 @@ func (h *ContainerdHost) Destroy(t testing.TB) {
 	if err := os.RemoveAll(h.Dir); err != nil {
 		t.Logf("remove %s: %v", h.Dir, err)
 	}
-}
-
-// ContainerdBundle builds a containerd package of version v from the
-// machine's containerd, containerd-shim-runc-v2, ctr and runc into dir and
-// returns its path. A broken package has a containerd that exits at once.
-func ContainerdBundle(t testing.TB, dir, v string, broken bool) string {
-	t.Helper()
-	NeedBinary(t, "containerd")
-	NeedBinary(t, "containerd-shim-runc-v2")
-	NeedBinary(t, "runc")
-	p := filepath.Join(dir, "containerd-"+v+"-linux-amd64.tar.gz")
-	if err := enginebundle.BuildContainerd(context.Background(), p, enginebundle.Options{Marker: v, Broken: broken}); err != nil {
-		t.Fatalf("build bundle %s: %v", v, err)
-	}
-	return p
 }
