@@ -216,17 +216,17 @@ func (d *Disk) evictLocked(target int64, keep string) (int, int64) {
 // Stats are the tier's figures.
 type Stats struct {
 	// Blobs and Bytes count what the tier holds.
-	Blobs int
-	Bytes int64
+	Blobs int   `json:"blobs"`
+	Bytes int64 `json:"bytes"`
 	// MaxSize is the configured limit, 0 for none.
-	MaxSize int64
+	MaxSize int64 `json:"maxSize"`
 	// Evictions and EvictedBytes count blobs removed to stay under MaxSize
 	// (and by Prune) since New.
-	Evictions    int64
-	EvictedBytes int64
+	Evictions    int64 `json:"evictions"`
+	EvictedBytes int64 `json:"evictedBytes"`
 	// Corrupt counts blobs found damaged and removed (by Verify, or by Open
 	// and Put noticing a file of the wrong size) since New.
-	Corrupt int64
+	Corrupt int64 `json:"corrupt"`
 }
 
 // Stats returns the tier's figures.
@@ -246,8 +246,8 @@ func (d *Disk) Stats() Stats {
 // PruneResult says what Prune removed.
 type PruneResult struct {
 	// Blobs and Bytes count what was removed.
-	Blobs int
-	Bytes int64
+	Blobs int   `json:"blobs"`
+	Bytes int64 `json:"bytes"`
 }
 
 // Prune evicts least recently used blobs until the tier holds at most
