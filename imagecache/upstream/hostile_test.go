@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // serve starts an httptest server and returns a client for it, named as a
@@ -591,14 +592,14 @@ func TestNew(t *testing.T) {
 }
 
 func TestSecretsRedacted(t *testing.T) {
-	s := secret("hunter2")
+	s := secret.Value("hunter2")
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
 		if out := fmt.Sprintf(f, s); strings.Contains(out, "hunter2") || strings.Contains(out, "68756e74657232") {
 			t.Errorf("%s printed %s", f, out)
 		}
 	}
 	logs := &logSink{}
-	logs.logger().Info("x", "s", s, "struct", struct{ S secret }{s})
+	logs.logger().Info("x", "s", s, "struct", struct{ S secret.Value }{s})
 	if strings.Contains(logs.String(), "hunter2") {
 		t.Errorf("logged: %s", logs.String())
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // TokenSource gives Entra ID access tokens; azidentity's credentials
@@ -101,8 +102,8 @@ type Client struct {
 	hc        *http.Client
 	log       *slog.Logger
 	mode      string
-	user      secret
-	pass      secret
+	user      secret.Value
+	pass      secret.Value
 	ts        TokenSource
 
 	maxManifest int64
@@ -119,7 +120,7 @@ type Client struct {
 
 // cachedToken is a token and when to stop using it.
 type cachedToken struct {
-	value secret
+	value secret.Value
 	until time.Time
 }
 
@@ -168,7 +169,7 @@ func New(o Options) (*Client, error) {
 		if c.user, err = readSecretFile("usernameFile", o.Config.UsernameFile); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
-		if strings.Contains(c.user.reveal(), ":") {
+		if strings.Contains(c.user.Reveal(), ":") {
 			return nil, fmt.Errorf("upstream %s: usernameFile: a user name cannot hold ':'", name)
 		}
 		if c.pass, err = readSecretFile("passwordFile", o.Config.PasswordFile); err != nil {
@@ -385,13 +386,13 @@ func (c *Client) authorization(ctx context.Context, scope string) (string, error
 		if err != nil {
 			return "", err
 		}
-		return "Bearer " + tok.reveal(), nil
+		return "Bearer " + tok.Reveal(), nil
 	}
 	return "", nil
 }
 
-func basicAuth(user, pass secret) string {
-	return base64.StdEncoding.EncodeToString([]byte(user.reveal() + ":" + pass.reveal()))
+func basicAuth(user, pass secret.Value) string {
+	return base64.StdEncoding.EncodeToString([]byte(user.Reveal() + ":" + pass.Reveal()))
 }
 
 // send makes one request and follows redirects by hand: at most

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/secret"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -73,9 +74,9 @@ func TestSecretNeverLogged(t *testing.T) {
 	if _, err := New("http://127.0.0.1:10000/devstoreaccount1/releases", agentconfig.Credential{Auth: AuthSharedKey}, Options{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	s := Secret("hunter2")
+	s := secret.Value("hunter2")
 	log.Info("direct", "secret", s)
-	out := buf.String() + fmt.Sprintf("%v %s %#v %+v", s, s, s, struct{ S Secret }{s})
+	out := buf.String() + fmt.Sprintf("%v %s %#v %+v", s, s, s, struct{ S secret.Value }{s})
 	for _, leak := range []string{devKey[:20], "hunter2"} {
 		if strings.Contains(out, leak) {
 			t.Fatalf("secret leaked: %s", out)
