@@ -25,7 +25,7 @@ import (
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -320,7 +320,7 @@ func newDiskTier(t *testing.T) *disk.Disk {
 
 func newBlobTier(t *testing.T, az *testenv.Azurite, container string) *blobtier.Tier {
 	t.Helper()
-	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL(container), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
+	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL(container), Credential: azstore.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func newBlobTier(t *testing.T, az *testenv.Azurite, container string) *blobtier.
 // ns, a front adds ?ns=<reg.Addr> to each request, as containerd does.
 func startCache(t *testing.T, reg *testenv.Registry, tiers []cas.Tier, ns bool) *httptest.Server {
 	t.Helper()
-	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: agentconfig.Upstream{Endpoint: reg.URL}})
+	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: upstream.Config{Endpoint: reg.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}

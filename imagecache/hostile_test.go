@@ -22,7 +22,6 @@ import (
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -367,11 +366,11 @@ func newHostileWorld(t *testing.T) *hostileWorld {
 func (w *hostileWorld) start(t *testing.T) (*httptest.Server, *disk.Disk) {
 	t.Helper()
 	d := newDiskTier(t)
-	realUp, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: agentconfig.Upstream{Endpoint: w.reg.URL}})
+	realUp, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: upstream.Config{Endpoint: w.reg.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	liar, err := upstream.New(upstream.Options{Registry: w.fakeUp, Config: agentconfig.Upstream{Endpoint: w.fake.URL},
+	liar, err := upstream.New(upstream.Options{Registry: w.fakeUp, Config: upstream.Config{Endpoint: w.fake.URL},
 		MaxResumes: 2, ResumeWait: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

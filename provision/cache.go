@@ -14,12 +14,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/statedb"
 )
@@ -27,7 +27,7 @@ import (
 // CacheService is the image cache as the agent runs it: its tiers, the
 // registry handler and the loopback listener.
 type CacheService struct {
-	cfg   agentconfig.Cache
+	cfg   imagecache.Config
 	log   *slog.Logger
 	Disk  *disk.Disk
 	Blobs []*blobtier.Tier
@@ -44,7 +44,7 @@ type CacheService struct {
 
 // NewCacheService builds the cache's tiers and handler from the config. It
 // opens no listener and touches no network until Start.
-func NewCacheService(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*CacheService, error) {
+func NewCacheService(cfg config.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*CacheService, error) {
 	c := cfg.Cache
 	s := &CacheService{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
 	dir := cfg.CacheDir()
@@ -86,7 +86,7 @@ func (s *CacheService) upstream(registry string) (imagecache.Upstream, error) {
 	}
 	conf, ok := s.cfg.Upstreams[registry]
 	if !ok {
-		conf = agentconfig.DefaultUpstream()
+		conf = config.DefaultUpstream()
 	}
 	// Few, short retries: an engine waits on the other end, and a tag's
 	// last resolution in a tier beats a minute of backoff against an

@@ -17,11 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/containerd"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/release"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/hostid"
 	"github.com/berthhq/berth/internal/httpclient"
@@ -41,7 +41,7 @@ type Options struct {
 
 // Host is this machine as the agent manages it.
 type Host struct {
-	Config agentconfig.Config
+	Config config.Config
 	DB     *statedb.DB
 	Engine *engine.Manager
 	// Cache is nil when cache.enabled is false.
@@ -63,7 +63,7 @@ type Host struct {
 // is the agent id's first resolution, which asks IMDS for the VM id (within
 // 2 s, once per agent.db: the id is remembered); release metadata is
 // fetched when a version is needed, and reports are sent only by Run.
-func NewHost(ctx context.Context, cfg agentconfig.Config, o Options) (*Host, error) {
+func NewHost(ctx context.Context, cfg config.Config, o Options) (*Host, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

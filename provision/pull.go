@@ -12,11 +12,11 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/winhost"
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
 )
 
@@ -38,7 +38,7 @@ type Puller struct {
 
 // NewPuller wires a Puller from the agent's config: the engine's API, the
 // cache's address when the cache is enabled, and on Windows the host build.
-func NewPuller(cfg agentconfig.Config, log *slog.Logger, onEvent func(string, docker.PullEvent)) (*Puller, error) {
+func NewPuller(cfg config.Config, log *slog.Logger, onEvent func(string, docker.PullEvent)) (*Puller, error) {
 	if cfg.Engine.Flavor != "docker" {
 		return nil, fmt.Errorf("pull: engine.flavor %q: this puller drives dockerd; containerd pulls with Host.ContainerdPuller", cfg.Engine.Flavor)
 	}

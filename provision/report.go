@@ -10,9 +10,9 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/hostid"
 	"github.com/berthhq/berth/telemetry"
@@ -33,7 +33,7 @@ const watchEvery = 2 * time.Second
 // missing) is not fatal here: the agent still manages the engine and the
 // cache, and every send fails with the reason, which the "control" check
 // and the log show.
-func newClient(c agentconfig.Control, log *slog.Logger) (*report.Client, error) {
+func newClient(c report.Config, log *slog.Logger) (*report.Client, error) {
 	if c.URL == "" {
 		return nil, nil
 	}
@@ -240,7 +240,7 @@ func (h *Host) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 
 // resolveID is NewHost's agent id: agent.id, else the one remembered in
 // agent.db, else the VM id from IMDS, else the machine id.
-func resolveID(ctx context.Context, cfg agentconfig.Config, h *Host) error {
+func resolveID(ctx context.Context, cfg config.Config, h *Host) error {
 	id, err := hostid.Resolve(ctx, hostid.Options{Configured: cfg.Agent.ID, DB: h.DB, Logger: h.log})
 	if err != nil {
 		return err

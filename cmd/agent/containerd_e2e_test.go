@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -50,7 +50,7 @@ func newContainerdRig(t *testing.T, versions ...string) (*rig, *testenv.Containe
 		os.Remove(p)
 	}
 	keyFile := az.KeyFile(t)
-	cred := agentconfig.Credential{Auth: "shared-key", KeyFile: keyFile}
+	cred := azstore.Credential{Auth: "shared-key", KeyFile: keyFile}
 	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), cred); err != nil {
 		t.Fatal(err)
 	}

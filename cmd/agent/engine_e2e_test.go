@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -66,7 +66,7 @@ func newRig(t testing.TB, versions ...string) *rig {
 		os.Remove(p)
 	}
 	keyFile := az.KeyFile(t)
-	cred := agentconfig.Credential{Auth: "shared-key", KeyFile: keyFile}
+	cred := azstore.Credential{Auth: "shared-key", KeyFile: keyFile}
 	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), cred); err != nil {
 		t.Fatal(err)
 	}

@@ -19,16 +19,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/imagecache/disk"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/progress"
 	"github.com/berthhq/berth/internal/svc"
+	"github.com/berthhq/berth/internal/units"
 	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/telemetry"
 )
@@ -141,15 +142,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "berth-agent %s: %v\n", cmd.name, err)
 	var ue usageError
-	var ce agentconfig.Errors
+	var ce config.Errors
 	if errors.As(err, &ue) || errors.As(err, &ce) {
 		return exitConfig
 	}
 	return exitFail
 }
 
-func (e *env) loadConfig() (agentconfig.Config, error) {
-	cfg, err := agentconfig.Load(e.configPath)
+func (e *env) loadConfig() (config.Config, error) {
+	cfg, err := config.Load(e.configPath)
 	if err != nil {
 		return cfg, err
 	}
@@ -198,7 +199,7 @@ func cmdConfig(ctx context.Context, e *env) error {
 		} else if len(e.args) > 2 {
 			return usageError{errors.New("want validate [PATH]")}
 		}
-		if _, err := agentconfig.Load(path); err != nil {
+		if _, err := config.Load(path); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "%s: ok\n", path)
@@ -403,7 +404,7 @@ func cmdService(ctx context.Context, e *env) error {
 	}
 	switch e.args[0] {
 	case "install":
-		if _, err := agentconfig.Load(e.configPath); err != nil {
+		if _, err := config.Load(e.configPath); err != nil {
 			return err
 		}
 		err = s.Install(ctx)
@@ -476,7 +477,7 @@ func cmdPull(ctx context.Context, e *env) error {
 
 // pullContainerd pulls with the engine's own ctr; on a terminal ctr draws
 // its own progress table on stderr.
-func pullContainerd(ctx context.Context, e *env, cfg agentconfig.Config, log *slog.Logger, term bool) error {
+func pullContainerd(ctx context.Context, e *env, cfg config.Config, log *slog.Logger, term bool) error {
 	if e.namespace != "" {
 		if err := provision.CheckNamespace(e.namespace); err != nil {
 			return usageError{err}
@@ -546,7 +547,7 @@ func cmdCache(ctx context.Context, e *env) error {
 		}
 		fmt.Fprintf(e.stdout, "listen:    %s\n", st.Listen)
 		fmt.Fprintf(e.stdout, "disk:      %d blobs, %s of %s; %d evicted (%s), %d corrupt removed\n",
-			st.Disk.Blobs, agentconfig.Size(st.Disk.Bytes), agentconfig.Size(st.Disk.MaxSize), st.Disk.Evictions, agentconfig.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
+			st.Disk.Blobs, units.Size(st.Disk.Bytes), units.Size(st.Disk.MaxSize), st.Disk.Evictions, units.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
 		for _, t := range st.Tiers {
 			state := "healthy"
 			if !t.Healthy {
@@ -578,9 +579,9 @@ func cmdCache(ctx context.Context, e *env) error {
 		}
 		return nil
 	default: // prune
-		var target agentconfig.Size
+		var target units.Size
 		if len(e.args) == 2 && e.args[1] != "0" {
-			if target, err = agentconfig.ParseSize(e.args[1]); err != nil {
+			if target, err = units.ParseSize(e.args[1]); err != nil {
 				return usageError{err}
 			}
 		}
@@ -591,7 +592,7 @@ func cmdCache(ctx context.Context, e *env) error {
 		if e.output == "json" {
 			return e.printJSON(res)
 		}
-		fmt.Fprintf(e.stdout, "pruned %d blobs (%s)\n", res.Blobs, agentconfig.Size(res.Bytes))
+		fmt.Fprintf(e.stdout, "pruned %d blobs (%s)\n", res.Blobs, units.Size(res.Bytes))
 		return nil
 	}
 }

@@ -50,7 +50,7 @@ func (c *Client) token(ctx context.Context, ch challenge, scope string) (secret.
 		defer cancel()
 		var tok cachedToken
 		var err error
-		if c.mode == authManaged {
+		if c.mode == AuthManagedIdentity {
 			tok, err = c.acrAccessToken(fctx, ch, scope)
 		} else {
 			tok, err = c.registryToken(fctx, ch, scope)
@@ -164,7 +164,7 @@ func (c *Client) registryToken(ctx context.Context, ch challenge, scope string) 
 	}
 	realm.RawQuery = q.Encode()
 	authz := ""
-	if c.mode == authBasic {
+	if c.mode == AuthBasic {
 		if sameSite(realm.Hostname(), c.base.Hostname()) {
 			authz = "Basic " + basicAuth(c.user, c.pass)
 		} else {

@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
@@ -26,7 +25,7 @@ func TestDebianRegistry(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		start func(t *testing.T) (*testenv.Registry, *testenv.TokenServer)
-		cfg   func(t *testing.T, r *testenv.Registry) agentconfig.Upstream
+		cfg   func(t *testing.T, r *testenv.Registry) Config
 	}{
 		{
 			name: "anonymous",
@@ -34,14 +33,14 @@ func TestDebianRegistry(t *testing.T) {
 				return testenv.StartRegistry(t, testenv.RegistryOptions{}), nil
 			},
 			// No endpoint: a loopback registry name means http://name.
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream { return agentconfig.Upstream{} },
+			cfg: func(t *testing.T, r *testenv.Registry) Config { return Config{} },
 		},
 		{
 			name: "basic",
 			start: func(t *testing.T) (*testenv.Registry, *testenv.TokenServer) {
 				return testenv.StartRegistry(t, testenv.RegistryOptions{BasicAuth: creds}), nil
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *testenv.Registry) Config {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
@@ -51,7 +50,7 @@ func TestDebianRegistry(t *testing.T) {
 				ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{Credentials: creds})
 				return testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *testenv.Registry) Config {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
@@ -61,8 +60,8 @@ func TestDebianRegistry(t *testing.T) {
 				ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{Credentials: creds, AnonymousPull: true})
 				return testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *testenv.Registry) agentconfig.Upstream {
-				return agentconfig.Upstream{Endpoint: r.URL}
+			cfg: func(t *testing.T, r *testenv.Registry) Config {
+				return Config{Endpoint: r.URL}
 			},
 		},
 	} {
@@ -165,7 +164,7 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 	if strings.Contains(logs.String(), "wrong-password") {
 		t.Errorf("the password is in the logs")
 	}
-	anon, _ := newTestClient(t, reg.Addr, agentconfig.Upstream{})
+	anon, _ := newTestClient(t, reg.Addr, Config{})
 	_, _, _, err = anon.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "basic, anonymous", err, ErrUnauthorized)
 
@@ -175,7 +174,7 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 	c, _ = newTestClient(t, treg.Addr, basicConfig(t, treg.URL, "berth", "wrong"))
 	_, _, _, err = c.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "token, wrong password", err, ErrUnauthorized)
-	anon, _ = newTestClient(t, treg.Addr, agentconfig.Upstream{})
+	anon, _ = newTestClient(t, treg.Addr, Config{})
 	_, _, _, err = anon.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "token, anonymous", err, ErrUnauthorized)
 }
@@ -188,7 +187,7 @@ func TestResumeAfterCut(t *testing.T) {
 	big := testenv.RandomLayer(8 << 20)
 	im := testenv.SeedImage(t, reg.URL, "cut/me", "v1", big)
 	proxy := startCutProxy(t, reg.Addr, 1<<20)
-	c, logs := newTestClient(t, "cut.example", agentconfig.Upstream{Endpoint: "http://" + proxy.Addr})
+	c, logs := newTestClient(t, "cut.example", Config{Endpoint: "http://" + proxy.Addr})
 
 	rc, size, err := c.OpenBlob(context.Background(), "cut/me", im.Layers[0].Digest, 0)
 	if err != nil {
@@ -228,7 +227,7 @@ func TestResumeAfterCut(t *testing.T) {
 func TestBusybox(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	bb := testenv.SeedBusybox(t, reg.URL, "library/busybox", "latest")
-	c, _ := newTestClient(t, "docker.io", agentconfig.Upstream{Endpoint: reg.URL})
+	c, _ := newTestClient(t, "docker.io", Config{Endpoint: reg.URL})
 	ctx := context.Background()
 
 	// docker.io names get library/.
@@ -290,7 +289,7 @@ func TestConcurrentTokenFetch(t *testing.T) {
 	ts := testenv.StartTokenServer(t, testenv.TokenServerOptions{})
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TokenAuth: ts})
 	im := testenv.SeedImage(t, reg.URL, "many", "v1", []byte("x"))
-	c, _ := newTestClient(t, reg.Addr, agentconfig.Upstream{})
+	c, _ := newTestClient(t, reg.Addr, Config{})
 	// Learn the challenge with another repository, as an earlier pull
 	// would have.
 	if _, _, _, err := c.GetManifest(context.Background(), "warmup", "v1", nil); !errors.Is(err, ErrNotFound) {

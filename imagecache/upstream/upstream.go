@@ -35,7 +35,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/secret"
 )
@@ -53,7 +52,7 @@ type Options struct {
 	// "127.0.0.1:5000".
 	Registry string
 	// Config is the registry's entry of cache.upstreams (zero: defaults).
-	Config agentconfig.Upstream
+	Config Config
 	// HTTPClient sends the requests; nil means httpclient.NewStandard.
 	// The client never lets it follow redirects itself.
 	HTTPClient *http.Client
@@ -86,13 +85,6 @@ const (
 
 // dockerHubEndpoint is where docker.io's API lives.
 const dockerHubEndpoint = "https://registry-1.docker.io"
-
-// Auth modes of agentconfig.Upstream.Auth.
-const (
-	authNone    = "none"
-	authBasic   = "basic"
-	authManaged = "managed-identity"
-)
 
 // Client talks to one upstream registry. It is safe for concurrent use.
 type Client struct {
@@ -127,10 +119,7 @@ type cachedToken struct {
 // New returns a client for o.Registry. It reads basic credentials from
 // their files now, and checks the endpoint: plain http only to loopback.
 func New(o Options) (*Client, error) {
-	name := strings.ToLower(strings.TrimSpace(o.Registry))
-	if name == "index.docker.io" || name == "registry-1.docker.io" {
-		name = "docker.io"
-	}
+	name := canonicalName(o.Registry)
 	base, err := endpoint(name, o.Config.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", o.Registry, err)
@@ -163,9 +152,9 @@ func New(o Options) (*Client, error) {
 		c.resumeWait = defaultResumeWait
 	}
 	switch c.mode {
-	case "", authNone:
-		c.mode = authNone
-	case authBasic:
+	case "", AuthNone:
+		c.mode = AuthNone
+	case AuthBasic:
 		if c.user, err = readSecretFile("usernameFile", o.Config.UsernameFile); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
@@ -175,7 +164,7 @@ func New(o Options) (*Client, error) {
 		if c.pass, err = readSecretFile("passwordFile", o.Config.PasswordFile); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
-	case authManaged:
+	case AuthManagedIdentity:
 		if o.TokenSource == nil {
 			return nil, fmt.Errorf("upstream %s: auth managed-identity needs a token source", name)
 		}
@@ -351,7 +340,7 @@ func (c *Client) learn(cs []challenge, scope, used string) bool {
 	switch ch.scheme {
 	case "basic":
 		// Only helps if we have credentials and did not send them.
-		return c.mode == authBasic && used == ""
+		return c.mode == AuthBasic && used == ""
 	default:
 		if used == "" || prev == nil || !sameChallenge(*prev, ch) {
 			return true
@@ -377,7 +366,7 @@ func (c *Client) authorization(ctx context.Context, scope string) (string, error
 	}
 	switch ch.scheme {
 	case "basic":
-		if c.mode != authBasic {
+		if c.mode != AuthBasic {
 			return "", nil
 		}
 		return "Basic " + basicAuth(c.user, c.pass), nil

@@ -27,7 +27,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/secret"
 )
 
@@ -89,7 +88,7 @@ type Container struct {
 // credential's secret (keyFile/AZURE_STORAGE_KEY, sasFile/AZURE_STORAGE_SAS_TOKEN)
 // and builds the client; it makes no request. An empty cred.Auth means
 // managed-identity, agent.yaml's default.
-func New(rawURL string, cred agentconfig.Credential, opts Options) (*Container, error) {
+func New(rawURL string, cred Credential, opts Options) (*Container, error) {
 	loc, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err

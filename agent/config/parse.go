@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"bytes"
@@ -17,6 +17,11 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/units"
 )
 
 // MaxFileSize is the largest configuration Parse and Load accept, in bytes.
@@ -267,7 +272,14 @@ func (d *decoder) value(n, at *yaml.Node, v reflect.Value, key string) {
 			return
 		}
 		if err := u.UnmarshalText([]byte(n.Value)); err != nil {
-			d.failAt(at, key, "%v", err)
+			var ve *units.ValueError
+			if errors.As(err, &ve) {
+				// quote, not the plain quoting of ValueError.Error: a
+				// hostile value is cut and its look-alike characters shown.
+				d.failAt(at, key, "%s %s", quote(ve.Value), ve.Problem)
+			} else {
+				d.failAt(at, key, "%v", err)
+			}
 		}
 		return
 	}
@@ -298,7 +310,7 @@ func (d *decoder) value(n, at *yaml.Node, v reflect.Value, key string) {
 			v.Set(reflect.ValueOf(x))
 		}
 	default:
-		d.failAt(at, key, "cannot hold a value of Go type %s (a bug in agentconfig)", v.Type())
+		d.failAt(at, key, "cannot hold a value of Go type %s (a bug in agent/config)", v.Type())
 	}
 }
 
@@ -436,9 +448,9 @@ func (d *decoder) mapping(n, at *yaml.Node, v reflect.Value, key string) {
 func newElem(t reflect.Type) reflect.Value {
 	e := reflect.New(t).Elem()
 	switch t {
-	case reflect.TypeFor[Storage]():
+	case reflect.TypeFor[blobtier.Config]():
 		e.Set(reflect.ValueOf(DefaultStorage()))
-	case reflect.TypeFor[Upstream]():
+	case reflect.TypeFor[upstream.Config]():
 		e.Set(reflect.ValueOf(DefaultUpstream()))
 	}
 	return e
@@ -572,9 +584,9 @@ func describe(n *yaml.Node) string {
 
 func wantText(v reflect.Value) string {
 	switch v.Addr().Interface().(type) {
-	case *Duration:
+	case *units.Duration:
 		return "a duration such as 90s, 5m or 1h30m"
-	case *Size:
+	case *units.Size:
 		return "a size such as 512MiB or 50GiB"
 	}
 	return "a single value"
@@ -661,9 +673,9 @@ func secretFile(name string, allowed []string) string {
 func envHint(fileKey string) string {
 	switch fileKey {
 	case "keyFile":
-		return ", or set " + EnvStorageKey
+		return ", or set " + azstore.EnvAccountKey
 	case "sasFile":
-		return ", or set " + EnvStorageSAS
+		return ", or set " + azstore.EnvSASToken
 	}
 	return ""
 }

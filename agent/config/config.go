@@ -1,0 +1,128 @@
+// Package config holds the schema of agent.yaml, its defaults, and the
+// strict loader that turns a file (YAML, or the same schema as JSON) into a
+// Config or into a list of errors that name the key, the line and what is
+// allowed.
+//
+// Each subsystem owns the type of its block (engine.Config,
+// imagecache.Config, report.Config, azstore.Credential, …); this package
+// composes them, holds every default, and checks values. Because it sees
+// the whole schema, only cmd/agent, the composition root in agent/, and
+// provision/ (the one-shot converge and the VM extension handler, which
+// writes agent.yaml) may import it: a subsystem takes its own block, not
+// the agent's config. internal/repocheck enforces that.
+package config
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/engine/release"
+	"github.com/berthhq/berth/imagecache"
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/paths"
+	"github.com/berthhq/berth/internal/units"
+	"github.com/berthhq/berth/telemetry"
+	"github.com/berthhq/berth/telemetry/report"
+)
+
+// Config is the whole of agent.yaml. Each section's type is owned by the
+// package that acts on it; one loader checks them all.
+//
+// The yaml and json tags carry the same camelCase names: the file may be
+// written in either form, and ShowYAML and ShowJSON print those names.
+type Config struct {
+	Agent     Agent                  `yaml:"agent" json:"agent"`
+	Control   report.Config          `yaml:"control" json:"control"`
+	Engine    engine.Config          `yaml:"engine" json:"engine"`
+	Cache     imagecache.Config      `yaml:"cache" json:"cache"`
+	Health    telemetry.HealthConfig `yaml:"health" json:"health"`
+	Provision Provision              `yaml:"provision" json:"provision"`
+
+	// Source says where the config was read from, so that Validate can name
+	// the line of a bad value. See Source.
+	Source *Source `yaml:"-" json:"-"`
+}
+
+// Agent identifies the host and says where its state lives. It is the
+// agent's own block, so it lives with the agent's config.
+type Agent struct {
+	// ID defaults to the Azure VM's vmId from IMDS, else the machine id.
+	ID string `yaml:"id" json:"id"`
+	// StateDir defaults to the platform's state folder (see internal/paths).
+	StateDir string `yaml:"stateDir" json:"stateDir"`
+	// Labels are free key/values reported to control (pool, region, ring).
+	Labels map[string]string `yaml:"labels" json:"labels"`
+}
+
+// Provision tunes the one-shot converge. It lives here rather than in
+// provision/ because provision imports this package (the extension handler
+// writes agent.yaml).
+type Provision struct {
+	AllowReboot bool `yaml:"allowReboot" json:"allowReboot"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() Config {
+	return Config{
+		Agent:   Agent{Labels: map[string]string{}},
+		Control: report.Config{Auth: report.AuthManagedIdentity, ReportInterval: units.Duration(60 * time.Second)},
+		Engine: engine.Config{
+			Managed:  true,
+			Flavor:   "docker",
+			Channel:  "stable",
+			Releases: release.Config{Credential: defaultCredential()},
+			Settings: map[string]any{},
+			Upgrade:  engine.UpgradeConfig{HealthTimeout: units.Duration(120 * time.Second)},
+		},
+		Cache: imagecache.Config{
+			Enabled:   true,
+			Listen:    "127.0.0.1:5050",
+			Local:     imagecache.LocalConfig{MaxSize: 50 * units.GiB},
+			Storage:   []blobtier.Config{},
+			Upstreams: map[string]upstream.Config{},
+			Allow:     []string{},
+			Prewarm:   []string{},
+		},
+		Health: telemetry.HealthConfig{Listen: "127.0.0.1:8765"},
+	}
+}
+
+// DefaultStorage is what each cache.storage entry starts from.
+func DefaultStorage() blobtier.Config {
+	return blobtier.Config{Credential: defaultCredential()}
+}
+
+// DefaultUpstream is what each cache.upstreams entry starts from, and the
+// settings of a registry the file does not list.
+func DefaultUpstream() upstream.Config { return upstream.Config{Auth: upstream.AuthNone} }
+
+// defaultCredential is what engine.releases and each cache.storage entry
+// authenticate with when the file says nothing.
+func defaultCredential() azstore.Credential {
+	return azstore.Credential{Auth: azstore.AuthManagedIdentity}
+}
+
+// StateDir returns agent.stateDir, or the platform's state folder when it
+// is empty.
+func (c Config) StateDir() string {
+	if c.Agent.StateDir != "" {
+		return c.Agent.StateDir
+	}
+	return paths.StateDir()
+}
+
+// EngineEndpoint returns engine.endpoint, or when it is empty the
+// platform's default API address of engine.flavor: Docker's socket or
+// pipe, or containerd's.
+func (c Config) EngineEndpoint() string { return c.Engine.APIEndpoint() }
+
+// CacheDir returns cache.local.dir, or <stateDir>/cache when it is empty.
+func (c Config) CacheDir() string {
+	if c.Cache.Local.Dir != "" {
+		return c.Cache.Local.Dir
+	}
+	return filepath.Join(c.StateDir(), paths.CacheDir)
+}
