@@ -126,3 +126,48 @@ func (c Config) CacheDir() string {
 	}
 	return filepath.Join(c.StateDir(), paths.CacheDir)
 }
+
+// Effective returns c with every key whose empty value stands for a
+// default filled in with what the agent uses on this platform: what
+// `berth-agent config show` prints. It resolves agent.stateDir,
+// engine.endpoint, cache.local.dir, each cache.upstreams entry's endpoint,
+// and an empty auth (which engine.releases and cache.storage[] read as
+// managed-identity, control and cache.upstreams as none). Keys only known
+// at run time stay empty: agent.id (IMDS or the machine id),
+// engine.version (control or the channel's newest) and engine.dataRoot
+// (the engine's own default). c itself is not changed.
+func (c Config) Effective() Config {
+	e := c
+	e.Agent.StateDir = c.StateDir()
+	e.Engine.Endpoint = c.EngineEndpoint()
+	e.Cache.Local.Dir = c.CacheDir()
+	e.Control.Auth = orDefault(c.Control.Auth, report.AuthNone)
+	e.Engine.Releases.Auth = orDefault(c.Engine.Releases.Auth, azstore.AuthManagedIdentity)
+	if c.Cache.Storage != nil {
+		e.Cache.Storage = make([]blobtier.Config, len(c.Cache.Storage))
+		for i, s := range c.Cache.Storage {
+			s.Auth = orDefault(s.Auth, azstore.AuthManagedIdentity)
+			e.Cache.Storage[i] = s
+		}
+	}
+	if c.Cache.Upstreams != nil {
+		e.Cache.Upstreams = make(map[string]upstream.Config, len(c.Cache.Upstreams))
+		for name, u := range c.Cache.Upstreams {
+			u.Auth = orDefault(u.Auth, upstream.AuthNone)
+			if u.Endpoint == "" {
+				// A name Validate refuses has no endpoint to show; the
+				// empty value lets that show too.
+				u.Endpoint, _ = u.EndpointFor(name)
+			}
+			e.Cache.Upstreams[name] = u
+		}
+	}
+	return e
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"reflect"
@@ -21,6 +22,7 @@ import (
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/upstream"
 	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/units"
 )
 
@@ -32,20 +34,40 @@ const MaxFileSize = 1 << 20
 const maxDepth = 64
 
 // Load reads the configuration file at path and parses it like Parse, naming
-// path in every error. A file that cannot be read gives an error that wraps
-// the os error (errors.Is(err, fs.ErrNotExist) for a missing file); a file
-// that can be read but is wrong gives Errors.
+// path in every error. Every error is Errors: a file that cannot be read
+// gives one problem that names the path, says what to do and wraps the os
+// error (errors.Is(err, fs.ErrNotExist) for a missing file).
 func Load(path string) (Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, unreadable(path, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return Config{}, fmt.Errorf("read config %s: %w", path, err)
+		return Config{}, unreadable(path, err)
 	}
 	return Parse(path, data)
+}
+
+// unreadable explains a config file that cannot be read. A missing file is
+// the usual mistake of a first run, so it says how to give one.
+func unreadable(path string, err error) Errors {
+	reason := err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err // the path is already in front of the message
+	}
+	msg := fmt.Sprintf("cannot read the config file: %v", reason)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		msg = "the config file does not exist; write it (see docs/configuration.md), or give its path with --config or " + paths.ConfigEnv
+	case errors.Is(err, fs.ErrPermission):
+		msg += "; run as a user that may read it, or give another file with --config or " + paths.ConfigEnv
+	default:
+		msg += "; give the path of a readable file with --config or " + paths.ConfigEnv
+	}
+	return Errors{{File: path, Msg: msg, Err: err}}
 }
 
 // Parse reads a configuration, YAML or JSON (a document whose first

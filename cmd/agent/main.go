@@ -209,6 +209,7 @@ func cmdConfig(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
+		cfg = cfg.Effective()
 		show := cfg.ShowYAML
 		if e.output == "json" {
 			show = cfg.ShowJSON
