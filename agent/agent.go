@@ -18,11 +18,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/flavors"
 	"github.com/berthhq/berth/engine/release"
 	"github.com/berthhq/berth/imagecache"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/hostid"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
@@ -48,7 +49,7 @@ func (o Options) logger() *slog.Logger {
 
 // Agent is the daemon: this machine as the agent manages it.
 type Agent struct {
-	cfg     agentconfig.Config
+	cfg     config.Config
 	db      *statedb.DB
 	engine  *engine.Manager
 	desired *engine.Desired
@@ -66,7 +67,7 @@ type Agent struct {
 // id's first resolution, which asks IMDS for the VM id (within 2 s, once per
 // agent.db: the id is remembered); release metadata is fetched when a
 // version is needed, and reports are sent only by Run.
-func New(ctx context.Context, cfg agentconfig.Config, o Options) (*Agent, error) {
+func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 	log := o.logger()
 	db, err := openDB(cfg)
 	if err != nil {
@@ -88,14 +89,14 @@ func New(ctx context.Context, cfg agentconfig.Config, o Options) (*Agent, error)
 	return a, nil
 }
 
-func openDB(cfg agentconfig.Config) (*statedb.DB, error) {
+func openDB(cfg config.Config) (*statedb.DB, error) {
 	return statedb.Open(filepath.Join(cfg.StateDir(), paths.DBFile))
 }
 
 // newEngine builds the engine manager: the flavor, the platform's runner,
 // the signed release source, and what Berth writes into the engine's
 // configuration. onEvent is told of every change worth reporting.
-func newEngine(ctx context.Context, cfg agentconfig.Config, db *statedb.DB, log *slog.Logger, progress engine.ProgressFunc, onEvent func(engine.Event)) (*engine.Manager, error) {
+func newEngine(ctx context.Context, cfg config.Config, db *statedb.DB, log *slog.Logger, progress engine.ProgressFunc, onEvent func(engine.Event)) (*engine.Manager, error) {
 	flavor, err := flavors.New(cfg.Engine.Flavor, filepath.Join(cfg.StateDir(), paths.LogsDir))
 	if err != nil {
 		return nil, err
@@ -151,7 +152,7 @@ func newEngine(ctx context.Context, cfg agentconfig.Config, db *statedb.DB, log 
 
 // newCache builds the image cache's tiers and handler; nothing listens
 // until Start.
-func newCache(cfg agentconfig.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*imagecache.Service, error) {
+func newCache(cfg config.Config, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*imagecache.Service, error) {
 	return imagecache.NewService(cfg.Cache, cfg.CacheDir(), db, reg, log)
 }
 
@@ -185,7 +186,7 @@ func (a *Agent) newReporter(ctx context.Context, log *slog.Logger) (*report.Repo
 // missing) is not fatal here: the agent still manages the engine and the
 // cache, and every send fails with the reason, which the "control" check
 // and the log show.
-func newClient(c agentconfig.Control, log *slog.Logger) (*report.Client, error) {
+func newClient(c report.Config, log *slog.Logger) (*report.Client, error) {
 	if c.URL == "" {
 		return nil, nil
 	}
@@ -218,7 +219,7 @@ func (b brokenToken) Token(context.Context, bool) (string, error) { return "", b
 // version against the desired one; on Windows HCS and HNS), the data
 // root's disk space, the cache listener and each storage tier, the control
 // endpoint.
-func checks(cfg agentconfig.Config, m *engine.Manager, d *engine.Desired, c *imagecache.Service, r *report.Reporter) []telemetry.CheckFunc {
+func checks(cfg config.Config, m *engine.Manager, d *engine.Desired, c *imagecache.Service, r *report.Reporter) []telemetry.CheckFunc {
 	dataRoot := cfg.Engine.DataRoot
 	if dataRoot == "" {
 		dataRoot = cfg.StateDir()

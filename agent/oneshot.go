@@ -5,9 +5,10 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/imagecache"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/telemetry"
 	"github.com/berthhq/berth/telemetry/outbox"
 	"github.com/berthhq/berth/telemetry/report"
@@ -18,7 +19,7 @@ import (
 
 // OpenEngine is the engine manager for `berth-agent engine …`. Its events
 // are queued in agent.db's outbox for the daemon to send.
-func OpenEngine(ctx context.Context, cfg agentconfig.Config, o Options) (*engine.Manager, error) {
+func OpenEngine(ctx context.Context, cfg config.Config, o Options) (*engine.Manager, error) {
 	db, err := openDB(cfg)
 	if err != nil {
 		return nil, err
@@ -30,7 +31,7 @@ func OpenEngine(ctx context.Context, cfg agentconfig.Config, o Options) (*engine
 
 // OpenCache is the image cache for `berth-agent cache …`: its tiers opened,
 // no listener. The caller Closes it.
-func OpenCache(ctx context.Context, cfg agentconfig.Config, log *slog.Logger) (*imagecache.Service, error) {
+func OpenCache(ctx context.Context, cfg config.Config, log *slog.Logger) (*imagecache.Service, error) {
 	db, err := openDB(cfg)
 	if err != nil {
 		return nil, err
@@ -48,7 +49,7 @@ func OpenCache(ctx context.Context, cfg agentconfig.Config, log *slog.Logger) (*
 // HealthChecks are the daemon's checks for `berth-agent health`, run from
 // outside the daemon: nothing is started, and the control check tells
 // reachability only (the daemon's reporter knows whether reports get through).
-func HealthChecks(ctx context.Context, cfg agentconfig.Config, log *slog.Logger) ([]telemetry.CheckFunc, error) {
+func HealthChecks(ctx context.Context, cfg config.Config, log *slog.Logger) ([]telemetry.CheckFunc, error) {
 	db, err := openDB(cfg)
 	if err != nil {
 		return nil, err
@@ -70,7 +71,7 @@ func HealthChecks(ctx context.Context, cfg agentconfig.Config, log *slog.Logger)
 // cache.enabled), for `berth-agent pull`. namespace is for flavors that
 // have them ("" for the default); progress, when set (a terminal), shows
 // the pull as it goes.
-func Puller(ctx context.Context, cfg agentconfig.Config, namespace string, progress io.Writer, log *slog.Logger) (engine.Puller, error) {
+func Puller(ctx context.Context, cfg config.Config, namespace string, progress io.Writer, log *slog.Logger) (engine.Puller, error) {
 	m, err := OpenEngine(ctx, cfg, Options{Logger: log})
 	if err != nil {
 		return nil, err

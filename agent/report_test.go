@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/hostid"
+	"github.com/berthhq/berth/internal/units"
+	"github.com/berthhq/berth/telemetry/report"
 )
 
 // The daemon reports: the agent id from IMDS, an agent.started event, an
@@ -49,10 +51,10 @@ func TestAgentReports(t *testing.T) {
 	}))
 	defer ctl.Close()
 
-	cfg := agentconfig.Default()
+	cfg := config.Default()
 	cfg.Agent.StateDir = t.TempDir()
 	cfg.Agent.Labels = map[string]string{"pool": "blue"}
-	cfg.Control = agentconfig.Control{URL: ctl.URL, Auth: "none", ReportInterval: agentconfig.Duration(200 * time.Millisecond)}
+	cfg.Control = report.Config{URL: ctl.URL, Auth: "none", ReportInterval: units.Duration(200 * time.Millisecond)}
 	cfg.Engine.Managed = false
 	cfg.Engine.Endpoint = "unix://" + t.TempDir() + "/no-engine.sock"
 	cfg.Cache.Enabled = false

@@ -122,7 +122,7 @@ func (p *prewarmer) pull(ctx context.Context, a *Agent, pl engine.Puller, images
 	}
 	if done != key {
 		a.log.Info("prewarming images", "images", images)
-		if err := pl.Pull(ctx, images...); err != nil {
+		if _, err := pl.Pull(ctx, images...); err != nil {
 			return err
 		}
 		a.log.Info("prewarmed images", "images", images)

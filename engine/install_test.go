@@ -18,7 +18,7 @@ import (
 	"github.com/berthhq/berth/engine/archive"
 	"github.com/berthhq/berth/engine/docker"
 	"github.com/berthhq/berth/engine/release"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -123,14 +123,14 @@ func TestInstallRefusesHostileInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := tufrepo.Publish(ctx, repo, pub, agentconfig.Credential{Auth: "none"}); err != nil {
+			if err := tufrepo.Publish(ctx, repo, pub, azstore.Credential{Auth: "none"}); err != nil {
 				t.Fatal(err)
 			}
 			if tc.tamper != nil {
 				tc.tamper(t, pub, filepath.Join(pub, filepath.FromSlash(tufrepo.RemotePath(tgt.Path, tgt.SHA256))))
 			}
 			state := filepath.Join(work, "state")
-			opts := release.Options{URL: pub, Credential: agentconfig.Credential{Auth: "none"}, RootFile: filepath.Join(repo, "metadata", "root.json"), StateDir: state}
+			opts := release.Options{URL: pub, Credential: azstore.Credential{Auth: "none"}, RootFile: filepath.Join(repo, "metadata", "root.json"), StateDir: state}
 			if !tc.now.IsZero() {
 				opts.Now = func() time.Time { return tc.now }
 			}

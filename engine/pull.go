@@ -12,10 +12,12 @@ import (
 // when one is given, and stops at the first failure. Each flavor has its own:
 // dockerd pulls through its API, containerd through the ctr of its package.
 type Puller interface {
-	Pull(ctx context.Context, images ...string) error
+	// Pull returns the images' names as the engine knows them (containerd
+	// fully qualified: docker.io/library/busybox:latest).
+	Pull(ctx context.Context, images ...string) ([]string, error)
 	// Target says, besides the image names, where the images land (for
-	// containerd "namespace=k8s.io"), "" when nothing else decides it: a
-	// pull remembered as done is done again when it changes.
+	// containerd "containerd namespace k8s.io"), "" when nothing else
+	// decides it: a pull remembered as done is done again when it changes.
 	Target() string
 }
 

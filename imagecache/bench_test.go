@@ -19,7 +19,6 @@ import (
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv/registry"
 )
@@ -92,7 +91,7 @@ func startBenchCache(b *testing.B, reg *registry.Server, endpoint, repo string) 
 	if err := d.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: agentconfig.Upstream{Endpoint: endpoint}})
+	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: upstream.Config{Endpoint: endpoint}})
 	if err != nil {
 		b.Fatal(err)
 	}

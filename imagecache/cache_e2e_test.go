@@ -20,7 +20,7 @@ import (
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
@@ -42,14 +42,14 @@ func newWorld(t *testing.T, layers ...[]byte) *world {
 	reg := registry.Start(t, registry.Options{})
 	img := imagetest.Seed(t, reg.URL, "team/app", "v1", layers...)
 	az := azurite.Start(t)
-	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL("cache"), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
+	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL("cache"), Credential: azstore.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := bt.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cred := agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}
+	cred := azstore.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}
 	raw, err := azstore.New(az.ContainerURL("cache"), cred, azstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func (w *world) cache(d *disk.Disk, endpoint string) (*httptest.Server, *disk.Di
 		}
 		t.Cleanup(func() { d.Close() })
 	}
-	up, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: agentconfig.Upstream{Endpoint: endpoint}})
+	up, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: upstream.Config{Endpoint: endpoint}})
 	if err != nil {
 		t.Fatal(err)
 	}

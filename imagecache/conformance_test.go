@@ -26,7 +26,7 @@ import (
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/internal/testenv/registry"
@@ -323,7 +323,7 @@ func newDiskTier(t *testing.T) *disk.Disk {
 
 func newBlobTier(t *testing.T, az *azurite.Server, container string) *blobtier.Tier {
 	t.Helper()
-	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL(container), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
+	bt, err := blobtier.New(blobtier.Options{URL: az.ContainerURL(container), Credential: azstore.Credential{Auth: "shared-key", KeyFile: az.KeyFile(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func newBlobTier(t *testing.T, az *azurite.Server, container string) *blobtier.T
 // ns, a front adds ?ns=<reg.Addr> to each request, as containerd does.
 func startCache(t *testing.T, reg *registry.Server, tiers []cas.Tier, ns bool) *httptest.Server {
 	t.Helper()
-	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: agentconfig.Upstream{Endpoint: reg.URL}})
+	up, err := upstream.New(upstream.Options{Registry: reg.Addr, Config: upstream.Config{Endpoint: reg.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}

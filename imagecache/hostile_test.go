@@ -23,7 +23,7 @@ import (
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
@@ -368,11 +368,11 @@ func newHostileWorld(t *testing.T) *hostileWorld {
 func (w *hostileWorld) start(t *testing.T) (*httptest.Server, *disk.Disk) {
 	t.Helper()
 	d := newDiskTier(t)
-	realUp, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: agentconfig.Upstream{Endpoint: w.reg.URL}})
+	realUp, err := upstream.New(upstream.Options{Registry: w.reg.Addr, Config: upstream.Config{Endpoint: w.reg.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	liar, err := upstream.New(upstream.Options{Registry: w.fakeUp, Config: agentconfig.Upstream{Endpoint: w.fake.URL},
+	liar, err := upstream.New(upstream.Options{Registry: w.fakeUp, Config: upstream.Config{Endpoint: w.fake.URL},
 		MaxResumes: 2, ResumeWait: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/disk"
 	"github.com/berthhq/berth/imagecache/upstream"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/statedb"
 )
@@ -29,7 +29,7 @@ import (
 // registry handler and the loopback listener. The daemon Starts it; the
 // one-shot cache commands only OpenTiers.
 type Service struct {
-	cfg   agentconfig.Cache
+	cfg   Config
 	log   *slog.Logger
 	Disk  *disk.Disk
 	Blobs []*blobtier.Tier
@@ -47,7 +47,7 @@ type Service struct {
 // NewService builds the cache's tiers and handler from the cache block of
 // the config, with the disk tier in dir. It opens no listener and touches
 // no network until Start.
-func NewService(c agentconfig.Cache, dir string, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
+func NewService(c Config, dir string, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
 	d, err := disk.New(disk.Options{Dir: dir, MaxSize: int64(c.Local.MaxSize), DB: db, Logger: log})
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *Service) upstream(registry string) (Upstream, error) {
 	}
 	conf, ok := s.cfg.Upstreams[registry]
 	if !ok {
-		conf = agentconfig.DefaultUpstream()
+		conf = upstream.DefaultConfig()
 	}
 	// Few, short retries: an engine waits on the other end, and a tag's
 	// last resolution in a tier beats a minute of backoff against an

@@ -17,8 +17,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/berthhq/berth/agent"
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine/docker"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/packaging/tufrepo"
@@ -91,7 +92,7 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 func BenchmarkInstallOverhead(b *testing.B) {
 	r := newRig(b, verA, verB)
 	ctx := context.Background()
-	cfg, err := agentconfig.Load(r.config)
+	cfg, err := config.Load(r.config)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,8 @@ import (
 	"github.com/berthhq/berth/imagecache/blobtier"
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/imagetest"
-	"github.com/berthhq/berth/internal/agentconfig"
+
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/registry"
 )
@@ -68,7 +69,7 @@ func TestPullsThroughTheCache(t *testing.T) {
 		}
 	}
 	blobs := func(c string) *blobtier.Tier {
-		bt, err := blobtier.New(blobtier.Options{URL: b.az.ContainerURL(c), Credential: agentconfig.Credential{Auth: "shared-key", KeyFile: b.keyFile}})
+		bt, err := blobtier.New(blobtier.Options{URL: b.az.ContainerURL(c), Credential: azstore.Credential{Auth: "shared-key", KeyFile: b.keyFile}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/imagetest"
-	"github.com/berthhq/berth/internal/agentconfig"
+
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
@@ -55,7 +56,7 @@ func newContainerdRig(t *testing.T, versions ...string) (*rig, *dockerd.Containe
 		os.Remove(p)
 	}
 	keyFile := az.KeyFile(t)
-	cred := agentconfig.Credential{Auth: "shared-key", KeyFile: keyFile}
+	cred := azstore.Credential{Auth: "shared-key", KeyFile: keyFile}
 	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), cred); err != nil {
 		t.Fatal(err)
 	}

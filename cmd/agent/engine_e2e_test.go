@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
@@ -69,7 +69,7 @@ func newRig(t testing.TB, versions ...string) *rig {
 		os.Remove(p)
 	}
 	keyFile := az.KeyFile(t)
-	cred := agentconfig.Credential{Auth: "shared-key", KeyFile: keyFile}
+	cred := azstore.Credential{Auth: "shared-key", KeyFile: keyFile}
 	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), cred); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,9 @@ func (b *rig) writeConfig(pin string) {
 // agent returns a berth-agent command: this test binary acting as it.
 func (b *rig) agent(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], append(args, "--config", b.config)...)
-	cmd.Env = append(os.Environ(), asAgent+"=1")
+	// The tests time their kills and checks by the agent's progress
+	// lines, which one-shot commands log only at info.
+	cmd.Env = append(os.Environ(), asAgent+"=1", "BERTH_LOG_LEVEL=info")
 	return cmd
 }
 

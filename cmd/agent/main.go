@@ -19,16 +19,18 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/agent"
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/disk"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/progress"
 	"github.com/berthhq/berth/internal/svc"
+	"github.com/berthhq/berth/internal/units"
 	"github.com/berthhq/berth/telemetry"
 )
 
@@ -98,7 +100,7 @@ func program() *cli.Program {
 	}
 }
 
-func (f *flags) load() (agentconfig.Config, error) { return agentconfig.Load(f.config) }
+func (f *flags) load() (config.Config, error) { return config.Load(f.config) }
 
 func cmdVersion(ctx context.Context, in *cli.Invocation) error {
 	info := buildinfo.Get()
@@ -113,7 +115,7 @@ func (f *flags) configValidate(ctx context.Context, in *cli.Invocation) error {
 	if len(in.Args) == 1 {
 		path = in.Args[0]
 	}
-	if _, err := agentconfig.Load(path); err != nil {
+	if _, err := config.Load(path); err != nil {
 		return err
 	}
 	return in.Print(map[string]any{"path": path, "ok": true}, func(w io.Writer) error {
@@ -127,6 +129,8 @@ func (f *flags) configShow(ctx context.Context, in *cli.Invocation) error {
 	if err != nil {
 		return err
 	}
+	// What the agent will use: defaults resolved for this platform.
+	cfg = cfg.Effective()
 	show := cfg.ShowYAML
 	if in.Output == cli.JSON {
 		show = cfg.ShowJSON
@@ -397,12 +401,13 @@ func (f *flags) pull(ctx context.Context, in *cli.Invocation) error {
 	if err != nil {
 		return err
 	}
-	if err := p.Pull(ctx, in.Args...); err != nil {
+	names, err := p.Pull(ctx, in.Args...)
+	if err != nil {
 		return err
 	}
-	out := make([]pulled, len(in.Args))
-	for i, img := range in.Args {
-		out[i] = pulled{Image: img, Target: p.Target()}
+	out := make([]pulled, len(names))
+	for i, name := range names {
+		out[i] = pulled{Image: name, Target: p.Target()}
 	}
 	return in.Print(out, func(w io.Writer) error {
 		for _, o := range out {
@@ -434,7 +439,7 @@ func (f *flags) cache(ctx context.Context, in *cli.Invocation) (*cacheHandle, er
 
 type cacheHandle struct {
 	*imagecache.Service
-	cfg agentconfig.Config
+	cfg config.Config
 }
 
 func (f *flags) cacheStats(ctx context.Context, in *cli.Invocation) error {
@@ -447,7 +452,7 @@ func (f *flags) cacheStats(ctx context.Context, in *cli.Invocation) error {
 	return in.Print(st, func(w io.Writer) error {
 		fmt.Fprintf(w, "listen:    %s\n", st.Listen)
 		fmt.Fprintf(w, "disk:      %d blobs, %s of %s; %d evicted (%s), %d corrupt removed\n",
-			st.Disk.Blobs, agentconfig.Size(st.Disk.Bytes), agentconfig.Size(st.Disk.MaxSize), st.Disk.Evictions, agentconfig.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
+			st.Disk.Blobs, units.Size(st.Disk.Bytes), units.Size(st.Disk.MaxSize), st.Disk.Evictions, units.Size(st.Disk.EvictedBytes), st.Disk.Corrupt)
 		for _, t := range st.Tiers {
 			state := "healthy"
 			if !t.Healthy {
@@ -488,14 +493,14 @@ func (f *flags) cacheVerify(ctx context.Context, in *cli.Invocation) error {
 
 // pruneTarget is the size `cache prune` shrinks the disk tier to: --all
 // empties it, --to SIZE, else cache.local.maxSize.
-func pruneTarget(to string, all bool, maxSize agentconfig.Size) (agentconfig.Size, error) {
+func pruneTarget(to string, all bool, maxSize units.Size) (units.Size, error) {
 	switch {
 	case all && to != "":
 		return 0, cli.Usagef("--all and --to exclude each other: --all empties the tier, --to SIZE shrinks it to SIZE")
 	case all:
 		return 0, nil
 	case to != "":
-		s, err := agentconfig.ParseSize(to)
+		s, err := units.ParseSize(to)
 		if err != nil {
 			return 0, cli.Usagef("--to %q: %v", to, err)
 		}
@@ -519,7 +524,7 @@ func (f *flags) cachePrune(ctx context.Context, in *cli.Invocation) error {
 		return err
 	}
 	return in.Print(res, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "pruned %d blobs (%s) down to %s\n", res.Blobs, agentconfig.Size(res.Bytes), target)
+		_, err := fmt.Fprintf(w, "pruned %d blobs (%s) down to %s\n", res.Blobs, units.Size(res.Bytes), target)
 		return err
 	})
 }

@@ -19,7 +19,7 @@ import (
 
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/measure"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
@@ -243,7 +243,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		b.Fatal(err)
 	}
 	keyFile := az.KeyFile(b)
-	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), agentconfig.Credential{Auth: "shared-key", KeyFile: keyFile}); err != nil {
+	if err := tufrepo.Publish(context.Background(), repo, az.ContainerURL("releases"), azstore.Credential{Auth: "shared-key", KeyFile: keyFile}); err != nil {
 		b.Fatal(err)
 	}
 	db := "sqlite://" + filepath.Join(work, "control.db")

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
@@ -120,7 +119,7 @@ func cmdReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	output := fs.String("output", "text", "text or json")
 	var pkg tufrepo.Package
 	var to string
-	var cred agentconfig.Credential
+	var cred azstore.Credential
 	switch sub {
 	case "add":
 		fs.StringVar(&pkg.Kind, "kind", "", "engine or agent")

@@ -23,7 +23,7 @@ import (
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/httpclient"
-	"github.com/berthhq/berth/internal/logging"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // DefaultServer is the server the CLI talks to without --server or
@@ -40,7 +40,7 @@ type Options struct {
 	Server string
 	// Token is the operator's bearer token; "" sends none (a server
 	// under --auth none).
-	Token logging.Secret
+	Token secret.Value
 	// Logger receives retries; nil discards them.
 	Logger *slog.Logger
 	// Timeout bounds one request including retries' waits (default 30 s).
@@ -55,7 +55,7 @@ type Options struct {
 // Client talks to one berth-control server.
 type Client struct {
 	base    *url.URL
-	token   logging.Secret
+	token   secret.Value
 	http    *retryablehttp.Client
 	timeout time.Duration
 }
@@ -245,9 +245,9 @@ func HostQuery(f store.HostFilter) url.Values {
 
 // LoadToken returns the operator token from file (trimmed; an empty file
 // is an error), else env (the value of BERTH_TOKEN), else none.
-func LoadToken(file, env string) (logging.Secret, error) {
+func LoadToken(file, env string) (secret.Value, error) {
 	if file == "" {
-		return logging.Secret(strings.TrimSpace(env)), nil
+		return secret.Value(strings.TrimSpace(env)), nil
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -260,5 +260,5 @@ func LoadToken(file, env string) (logging.Secret, error) {
 	if strings.ContainsAny(tok, " \t\r\n") {
 		return "", fmt.Errorf("token file %s holds more than one line or word; put only the token in it", file)
 	}
-	return logging.Secret(tok), nil
+	return secret.Value(tok), nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/logging"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // start runs a real server on a real SQLite store with five hosts and
@@ -63,7 +63,7 @@ func start(t *testing.T) (url, operator, agent string) {
 func TestClient(t *testing.T) {
 	url, operator, agent := start(t)
 	ctx := context.Background()
-	c, err := client.New(client.Options{Server: url + "/", Token: logging.Secret(operator)})
+	c, err := client.New(client.Options{Server: url + "/", Token: secret.Value(operator)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestClient(t *testing.T) {
 		status int
 		hint   string
 	}{{"", 401, "--token-file"}, {"berth_wrong", 401, "BERTH_TOKEN"}, {agent, 403, "--operator"}} {
-		c, _ := client.New(client.Options{Server: url, Token: logging.Secret(tt.token)})
+		c, _ := client.New(client.Options{Server: url, Token: secret.Value(tt.token)})
 		_, err := c.Counts(ctx)
 		if !errors.As(err, &ae) || ae.Status != tt.status || !strings.Contains(err.Error(), fmt.Sprint(tt.status)) || !strings.Contains(err.Error(), tt.hint) {
 			t.Errorf("token %q: %v, want %d with a hint %q", tt.token, err, tt.status, tt.hint)

@@ -76,21 +76,21 @@ func CheckNamespace(ns string) error {
 // Pull pulls every image, in order, and stops at the first failure. Every
 // reference is checked before the first pull, so a typo in a list fails
 // before anything is fetched.
-func (p *CtrPuller) Pull(ctx context.Context, images ...string) error {
+func (p *CtrPuller) Pull(ctx context.Context, images ...string) ([]string, error) {
 	refs := make([]string, len(images))
 	for i, s := range images {
 		r, err := Ref(s)
 		if err != nil {
-			return fmt.Errorf("pull into containerd: %w", err)
+			return nil, fmt.Errorf("pull into containerd: %w", err)
 		}
 		refs[i] = r
 	}
 	for _, r := range refs {
 		if err := p.pullOne(ctx, r); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return refs, nil
 }
 
 // Args is ctr's command line for a pull of ref (already normalized).
@@ -310,7 +310,7 @@ func (t *lineTail) lines() []string {
 }
 
 // Target names the namespace the images go into.
-func (p *CtrPuller) Target() string { return "namespace=" + p.Namespace }
+func (p *CtrPuller) Target() string { return "containerd namespace " + p.Namespace }
 
 var _ engine.Puller = (*CtrPuller)(nil)
 

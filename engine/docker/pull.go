@@ -38,20 +38,20 @@ type Puller struct {
 }
 
 // Pull pulls every image, in order, and stops at the first failure.
-func (p *Puller) Pull(ctx context.Context, images ...string) error {
+func (p *Puller) Pull(ctx context.Context, images ...string) ([]string, error) {
 	for _, s := range images {
 		ref, err := imagecache.ParseImageRef(s)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := p.pullOne(ctx, ref); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if p.done != nil {
 		p.done()
 	}
-	return nil
+	return images, nil
 }
 
 func (p *Puller) pullOne(ctx context.Context, ref imagecache.ImageRef) error {

@@ -31,7 +31,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/azstore"
 )
 
 // Sentinels for the refusals a caller may want to tell apart.
@@ -59,7 +59,7 @@ type Options struct {
 	// URL, any https base, or a folder (engine.releases.url).
 	URL string
 	// Credential authenticates to Azure Blob Storage (engine.releases.auth…).
-	Credential agentconfig.Credential
+	Credential azstore.Credential
 	// RootFile is the trusted root metadata shipped with the agent.
 	RootFile string
 	// StateDir is the agent's state folder; verified metadata is kept in

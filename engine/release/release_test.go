@@ -25,7 +25,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/packaging/tufrepo"
@@ -47,9 +46,9 @@ type world struct {
 	t     *testing.T
 	repo  string
 	to    string
-	cred  agentconfig.Credential // the publisher's
-	agent agentconfig.Credential // the agent's
-	url   string                 // what the agent reads
+	cred  azstore.Credential // the publisher's
+	agent azstore.Credential // the agent's
+	url   string             // what the agent reads
 	http  *http.Client
 	state string
 	dest  string
@@ -93,7 +92,7 @@ var (
 			w.url, w.http = srv.URL+"/", srv.Client()
 			// managed-identity is agent.yaml's default; a plain https
 			// server is read without it.
-			w.agent = agentconfig.Credential{Auth: azstore.AuthManagedIdentity}
+			w.agent = azstore.Credential{Auth: azstore.AuthManagedIdentity}
 		}
 	}}
 )
@@ -105,7 +104,7 @@ func azuriteBackend(name, agentAuth string) backend {
 		return func(t *testing.T, w *world) {
 			n++
 			container := "rel" + strconv.Itoa(n)
-			admin := agentconfig.Credential{Auth: azstore.AuthSharedKey, KeyFile: az.KeyFile(t)}
+			admin := azstore.Credential{Auth: azstore.AuthSharedKey, KeyFile: az.KeyFile(t)}
 			c, err := azstore.New(az.ContainerURL(container), admin, azstore.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -118,8 +117,8 @@ func azuriteBackend(name, agentAuth string) backend {
 			case azstore.AuthSharedKey:
 				w.cred, w.agent = admin, admin
 			case azstore.AuthSAS:
-				w.cred = agentconfig.Credential{Auth: azstore.AuthSAS, SASFile: az.SASFile(t, container, "racwdl")}
-				w.agent = agentconfig.Credential{Auth: azstore.AuthSAS, SASFile: az.SASFile(t, container, "rl")}
+				w.cred = azstore.Credential{Auth: azstore.AuthSAS, SASFile: az.SASFile(t, container, "racwdl")}
+				w.agent = azstore.Credential{Auth: azstore.AuthSAS, SASFile: az.SASFile(t, container, "rl")}
 			}
 			w.read = func(name string) []byte {
 				rc, _, err := c.Open(context.Background(), name, 0)
@@ -694,7 +693,7 @@ func TestOpenErrors(t *testing.T) {
 		{"tampered root", Options{URL: dir, RootFile: tampered, StateDir: dir}, "not signed by its own keys", ErrBadSignature},
 		{"plain http", Options{URL: "http://releases.example.com/x", RootFile: root, StateDir: dir}, "plain http is allowed only to loopback", nil},
 		{"missing folder", Options{URL: "/nonexistent/releases", RootFile: root, StateDir: dir}, "releases folder", nil},
-		{"sas without token", Options{URL: "https://acct1.blob.core.windows.net/releases", Credential: agentconfig.Credential{Auth: "sas"}, RootFile: root, StateDir: dir}, "sas auth needs sasFile or AZURE_STORAGE_SAS_TOKEN", nil},
+		{"sas without token", Options{URL: "https://acct1.blob.core.windows.net/releases", Credential: azstore.Credential{Auth: "sas"}, RootFile: root, StateDir: dir}, "sas auth needs sasFile or AZURE_STORAGE_SAS_TOKEN", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(azstore.EnvSASToken, "")

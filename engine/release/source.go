@@ -17,7 +17,6 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 )
 
@@ -35,7 +34,7 @@ type source interface {
 // any URL with shared-key or sas auth (an emulator's path form), goes
 // through azblob with the credential; another https (or loopback http)
 // URL is plain HTTP through hc; anything else is a folder.
-func newSource(rawURL string, cred agentconfig.Credential, hc *http.Client, log *slog.Logger) (source, error) {
+func newSource(rawURL string, cred azstore.Credential, hc *http.Client, log *slog.Logger) (source, error) {
 	if folder, ok := azstore.FolderPath(rawURL); ok {
 		fi, err := os.Stat(folder)
 		if err != nil {

@@ -34,7 +34,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 )
 
@@ -61,7 +60,7 @@ type Options struct {
 	URL string
 	// Credential is how to authenticate (cache.storage[] auth, clientId,
 	// keyFile, sasFile); see azstore.New.
-	Credential agentconfig.Credential
+	Credential azstore.Credential
 	// HTTPClient carries the requests; nil means the Azure SDK's default.
 	HTTPClient *http.Client
 	// ChunkSize is the size of one ranged GET; a blob (from the offset

@@ -21,7 +21,6 @@ import (
 
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/tiertest"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
@@ -43,12 +42,12 @@ func newEnv(t testing.TB) *env {
 	return &env{az: az, keyFile: az.KeyFile(t)}
 }
 
-func (e *env) sharedKey() agentconfig.Credential {
-	return agentconfig.Credential{Auth: azstore.AuthSharedKey, KeyFile: e.keyFile}
+func (e *env) sharedKey() azstore.Credential {
+	return azstore.Credential{Auth: azstore.AuthSharedKey, KeyFile: e.keyFile}
 }
 
 // store opens url (a container URL, possibly with a prefix) with cred.
-func (e *env) store(t testing.TB, url string, cred agentconfig.Credential, hc *http.Client) *azstore.Container {
+func (e *env) store(t testing.TB, url string, cred azstore.Credential, hc *http.Client) *azstore.Container {
 	t.Helper()
 	c, err := azstore.New(url, cred, azstore.Options{HTTPClient: hc})
 	if err != nil {
@@ -405,7 +404,7 @@ func TestHealth(t *testing.T) {
 
 	// Missing container, a read-only container SAS: unhealthy, skipped.
 	missing := newContainerName()
-	sasCred := agentconfig.Credential{Auth: azstore.AuthSAS, SASFile: e.az.SASFile(t, missing, "rl")}
+	sasCred := azstore.Credential{Auth: azstore.AuthSAS, SASFile: e.az.SASFile(t, missing, "rl")}
 	ro := newTier(e.store(t, e.az.ContainerURL(missing), sasCred, nil), Options{})
 	if err := ro.Start(ctx); !errors.Is(err, cas.ErrUnavailable) {
 		t.Errorf("Start with a read-only SAS on a missing container = %v, want ErrUnavailable", err)
@@ -441,7 +440,7 @@ func TestHealth(t *testing.T) {
 	}
 
 	// Wrong key: unavailable.
-	badKey := e.store(t, e.az.ContainerURL(cname), agentconfig.Credential{Auth: azstore.AuthSharedKey, KeyFile: writeKey(t, "AAAA"+e.az.Key[4:])}, nil)
+	badKey := e.store(t, e.az.ContainerURL(cname), azstore.Credential{Auth: azstore.AuthSharedKey, KeyFile: writeKey(t, "AAAA"+e.az.Key[4:])}, nil)
 	if err := newTier(badKey, Options{}).Health(ctx); !errors.Is(err, cas.ErrUnavailable) {
 		t.Errorf("Health with a wrong key = %v, want ErrUnavailable", err)
 	}
@@ -463,7 +462,7 @@ func TestUnreachable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the SDK's retries: skipped with -short")
 	}
-	tier, err := New(Options{URL: "http://" + testenv.FreePort(t) + "/devstoreaccount1/cache", Credential: agentconfig.Credential{Auth: "none"}})
+	tier, err := New(Options{URL: "http://" + testenv.FreePort(t) + "/devstoreaccount1/cache", Credential: azstore.Credential{Auth: "none"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 )
 
 // fakeEntra is a TokenSource standing in for the managed identity.
@@ -168,7 +167,7 @@ func (a *fakeACR) validAccess(authz, scope string) bool {
 }
 
 func acrClient(t *testing.T, a *fakeACR, entra *fakeEntra) (*Client, *logSink) {
-	return newTestClient(t, "myregistry.azurecr.io", agentconfig.Upstream{Endpoint: a.srv.URL, Auth: "managed-identity"},
+	return newTestClient(t, "myregistry.azurecr.io", Config{Endpoint: a.srv.URL, Auth: "managed-identity"},
 		func(o *Options) { o.TokenSource = entra })
 }
 
@@ -269,7 +268,7 @@ func TestACRRefusals(t *testing.T) {
 			w.WriteHeader(http.StatusUnauthorized)
 		}))
 		defer srv.Close()
-		c, _ := newTestClient(t, "x.azurecr.io", agentconfig.Upstream{Endpoint: srv.URL, Auth: "managed-identity"},
+		c, _ := newTestClient(t, "x.azurecr.io", Config{Endpoint: srv.URL, Auth: "managed-identity"},
 			func(o *Options) { o.TokenSource = &fakeEntra{} })
 		_, _, _, err := c.GetManifest(ctx, "app", "v1", nil)
 		assertClass(t, "exchange refused", err, ErrUnauthorized)
@@ -285,7 +284,7 @@ func TestACRRefusals(t *testing.T) {
 			}
 		}))
 		defer srv.Close()
-		c, _ := newTestClient(t, "x.azurecr.io", agentconfig.Upstream{Endpoint: srv.URL, Auth: "managed-identity"},
+		c, _ := newTestClient(t, "x.azurecr.io", Config{Endpoint: srv.URL, Auth: "managed-identity"},
 			func(o *Options) { o.TokenSource = &fakeEntra{} })
 		_, _, _, err := c.GetManifest(ctx, "app", "v1", nil)
 		assertClass(t, "garbage refresh token", err, ErrUnauthorized)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // ACRScope is the Entra ID scope of a token Azure Container Registry
@@ -38,7 +40,7 @@ func tokenKey(ch challenge, scope string) string {
 // token returns a bearer token for scope under challenge ch, from the cache
 // or fetched now. Concurrent callers for one key share one fetch; a caller
 // whose context ends stops waiting, the fetch carries on for the others.
-func (c *Client) token(ctx context.Context, ch challenge, scope string) (secret, error) {
+func (c *Client) token(ctx context.Context, ch challenge, scope string) (secret.Value, error) {
 	key := tokenKey(ch, scope)
 	if tok, ok := c.cached(c.tokens, key); ok {
 		return tok, nil
@@ -48,13 +50,13 @@ func (c *Client) token(ctx context.Context, ch challenge, scope string) (secret,
 		defer cancel()
 		var tok cachedToken
 		var err error
-		if c.mode == authManaged {
+		if c.mode == AuthManagedIdentity {
 			tok, err = c.acrAccessToken(fctx, ch, scope)
 		} else {
 			tok, err = c.registryToken(fctx, ch, scope)
 		}
 		if err != nil {
-			return secret(""), err
+			return secret.Value(""), err
 		}
 		c.store(c.tokens, key, tok)
 		return tok.value, nil
@@ -64,13 +66,13 @@ func (c *Client) token(ctx context.Context, ch challenge, scope string) (secret,
 		if r.Err != nil {
 			return "", r.Err
 		}
-		return r.Val.(secret), nil
+		return r.Val.(secret.Value), nil
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
 }
 
-func (c *Client) cached(m map[string]cachedToken, key string) (secret, bool) {
+func (c *Client) cached(m map[string]cachedToken, key string) (secret.Value, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := m[key]
@@ -162,7 +164,7 @@ func (c *Client) registryToken(ctx context.Context, ch challenge, scope string) 
 	}
 	realm.RawQuery = q.Encode()
 	authz := ""
-	if c.mode == authBasic {
+	if c.mode == AuthBasic {
 		if sameSite(realm.Hostname(), c.base.Hostname()) {
 			authz = "Basic " + basicAuth(c.user, c.pass)
 		} else {
@@ -196,7 +198,7 @@ func (c *Client) registryToken(ctx context.Context, ch challenge, scope string) 
 		life = time.Duration(body.ExpiresIn) * time.Second
 	}
 	c.log.Debug("got registry token", "realm", safeURL(realm), "scope", scope, "lifetime", life)
-	return cachedToken{value: secret(tok), until: c.until(life)}, nil
+	return cachedToken{value: secret.Value(tok), until: c.until(life)}, nil
 }
 
 // acrAccessToken runs Azure Container Registry's flow for the managed
@@ -228,7 +230,7 @@ func (c *Client) acrAccessToken(ctx context.Context, ch challenge, scope string)
 		form := url.Values{
 			"grant_type":    {"refresh_token"},
 			"service":       {service},
-			"refresh_token": {refresh.reveal()},
+			"refresh_token": {refresh.Reveal()},
 		}
 		for _, s := range strings.Fields(scope) {
 			form.Add("scope", s)
@@ -252,14 +254,14 @@ func (c *Client) acrAccessToken(ctx context.Context, ch challenge, scope string)
 			until = c.until(exp.Sub(c.now()))
 		}
 		c.log.Debug("got acr access token", "scope", scope)
-		return cachedToken{value: secret(body.AccessToken), until: until}, nil
+		return cachedToken{value: secret.Value(body.AccessToken), until: until}, nil
 	}
 }
 
 // acrRefreshToken returns ACR's refresh token for the managed identity,
 // cached until it expires: an Entra token for ACRScope, POSTed to
 // /oauth2/exchange with grant_type=access_token.
-func (c *Client) acrRefreshToken(ctx context.Context, realm *url.URL, service string, force bool) (secret, error) {
+func (c *Client) acrRefreshToken(ctx context.Context, realm *url.URL, service string, force bool) (secret.Value, error) {
 	key := realm.Host + "\x00" + service
 	if !force {
 		if tok, ok := c.cached(c.refresh, key); ok {
@@ -274,7 +276,7 @@ func (c *Client) acrRefreshToken(ctx context.Context, realm *url.URL, service st
 		}
 		at, err := c.ts.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{ACRScope}})
 		if err != nil {
-			return secret(""), fmt.Errorf("%w: managed identity token for %s: %w", ErrUnauthorized, ACRScope, err)
+			return secret.Value(""), fmt.Errorf("%w: managed identity token for %s: %w", ErrUnauthorized, ACRScope, err)
 		}
 		exchange := *realm
 		exchange.Path = strings.TrimSuffix(realm.Path, "/token") + "/exchange"
@@ -290,25 +292,25 @@ func (c *Client) acrRefreshToken(ctx context.Context, realm *url.URL, service st
 			RefreshToken string `json:"refresh_token"`
 		}
 		if err := c.postForm(ctx, &exchange, form, &body); err != nil {
-			return secret(""), fmt.Errorf("acr token exchange: %w", err)
+			return secret.Value(""), fmt.Errorf("acr token exchange: %w", err)
 		}
 		if !validToken(body.RefreshToken) {
-			return secret(""), fmt.Errorf("%w: acr token exchange: no usable refresh token in the answer", ErrUnauthorized)
+			return secret.Value(""), fmt.Errorf("%w: acr token exchange: no usable refresh token in the answer", ErrUnauthorized)
 		}
 		until := c.until(defaultRefreshLifetime)
 		if exp, ok := jwtExpiry(body.RefreshToken); ok {
 			until = c.until(exp.Sub(c.now()))
 		}
-		c.store(c.refresh, key, cachedToken{value: secret(body.RefreshToken), until: until})
+		c.store(c.refresh, key, cachedToken{value: secret.Value(body.RefreshToken), until: until})
 		c.log.Debug("exchanged managed identity token for an acr refresh token", "service", service)
-		return secret(body.RefreshToken), nil
+		return secret.Value(body.RefreshToken), nil
 	})
 	select {
 	case r := <-res:
 		if r.Err != nil {
 			return "", r.Err
 		}
-		return r.Val.(secret), nil
+		return r.Val.(secret.Value), nil
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}

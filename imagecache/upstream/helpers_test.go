@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
 )
 
@@ -46,7 +45,7 @@ func (l *logSink) logger() *slog.Logger {
 
 // newTestClient makes a client with fast retries and short resume pauses;
 // edit may change the options first.
-func newTestClient(t *testing.T, registry string, cfg agentconfig.Upstream, edit ...func(*Options)) (*Client, *logSink) {
+func newTestClient(t *testing.T, registry string, cfg Config, edit ...func(*Options)) (*Client, *logSink) {
 	t.Helper()
 	logs := &logSink{}
 	o := Options{
@@ -67,7 +66,7 @@ func newTestClient(t *testing.T, registry string, cfg agentconfig.Upstream, edit
 }
 
 // basicConfig writes credential files and returns the upstream config.
-func basicConfig(t *testing.T, endpoint, user, pass string) agentconfig.Upstream {
+func basicConfig(t *testing.T, endpoint, user, pass string) Config {
 	t.Helper()
 	dir := t.TempDir()
 	uf, pf := filepath.Join(dir, "user"), filepath.Join(dir, "pass")
@@ -77,7 +76,7 @@ func basicConfig(t *testing.T, endpoint, user, pass string) agentconfig.Upstream
 	if err := os.WriteFile(pf, []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return agentconfig.Upstream{Endpoint: endpoint, Auth: "basic", UsernameFile: uf, PasswordFile: pf}
+	return Config{Endpoint: endpoint, Auth: "basic", UsernameFile: uf, PasswordFile: pf}
 }
 
 // cutProxy is a loopback TCP proxy that forwards to target and, once,

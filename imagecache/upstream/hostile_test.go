@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // serve starts an httptest server and returns a client for it, named as a
@@ -25,7 +25,7 @@ func serve(t *testing.T, h http.HandlerFunc, edit ...func(*Options)) (*Client, *
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c, logs := newTestClient(t, "fake.example", agentconfig.Upstream{Endpoint: srv.URL}, edit...)
+	c, logs := newTestClient(t, "fake.example", Config{Endpoint: srv.URL}, edit...)
 	return c, srv, logs
 }
 
@@ -352,7 +352,7 @@ func TestRedirects(t *testing.T) {
 	defer storage.Close()
 
 	reg := startBearerRegistry(t, blob)
-	c, logs := newTestClient(t, "fake.example", agentconfig.Upstream{Endpoint: reg.srv.URL})
+	c, logs := newTestClient(t, "fake.example", Config{Endpoint: reg.srv.URL})
 
 	// Same host: the token goes along.
 	got, _, err := readBlob(c, d, 0)
@@ -397,7 +397,7 @@ func TestRedirectRefusals(t *testing.T) {
 				w.WriteHeader(http.StatusFound)
 			}))
 			defer srv.Close()
-			c, _ := newTestClient(t, "tls.example", agentconfig.Upstream{Endpoint: srv.URL}, func(o *Options) {
+			c, _ := newTestClient(t, "tls.example", Config{Endpoint: srv.URL}, func(o *Options) {
 				o.HTTPClient = srv.Client()
 			})
 			_, _, err := readBlob(c, cas.FromBytes([]byte("x")), 0)
@@ -496,7 +496,7 @@ func TestErrorMapping(t *testing.T) {
 // expires, and a refused token is replaced once.
 func TestTokenLifetime(t *testing.T) {
 	reg := startBearerRegistry(t, []byte("b"))
-	c, _ := newTestClient(t, "fake.example", agentconfig.Upstream{Endpoint: reg.srv.URL})
+	c, _ := newTestClient(t, "fake.example", Config{Endpoint: reg.srv.URL})
 	now := time.Now()
 	c.now = func() time.Time { return now }
 	ctx := context.Background()
@@ -549,24 +549,24 @@ func TestNew(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		registry string
-		cfg      agentconfig.Upstream
+		cfg      Config
 		endpoint string // "" when New must fail
 	}{
-		{"docker hub", "docker.io", agentconfig.Upstream{}, "https://registry-1.docker.io"},
-		{"docker hub alias", "index.docker.io", agentconfig.Upstream{}, "https://registry-1.docker.io"},
-		{"mcr", "mcr.microsoft.com", agentconfig.Upstream{}, "https://mcr.microsoft.com"},
-		{"loopback name", "127.0.0.1:5000", agentconfig.Upstream{}, "http://127.0.0.1:5000"},
-		{"configured", "docker.io", agentconfig.Upstream{Endpoint: "https://mirror.example/"}, "https://mirror.example"},
-		{"loopback http", "r.internal", agentconfig.Upstream{Endpoint: "http://localhost:5000"}, "http://localhost:5000"},
-		{"http elsewhere", "r.internal", agentconfig.Upstream{Endpoint: "http://10.0.0.5:5000"}, ""},
-		{"user info", "r", agentconfig.Upstream{Endpoint: "https://u:p@r.example"}, ""},
-		{"query", "r", agentconfig.Upstream{Endpoint: "https://r.example/?x=1"}, ""},
-		{"ftp", "r", agentconfig.Upstream{Endpoint: "ftp://r.example"}, ""},
-		{"bad name", "a/b", agentconfig.Upstream{}, ""},
-		{"no name", "", agentconfig.Upstream{}, ""},
-		{"unknown auth", "r.example", agentconfig.Upstream{Auth: "kerberos"}, ""},
-		{"basic without files", "r.example", agentconfig.Upstream{Auth: "basic"}, ""},
-		{"managed identity without a token source", "r.azurecr.io", agentconfig.Upstream{Auth: "managed-identity"}, ""},
+		{"docker hub", "docker.io", Config{}, "https://registry-1.docker.io"},
+		{"docker hub alias", "index.docker.io", Config{}, "https://registry-1.docker.io"},
+		{"mcr", "mcr.microsoft.com", Config{}, "https://mcr.microsoft.com"},
+		{"loopback name", "127.0.0.1:5000", Config{}, "http://127.0.0.1:5000"},
+		{"configured", "docker.io", Config{Endpoint: "https://mirror.example/"}, "https://mirror.example"},
+		{"loopback http", "r.internal", Config{Endpoint: "http://localhost:5000"}, "http://localhost:5000"},
+		{"http elsewhere", "r.internal", Config{Endpoint: "http://10.0.0.5:5000"}, ""},
+		{"user info", "r", Config{Endpoint: "https://u:p@r.example"}, ""},
+		{"query", "r", Config{Endpoint: "https://r.example/?x=1"}, ""},
+		{"ftp", "r", Config{Endpoint: "ftp://r.example"}, ""},
+		{"bad name", "a/b", Config{}, ""},
+		{"no name", "", Config{}, ""},
+		{"unknown auth", "r.example", Config{Auth: "kerberos"}, ""},
+		{"basic without files", "r.example", Config{Auth: "basic"}, ""},
+		{"managed identity without a token source", "r.azurecr.io", Config{Auth: "managed-identity"}, ""},
 	} {
 		c, err := New(Options{Registry: tc.registry, Config: tc.cfg})
 		switch {
@@ -591,14 +591,14 @@ func TestNew(t *testing.T) {
 }
 
 func TestSecretsRedacted(t *testing.T) {
-	s := secret("hunter2")
+	s := secret.Value("hunter2")
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
 		if out := fmt.Sprintf(f, s); strings.Contains(out, "hunter2") || strings.Contains(out, "68756e74657232") {
 			t.Errorf("%s printed %s", f, out)
 		}
 	}
 	logs := &logSink{}
-	logs.logger().Info("x", "s", s, "struct", struct{ S secret }{s})
+	logs.logger().Info("x", "s", s, "struct", struct{ S secret.Value }{s})
 	if strings.Contains(logs.String(), "hunter2") {
 		t.Errorf("logged: %s", logs.String())
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/berthhq/berth/imagecache/cas"
 	"github.com/berthhq/berth/imagecache/imagetest"
-	"github.com/berthhq/berth/internal/agentconfig"
+
 	"github.com/berthhq/berth/internal/testenv/registry"
 )
 
@@ -27,7 +27,7 @@ func TestDebianRegistry(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		start func(t *testing.T) (*registry.Server, *registry.TokenServer)
-		cfg   func(t *testing.T, r *registry.Server) agentconfig.Upstream
+		cfg   func(t *testing.T, r *registry.Server) Config
 	}{
 		{
 			name: "anonymous",
@@ -35,14 +35,14 @@ func TestDebianRegistry(t *testing.T) {
 				return registry.Start(t, registry.Options{}), nil
 			},
 			// No endpoint: a loopback registry name means http://name.
-			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream { return agentconfig.Upstream{} },
+			cfg: func(t *testing.T, r *registry.Server) Config { return Config{} },
 		},
 		{
 			name: "basic",
 			start: func(t *testing.T) (*registry.Server, *registry.TokenServer) {
 				return registry.Start(t, registry.Options{BasicAuth: creds}), nil
 			},
-			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *registry.Server) Config {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
@@ -52,7 +52,7 @@ func TestDebianRegistry(t *testing.T) {
 				ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: creds})
 				return registry.Start(t, registry.Options{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
+			cfg: func(t *testing.T, r *registry.Server) Config {
 				return basicConfig(t, r.URL, creds.User, creds.Password)
 			},
 		},
@@ -62,8 +62,8 @@ func TestDebianRegistry(t *testing.T) {
 				ts := registry.StartTokenServer(t, registry.TokenServerOptions{Credentials: creds, AnonymousPull: true})
 				return registry.Start(t, registry.Options{TokenAuth: ts}), ts
 			},
-			cfg: func(t *testing.T, r *registry.Server) agentconfig.Upstream {
-				return agentconfig.Upstream{Endpoint: r.URL}
+			cfg: func(t *testing.T, r *registry.Server) Config {
+				return Config{Endpoint: r.URL}
 			},
 		},
 	} {
@@ -166,7 +166,7 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 	if strings.Contains(logs.String(), "wrong-password") {
 		t.Errorf("the password is in the logs")
 	}
-	anon, _ := newTestClient(t, reg.Addr, agentconfig.Upstream{})
+	anon, _ := newTestClient(t, reg.Addr, Config{})
 	_, _, _, err = anon.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "basic, anonymous", err, ErrUnauthorized)
 
@@ -176,7 +176,7 @@ func TestDebianRegistryRefusesWrongCredentials(t *testing.T) {
 	c, _ = newTestClient(t, treg.Addr, basicConfig(t, treg.URL, "berth", "wrong"))
 	_, _, _, err = c.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "token, wrong password", err, ErrUnauthorized)
-	anon, _ = newTestClient(t, treg.Addr, agentconfig.Upstream{})
+	anon, _ = newTestClient(t, treg.Addr, Config{})
 	_, _, _, err = anon.GetManifest(ctx, "app", "v1", nil)
 	assertClass(t, "token, anonymous", err, ErrUnauthorized)
 }
@@ -189,7 +189,7 @@ func TestResumeAfterCut(t *testing.T) {
 	big := imagetest.RandomLayer(8 << 20)
 	im := imagetest.Seed(t, reg.URL, "cut/me", "v1", big)
 	proxy := startCutProxy(t, reg.Addr, 1<<20)
-	c, logs := newTestClient(t, "cut.example", agentconfig.Upstream{Endpoint: "http://" + proxy.Addr})
+	c, logs := newTestClient(t, "cut.example", Config{Endpoint: "http://" + proxy.Addr})
 
 	rc, size, err := c.OpenBlob(context.Background(), "cut/me", im.Layers[0].Digest, 0)
 	if err != nil {
@@ -229,7 +229,7 @@ func TestResumeAfterCut(t *testing.T) {
 func TestBusybox(t *testing.T) {
 	reg := registry.Start(t, registry.Options{})
 	bb := imagetest.SeedBusybox(t, reg.URL, "library/busybox", "latest")
-	c, _ := newTestClient(t, "docker.io", agentconfig.Upstream{Endpoint: reg.URL})
+	c, _ := newTestClient(t, "docker.io", Config{Endpoint: reg.URL})
 	ctx := context.Background()
 
 	// docker.io names get library/.
@@ -291,7 +291,7 @@ func TestConcurrentTokenFetch(t *testing.T) {
 	ts := registry.StartTokenServer(t, registry.TokenServerOptions{})
 	reg := registry.Start(t, registry.Options{TokenAuth: ts})
 	im := imagetest.Seed(t, reg.URL, "many", "v1", []byte("x"))
-	c, _ := newTestClient(t, reg.Addr, agentconfig.Upstream{})
+	c, _ := newTestClient(t, reg.Addr, Config{})
 	// Learn the challenge with another repository, as an earlier pull
 	// would have.
 	if _, _, _, err := c.GetManifest(context.Background(), "warmup", "v1", nil); !errors.Is(err, ErrNotFound) {

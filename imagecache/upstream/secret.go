@@ -2,37 +2,17 @@ package upstream
 
 import (
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/berthhq/berth/internal/secret"
 )
 
-// secret is a credential or token. It prints and logs as "[redacted]"
-// whatever the verb, so that a stray %v or slog attribute cannot leak it;
-// reveal gives the value to the one place that sends it.
-type secret string
-
-const redacted = "[redacted]"
-
-// String implements fmt.Stringer.
-func (secret) String() string { return redacted }
-
-// GoString implements fmt.GoStringer.
-func (secret) GoString() string { return redacted }
-
-// Format implements fmt.Formatter, for every verb.
-func (secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
-
-// LogValue implements slog.LogValuer.
-func (secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-func (s secret) reveal() string { return string(s) }
-
 // readSecretFile reads a credential file, dropping one trailing line end.
-func readSecretFile(key, path string) (secret, error) {
+func readSecretFile(key, path string) (secret.Value, error) {
 	if path == "" {
 		return "", fmt.Errorf("%s is required for basic auth", key)
 	}
@@ -47,7 +27,7 @@ func readSecretFile(key, path string) (secret, error) {
 	if strings.ContainsAny(s, "\r\n") {
 		return "", fmt.Errorf("%s %s holds more than one line", key, path)
 	}
-	return secret(s), nil
+	return secret.Value(s), nil
 }
 
 // safeURL renders u for logs: scheme, host and path, without user info
@@ -59,7 +39,7 @@ func safeURL(u *url.URL) string {
 	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	s := v.String()
 	if u.RawQuery != "" {
-		s += "?" + redacted
+		s += "?" + secret.Redacted
 	}
 	return s
 }

@@ -35,8 +35,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/berthhq/berth/imagecache/cas"
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/httpclient"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // TokenSource gives Entra ID access tokens; azidentity's credentials
@@ -52,7 +52,7 @@ type Options struct {
 	// "127.0.0.1:5000".
 	Registry string
 	// Config is the registry's entry of cache.upstreams (zero: defaults).
-	Config agentconfig.Upstream
+	Config Config
 	// HTTPClient sends the requests; nil means httpclient.NewStandard.
 	// The client never lets it follow redirects itself.
 	HTTPClient *http.Client
@@ -86,13 +86,6 @@ const (
 // dockerHubEndpoint is where docker.io's API lives.
 const dockerHubEndpoint = "https://registry-1.docker.io"
 
-// Auth modes of agentconfig.Upstream.Auth.
-const (
-	authNone    = "none"
-	authBasic   = "basic"
-	authManaged = "managed-identity"
-)
-
 // Client talks to one upstream registry. It is safe for concurrent use.
 type Client struct {
 	registry  string
@@ -101,8 +94,8 @@ type Client struct {
 	hc        *http.Client
 	log       *slog.Logger
 	mode      string
-	user      secret
-	pass      secret
+	user      secret.Value
+	pass      secret.Value
 	ts        TokenSource
 
 	maxManifest int64
@@ -119,17 +112,14 @@ type Client struct {
 
 // cachedToken is a token and when to stop using it.
 type cachedToken struct {
-	value secret
+	value secret.Value
 	until time.Time
 }
 
 // New returns a client for o.Registry. It reads basic credentials from
 // their files now, and checks the endpoint: plain http only to loopback.
 func New(o Options) (*Client, error) {
-	name := strings.ToLower(strings.TrimSpace(o.Registry))
-	if name == "index.docker.io" || name == "registry-1.docker.io" {
-		name = "docker.io"
-	}
+	name := canonicalName(o.Registry)
 	base, err := endpoint(name, o.Config.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", o.Registry, err)
@@ -162,19 +152,19 @@ func New(o Options) (*Client, error) {
 		c.resumeWait = defaultResumeWait
 	}
 	switch c.mode {
-	case "", authNone:
-		c.mode = authNone
-	case authBasic:
+	case "", AuthNone:
+		c.mode = AuthNone
+	case AuthBasic:
 		if c.user, err = readSecretFile("usernameFile", o.Config.UsernameFile); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
-		if strings.Contains(c.user.reveal(), ":") {
+		if strings.Contains(c.user.Reveal(), ":") {
 			return nil, fmt.Errorf("upstream %s: usernameFile: a user name cannot hold ':'", name)
 		}
 		if c.pass, err = readSecretFile("passwordFile", o.Config.PasswordFile); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
-	case authManaged:
+	case AuthManagedIdentity:
 		if o.TokenSource == nil {
 			return nil, fmt.Errorf("upstream %s: auth managed-identity needs a token source", name)
 		}
@@ -350,7 +340,7 @@ func (c *Client) learn(cs []challenge, scope, used string) bool {
 	switch ch.scheme {
 	case "basic":
 		// Only helps if we have credentials and did not send them.
-		return c.mode == authBasic && used == ""
+		return c.mode == AuthBasic && used == ""
 	default:
 		if used == "" || prev == nil || !sameChallenge(*prev, ch) {
 			return true
@@ -376,7 +366,7 @@ func (c *Client) authorization(ctx context.Context, scope string) (string, error
 	}
 	switch ch.scheme {
 	case "basic":
-		if c.mode != authBasic {
+		if c.mode != AuthBasic {
 			return "", nil
 		}
 		return "Basic " + basicAuth(c.user, c.pass), nil
@@ -385,13 +375,13 @@ func (c *Client) authorization(ctx context.Context, scope string) (string, error
 		if err != nil {
 			return "", err
 		}
-		return "Bearer " + tok.reveal(), nil
+		return "Bearer " + tok.Reveal(), nil
 	}
 	return "", nil
 }
 
-func basicAuth(user, pass secret) string {
-	return base64.StdEncoding.EncodeToString([]byte(user.reveal() + ":" + pass.reveal()))
+func basicAuth(user, pass secret.Value) string {
+	return base64.StdEncoding.EncodeToString([]byte(user.Reveal() + ":" + pass.Reveal()))
 }
 
 // send makes one request and follows redirects by hand: at most

@@ -27,7 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/secret"
 )
 
 // Storage auth modes, as agent.yaml's `auth` key names them.
@@ -48,36 +48,20 @@ const (
 // already there.
 var ErrExists = errors.New("blob already exists")
 
-// Secret is a credential value (an account key, a SAS token). It prints and
-// logs as "REDACTED"; Reveal returns the value for the one place that needs it.
-type Secret string
-
-// LogValue implements slog.LogValuer so a Secret never reaches a log.
-func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
-
-// String redacts the secret in fmt's %s and %v.
-func (Secret) String() string { return "REDACTED" }
-
-// GoString redacts the secret in fmt's %#v.
-func (Secret) GoString() string { return `azstore.Secret("REDACTED")` }
-
-// Reveal returns the secret's value.
-func (s Secret) Reveal() string { return string(s) }
-
 // LoadSecret reads a secret from file when file is set, else from the
 // environment variable env. It trims surrounding white space and reports
 // where the value came from ("file PATH" or "$ENV") for messages; it returns
 // "" and no error when neither holds a value.
-func LoadSecret(file, env string) (Secret, string, error) {
+func LoadSecret(file, env string) (secret.Value, string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", "", fmt.Errorf("read secret file: %w", err)
 		}
-		return Secret(strings.TrimSpace(string(b))), "file " + file, nil
+		return secret.Value(strings.TrimSpace(string(b))), "file " + file, nil
 	}
 	if v := strings.TrimSpace(os.Getenv(env)); v != "" {
-		return Secret(v), "$" + env, nil
+		return secret.Value(v), "$" + env, nil
 	}
 	return "", "", nil
 }
@@ -104,7 +88,7 @@ type Container struct {
 // credential's secret (keyFile/AZURE_STORAGE_KEY, sasFile/AZURE_STORAGE_SAS_TOKEN)
 // and builds the client; it makes no request. An empty cred.Auth means
 // managed-identity, agent.yaml's default.
-func New(rawURL string, cred agentconfig.Credential, opts Options) (*Container, error) {
+func New(rawURL string, cred Credential, opts Options) (*Container, error) {
 	loc, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err

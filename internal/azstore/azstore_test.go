@@ -18,7 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/berthhq/berth/internal/agentconfig"
+	"github.com/berthhq/berth/internal/secret"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 )
 
@@ -41,18 +41,18 @@ func TestNewCredentialErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		url  string
-		cred agentconfig.Credential
+		cred Credential
 		want string
 	}{
-		{"shared-key without key", azure, agentconfig.Credential{Auth: AuthSharedKey}, "shared-key auth needs keyFile or AZURE_STORAGE_KEY"},
-		{"shared-key missing file", azure, agentconfig.Credential{Auth: AuthSharedKey, KeyFile: "/nonexistent/key"}, "read secret file"},
-		{"shared-key not base64", azure, agentconfig.Credential{Auth: AuthSharedKey, KeyFile: writeFile(t, "k", "not*base64!SECRET")}, "is not valid base64; copy key1 or key2 of account acct1"},
-		{"sas without token", azure, agentconfig.Credential{Auth: AuthSAS}, "sas auth needs sasFile or AZURE_STORAGE_SAS_TOKEN"},
-		{"sas without sig", azure, agentconfig.Credential{Auth: AuthSAS, SASFile: writeFile(t, "s", "sv=2024-01-01&se=SECRET")}, "has no sig= parameter"},
-		{"sas with url", azure, agentconfig.Credential{Auth: AuthSAS, SASFile: writeFile(t, "s2", "https://x/y?sig=SECRET #")}, "white space"},
-		{"managed identity over http", emu, agentconfig.Credential{Auth: AuthManagedIdentity}, "managed-identity auth needs an https URL"},
-		{"unknown auth", azure, agentconfig.Credential{Auth: "token"}, `unknown auth "token": want managed-identity, shared-key, sas or none`},
-		{"bad url", "https://acct1.blob.core.windows.net/", agentconfig.Credential{Auth: AuthNone}, "missing the container name"},
+		{"shared-key without key", azure, Credential{Auth: AuthSharedKey}, "shared-key auth needs keyFile or AZURE_STORAGE_KEY"},
+		{"shared-key missing file", azure, Credential{Auth: AuthSharedKey, KeyFile: "/nonexistent/key"}, "read secret file"},
+		{"shared-key not base64", azure, Credential{Auth: AuthSharedKey, KeyFile: writeFile(t, "k", "not*base64!SECRET")}, "is not valid base64; copy key1 or key2 of account acct1"},
+		{"sas without token", azure, Credential{Auth: AuthSAS}, "sas auth needs sasFile or AZURE_STORAGE_SAS_TOKEN"},
+		{"sas without sig", azure, Credential{Auth: AuthSAS, SASFile: writeFile(t, "s", "sv=2024-01-01&se=SECRET")}, "has no sig= parameter"},
+		{"sas with url", azure, Credential{Auth: AuthSAS, SASFile: writeFile(t, "s2", "https://x/y?sig=SECRET #")}, "white space"},
+		{"managed identity over http", emu, Credential{Auth: AuthManagedIdentity}, "managed-identity auth needs an https URL"},
+		{"unknown auth", azure, Credential{Auth: "token"}, `unknown auth "token": want managed-identity, shared-key, sas or none`},
+		{"bad url", "https://acct1.blob.core.windows.net/", Credential{Auth: AuthNone}, "missing the container name"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(tt.url, tt.cred, Options{})
@@ -70,12 +70,12 @@ func TestSecretNeverLogged(t *testing.T) {
 	t.Setenv(EnvAccountKey, devKey)
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if _, err := New("http://127.0.0.1:10000/devstoreaccount1/releases", agentconfig.Credential{Auth: AuthSharedKey}, Options{Logger: log}); err != nil {
+	if _, err := New("http://127.0.0.1:10000/devstoreaccount1/releases", Credential{Auth: AuthSharedKey}, Options{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	s := Secret("hunter2")
+	s := secret.Value("hunter2")
 	log.Info("direct", "secret", s)
-	out := buf.String() + fmt.Sprintf("%v %s %#v %+v", s, s, s, struct{ S Secret }{s})
+	out := buf.String() + fmt.Sprintf("%v %s %#v %+v", s, s, s, struct{ S secret.Value }{s})
 	for _, leak := range []string{devKey[:20], "hunter2"} {
 		if strings.Contains(out, leak) {
 			t.Fatalf("secret leaked: %s", out)
@@ -136,7 +136,7 @@ func TestManagedIdentity(t *testing.T) {
 			tokenReqs, authz = nil, nil
 			mu.Unlock()
 			u := storage.URL + "/acct1/releases" + strings.ReplaceAll(tt.name, "-", "")
-			c, err := New(u, agentconfig.Credential{Auth: AuthManagedIdentity, ClientID: tt.clientID}, Options{HTTPClient: storage.Client()})
+			c, err := New(u, Credential{Auth: AuthManagedIdentity, ClientID: tt.clientID}, Options{HTTPClient: storage.Client()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,28 +163,28 @@ func TestAzurite(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		container string
-		cred      func(t *testing.T) agentconfig.Credential
+		cred      func(t *testing.T) Credential
 		readOnly  bool
 	}{
-		{"shared-key file", "sk-file", func(t *testing.T) agentconfig.Credential {
-			return agentconfig.Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}
+		{"shared-key file", "sk-file", func(t *testing.T) Credential {
+			return Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}
 		}, false},
-		{"shared-key env", "sk-env", func(t *testing.T) agentconfig.Credential {
+		{"shared-key env", "sk-env", func(t *testing.T) Credential {
 			t.Setenv(EnvAccountKey, az.Key)
-			return agentconfig.Credential{Auth: AuthSharedKey}
+			return Credential{Auth: AuthSharedKey}
 		}, false},
-		{"sas file", "sas-file", func(t *testing.T) agentconfig.Credential {
-			return agentconfig.Credential{Auth: AuthSAS, SASFile: az.SASFile(t, "sas-file", "racwdl")}
+		{"sas file", "sas-file", func(t *testing.T) Credential {
+			return Credential{Auth: AuthSAS, SASFile: az.SASFile(t, "sas-file", "racwdl")}
 		}, false},
-		{"sas env with question mark", "sas-env", func(t *testing.T) agentconfig.Credential {
+		{"sas env with question mark", "sas-env", func(t *testing.T) Credential {
 			t.Setenv(EnvSASToken, "?"+az.SAS(t, "sas-env", "racwdl"))
-			return agentconfig.Credential{Auth: AuthSAS}
+			return Credential{Auth: AuthSAS}
 		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// The container is made with the account key: a container SAS
 			// cannot create its container.
-			admin, err := New(az.ContainerURL(tt.container), agentconfig.Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}, Options{})
+			admin, err := New(az.ContainerURL(tt.container), Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,7 +257,7 @@ func TestAzurite(t *testing.T) {
 
 	t.Run("wrong key is explained", func(t *testing.T) {
 		bad := writeFile(t, "bad", "AAAA"+devKey[4:])
-		c, err := New(az.ContainerURL("wrongkey"), agentconfig.Credential{Auth: AuthSharedKey, KeyFile: bad}, Options{})
+		c, err := New(az.ContainerURL("wrongkey"), Credential{Auth: AuthSharedKey, KeyFile: bad}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,11 +267,11 @@ func TestAzurite(t *testing.T) {
 		}
 	})
 	t.Run("read-only sas cannot write", func(t *testing.T) {
-		admin, _ := New(az.ContainerURL("readonly"), agentconfig.Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}, Options{})
+		admin, _ := New(az.ContainerURL("readonly"), Credential{Auth: AuthSharedKey, KeyFile: az.KeyFile(t)}, Options{})
 		if err := admin.EnsureContainer(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c, err := New(az.ContainerURL("readonly"), agentconfig.Credential{Auth: AuthSAS, SASFile: az.SASFile(t, "readonly", "rl")}, Options{})
+		c, err := New(az.ContainerURL("readonly"), Credential{Auth: AuthSAS, SASFile: az.SASFile(t, "readonly", "rl")}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

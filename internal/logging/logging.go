@@ -36,21 +36,6 @@ func IsTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// Secret is a string that never reaches a log: slog prints it as REDACTED.
-type Secret string
-
-// LogValue hides the value.
-func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
-
-// String hides the value from fmt too.
-func (Secret) String() string { return "REDACTED" }
-
-// MarshalText hides the value from encoders (JSON, YAML) too.
-func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
-
-// Reveal returns the secret itself, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }
-
 // RotatingFile is an io.Writer to path that moves the file to path.1 (and
 // path.1 to path.2, …) once it passes MaxBytes, keeping Keep old files.
 type RotatingFile struct {

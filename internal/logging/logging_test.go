@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berthhq/berth/internal/secret"
 )
 
 func TestSecretNeverLogged(t *testing.T) {
@@ -15,7 +17,7 @@ func TestSecretNeverLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log.Info("auth", "key", Secret("hunter2"), slog.Any("nested", map[string]any{"k": Secret("hunter2")}))
+	log.Info("auth", "key", secret.Value("hunter2"), slog.Any("nested", map[string]any{"k": secret.Value("hunter2")}))
 	if strings.Contains(buf.String(), "hunter2") {
 		t.Fatalf("secret reached the log: %s", buf.String())
 	}

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/filehash"
 )
@@ -41,7 +40,7 @@ func RemotePath(targetPath, sha256Hex string) string {
 // agent never sees metadata naming files that are not there yet. Published
 // packages and versioned metadata are immutable: finding one with other
 // content at the destination fails with ErrConflict and overwrites nothing.
-func Publish(ctx context.Context, dir, to string, cred agentconfig.Credential, opts ...Option) error {
+func Publish(ctx context.Context, dir, to string, cred azstore.Credential, opts ...Option) error {
 	s := newSettings(opts)
 	if _, err := os.Stat(metaDir(dir)); err != nil {
 		return fmt.Errorf("publish: %s: %w", dir, ErrNotRepository)
@@ -259,7 +258,7 @@ type destInfo struct {
 	sha256 string // "" when the destination does not know it
 }
 
-func openDest(ctx context.Context, to string, cred agentconfig.Credential, s settings) (dest, error) {
+func openDest(ctx context.Context, to string, cred azstore.Credential, s settings) (dest, error) {
 	if folder, ok := azstore.FolderPath(to); ok {
 		if err := os.MkdirAll(folder, 0o755); err != nil {
 			return nil, err

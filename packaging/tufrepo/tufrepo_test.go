@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/berthhq/berth/internal/agentconfig"
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 )
@@ -257,7 +256,7 @@ func newRepo(t *testing.T) (string, Target) {
 // destination is a publish target with a way to read and tamper with it.
 type destination struct {
 	to   string
-	cred agentconfig.Credential
+	cred azstore.Credential
 	read func(t *testing.T, name string) ([]byte, error)
 	put  func(t *testing.T, name string, data []byte)
 }
@@ -279,7 +278,7 @@ func folderDestination(t *testing.T) destination {
 }
 
 func azuriteDestination(t *testing.T, az *azurite.Server, container string) destination {
-	cred := agentconfig.Credential{Auth: azstore.AuthSharedKey, KeyFile: az.KeyFile(t)}
+	cred := azstore.Credential{Auth: azstore.AuthSharedKey, KeyFile: az.KeyFile(t)}
 	c, err := azstore.New(az.ContainerURL(container), cred, azstore.Options{})
 	if err != nil {
 		t.Fatal(err)

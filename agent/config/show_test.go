@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"path/filepath"
@@ -6,8 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthhq/berth/internal/paths"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/paths"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -56,8 +60,8 @@ func TestRedacted(t *testing.T) {
 		"apiKey":    map[string]any{"nested": "everything under it"},
 		"n":         float64(3),
 	}
-	c.Cache.Storage = []Storage{{URL: "https://s.blob.core.windows.net/c?sv=1", Credential: Credential{Auth: "none"}}}
-	c.Cache.Upstreams["docker.io"] = Upstream{Endpoint: "https://m/?t=1", Auth: "none"}
+	c.Cache.Storage = []blobtier.Config{{URL: "https://s.blob.core.windows.net/c?sv=1", Credential: azstore.Credential{Auth: "none"}}}
+	c.Cache.Upstreams["docker.io"] = upstream.Config{Endpoint: "https://m/?t=1", Auth: "none"}
 	before, err := marshalJSON(c)
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +78,8 @@ func TestRedacted(t *testing.T) {
 		"apiKey":    "REDACTED",
 		"n":         float64(3),
 	}
-	want.Cache.Storage = []Storage{{URL: "https://s.blob.core.windows.net/c?REDACTED", Credential: Credential{Auth: "none"}}}
-	want.Cache.Upstreams["docker.io"] = Upstream{Endpoint: "https://m/?REDACTED", Auth: "none"}
+	want.Cache.Storage = []blobtier.Config{{URL: "https://s.blob.core.windows.net/c?REDACTED", Credential: azstore.Credential{Auth: "none"}}}
+	want.Cache.Upstreams["docker.io"] = upstream.Config{Endpoint: "https://m/?REDACTED", Auth: "none"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Redacted (-want +got):\n%s", diff)
 	}
@@ -89,7 +93,8 @@ func TestRedacted(t *testing.T) {
 }
 
 // TestTagsMatch checks that every field has the same name in YAML and in
-// JSON, so that ShowJSON prints the keys a file uses.
+// JSON, so that ShowJSON prints the keys a file uses, down through the
+// subsystems' block types.
 func TestTagsMatch(t *testing.T) {
 	var walk func(t reflect.Type, path string)
 	walk = func(typ reflect.Type, path string) {
@@ -104,7 +109,10 @@ func TestTagsMatch(t *testing.T) {
 			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map {
 				ft = ft.Elem()
 			}
-			if ft.Kind() == reflect.Struct && ft.PkgPath() == typ.PkgPath() && y != "-" {
+			// The blocks' types live in the subsystems' packages: walk every
+			// struct of this module (units.Duration and units.Size are not
+			// structs).
+			if ft.Kind() == reflect.Struct && strings.HasPrefix(ft.PkgPath(), "github.com/berthhq/berth/") && y != "-" {
 				walk(ft, path+f.Name+".")
 			}
 		}
@@ -138,16 +146,5 @@ func TestDirs(t *testing.T) {
 	c.Cache.Local.Dir = "/mnt/cache"
 	if got := c.CacheDir(); got != "/mnt/cache" {
 		t.Errorf("CacheDir = %q", got)
-	}
-}
-
-func TestDurationString(t *testing.T) {
-	for d, want := range map[Duration]string{
-		0: "0s", Duration(60e9): "1m", Duration(3600e9): "1h", Duration(5400e9): "1h30m",
-		Duration(3605e9): "1h0m5s", Duration(1.5e9): "1.5s", Duration(120e9): "2m",
-	} {
-		if got := d.String(); got != want {
-			t.Errorf("Duration(%d).String() = %q, want %q", int64(d), got, want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"reflect"
@@ -17,6 +18,12 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/paths"
+	"github.com/berthhq/berth/internal/units"
 )
 
 // MaxFileSize is the largest configuration Parse and Load accept, in bytes.
@@ -27,20 +34,40 @@ const MaxFileSize = 1 << 20
 const maxDepth = 64
 
 // Load reads the configuration file at path and parses it like Parse, naming
-// path in every error. A file that cannot be read gives an error that wraps
-// the os error (errors.Is(err, fs.ErrNotExist) for a missing file); a file
-// that can be read but is wrong gives Errors.
+// path in every error. Every error is Errors: a file that cannot be read
+// gives one problem that names the path, says what to do and wraps the os
+// error (errors.Is(err, fs.ErrNotExist) for a missing file).
 func Load(path string) (Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, unreadable(path, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return Config{}, fmt.Errorf("read config %s: %w", path, err)
+		return Config{}, unreadable(path, err)
 	}
 	return Parse(path, data)
+}
+
+// unreadable explains a config file that cannot be read. A missing file is
+// the usual mistake of a first run, so it says how to give one.
+func unreadable(path string, err error) Errors {
+	reason := err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err // the path is already in front of the message
+	}
+	msg := fmt.Sprintf("cannot read the config file: %v", reason)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		msg = "the config file does not exist; write it (see docs/configuration.md), or give its path with --config or " + paths.ConfigEnv
+	case errors.Is(err, fs.ErrPermission):
+		msg += "; run as a user that may read it, or give another file with --config or " + paths.ConfigEnv
+	default:
+		msg += "; give the path of a readable file with --config or " + paths.ConfigEnv
+	}
+	return Errors{{File: path, Msg: msg, Err: err}}
 }
 
 // Parse reads a configuration, YAML or JSON (a document whose first
@@ -267,7 +294,14 @@ func (d *decoder) value(n, at *yaml.Node, v reflect.Value, key string) {
 			return
 		}
 		if err := u.UnmarshalText([]byte(n.Value)); err != nil {
-			d.failAt(at, key, "%v", err)
+			var ve *units.ValueError
+			if errors.As(err, &ve) {
+				// quote, not the plain quoting of ValueError.Error: a
+				// hostile value is cut and its look-alike characters shown.
+				d.failAt(at, key, "%s %s", quote(ve.Value), ve.Problem)
+			} else {
+				d.failAt(at, key, "%v", err)
+			}
 		}
 		return
 	}
@@ -298,7 +332,7 @@ func (d *decoder) value(n, at *yaml.Node, v reflect.Value, key string) {
 			v.Set(reflect.ValueOf(x))
 		}
 	default:
-		d.failAt(at, key, "cannot hold a value of Go type %s (a bug in agentconfig)", v.Type())
+		d.failAt(at, key, "cannot hold a value of Go type %s (a bug in agent/config)", v.Type())
 	}
 }
 
@@ -436,9 +470,9 @@ func (d *decoder) mapping(n, at *yaml.Node, v reflect.Value, key string) {
 func newElem(t reflect.Type) reflect.Value {
 	e := reflect.New(t).Elem()
 	switch t {
-	case reflect.TypeFor[Storage]():
+	case reflect.TypeFor[blobtier.Config]():
 		e.Set(reflect.ValueOf(DefaultStorage()))
-	case reflect.TypeFor[Upstream]():
+	case reflect.TypeFor[upstream.Config]():
 		e.Set(reflect.ValueOf(DefaultUpstream()))
 	}
 	return e
@@ -572,9 +606,9 @@ func describe(n *yaml.Node) string {
 
 func wantText(v reflect.Value) string {
 	switch v.Addr().Interface().(type) {
-	case *Duration:
+	case *units.Duration:
 		return "a duration such as 90s, 5m or 1h30m"
-	case *Size:
+	case *units.Size:
 		return "a size such as 512MiB or 50GiB"
 	}
 	return "a single value"
@@ -661,9 +695,9 @@ func secretFile(name string, allowed []string) string {
 func envHint(fileKey string) string {
 	switch fileKey {
 	case "keyFile":
-		return ", or set " + EnvStorageKey
+		return ", or set " + azstore.EnvAccountKey
 	case "sasFile":
-		return ", or set " + EnvStorageSAS
+		return ", or set " + azstore.EnvSASToken
 	}
 	return ""
 }

@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"errors"
@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/units"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -114,8 +119,8 @@ var parseCases = []struct {
 		name: "durations and sizes",
 		in:   "control:\n  reportInterval: 1h30m\nengine:\n  upgrade:\n    healthTimeout: 90s\ncache:\n  local:\n    maxSize: 1.5GB\n",
 		want: func(c *Config) {
-			c.Control.ReportInterval = Duration(90 * time.Minute)
-			c.Engine.Upgrade.HealthTimeout = Duration(90 * time.Second)
+			c.Control.ReportInterval = units.Duration(90 * time.Minute)
+			c.Engine.Upgrade.HealthTimeout = units.Duration(90 * time.Second)
 			c.Cache.Local.MaxSize = 1500 * 1000 * 1000
 		},
 	},
@@ -148,9 +153,9 @@ var parseCases = []struct {
 		name: "storage entries start from their defaults",
 		in:   "cache:\n  storage:\n    - url: https://a.blob.core.windows.net/c\n    - url: https://b.blob.core.windows.net/c\n      auth: none\n",
 		want: func(c *Config) {
-			c.Cache.Storage = []Storage{
-				{URL: "https://a.blob.core.windows.net/c", Credential: Credential{Auth: "managed-identity"}},
-				{URL: "https://b.blob.core.windows.net/c", Credential: Credential{Auth: "none"}},
+			c.Cache.Storage = []blobtier.Config{
+				{URL: "https://a.blob.core.windows.net/c", Credential: azstore.Credential{Auth: "managed-identity"}},
+				{URL: "https://b.blob.core.windows.net/c", Credential: azstore.Credential{Auth: "none"}},
 			}
 		},
 	},
@@ -158,7 +163,7 @@ var parseCases = []struct {
 		name: "upstream written with no value gets the defaults",
 		in:   "cache:\n  upstreams:\n    ghcr.io:\n    docker.io: {endpoint: https://registry-1.docker.io}\n",
 		want: func(c *Config) {
-			c.Cache.Upstreams = map[string]Upstream{
+			c.Cache.Upstreams = map[string]upstream.Config{
 				"ghcr.io":   {Auth: "none"},
 				"docker.io": {Endpoint: "https://registry-1.docker.io", Auth: "none"},
 			}
@@ -185,7 +190,7 @@ var parseCases = []struct {
 		in:   "cache:\n  listen: '[::1]:5050'\n  upstreams:\n    registry.internal: {endpoint: 'http://localhost:5000'}\nhealth:\n  listen: :8765\n",
 		want: func(c *Config) {
 			c.Cache.Listen = "[::1]:5050"
-			c.Cache.Upstreams = map[string]Upstream{"registry.internal": {Endpoint: "http://localhost:5000", Auth: "none"}}
+			c.Cache.Upstreams = map[string]upstream.Config{"registry.internal": {Endpoint: "http://localhost:5000", Auth: "none"}}
 			c.Health.Listen = ":8765"
 		},
 	},

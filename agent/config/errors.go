@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"fmt"
@@ -26,6 +26,9 @@ type FieldError struct {
 	Line, Column int
 	// Msg says what is wrong and what is allowed.
 	Msg string
+	// Err is the cause when there is one: the os error of a file Load
+	// could not read (errors.Is(err, fs.ErrNotExist) for a missing file).
+	Err error
 }
 
 // Error formats the error as FILE:LINE:COLUMN: KEY: MSG.
@@ -49,9 +52,18 @@ func (e FieldError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the cause, or nil.
+func (e FieldError) Unwrap() error { return e.Err }
+
 // Errors is every problem found in one configuration, in file order. Parse,
-// Load and Validate return it as their error; use errors.As to get it.
+// Load and Validate return it as their only error type, a file Load cannot
+// read included, so that errors.As(err, &Errors{}) tells a config error
+// (the CLI exits 2) from any other; use errors.As to get it.
 type Errors []FieldError
+
+// ExitCode is 2, SPEC's code for a usage or config error: the CLI reads it
+// (internal/cli.ExitCoder) without this package importing the CLI.
+func (Errors) ExitCode() int { return 2 }
 
 // Error prints one problem per line.
 func (es Errors) Error() string {

@@ -1,4 +1,4 @@
-package agentconfig
+package config
 
 import (
 	"bytes"
@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
 )
 
 // redacted is what a hidden value shows as.
@@ -34,14 +37,14 @@ func (c Config) Redacted() Config {
 		r.Engine.Settings, _ = redactValue(c.Engine.Settings).(map[string]any)
 	}
 	if c.Cache.Storage != nil {
-		r.Cache.Storage = make([]Storage, len(c.Cache.Storage))
+		r.Cache.Storage = make([]blobtier.Config, len(c.Cache.Storage))
 		for i, s := range c.Cache.Storage {
 			s.URL = redactURL(s.URL)
 			r.Cache.Storage[i] = s
 		}
 	}
 	if c.Cache.Upstreams != nil {
-		r.Cache.Upstreams = make(map[string]Upstream, len(c.Cache.Upstreams))
+		r.Cache.Upstreams = make(map[string]upstream.Config, len(c.Cache.Upstreams))
 		for name, u := range c.Cache.Upstreams {
 			u.Endpoint = redactURL(u.Endpoint)
 			r.Cache.Upstreams[name] = u

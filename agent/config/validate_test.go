@@ -1,10 +1,14 @@
-package agentconfig
+package config
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthhq/berth/imagecache/blobtier"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -27,12 +31,12 @@ func TestValidate(t *testing.T) {
 		{
 			name: "sas without sasFile reads the environment at run time",
 			change: func(c *Config) {
-				c.Cache.Storage = []Storage{{URL: "https://a.blob.core.windows.net/c", Credential: Credential{Auth: "sas"}}}
+				c.Cache.Storage = []blobtier.Config{{URL: "https://a.blob.core.windows.net/c", Credential: azstore.Credential{Auth: "sas"}}}
 			},
 		},
 		{
 			name:   "empty auth",
-			change: func(c *Config) { c.Cache.Storage = []Storage{{URL: "https://a.blob.core.windows.net/c"}} },
+			change: func(c *Config) { c.Cache.Storage = []blobtier.Config{{URL: "https://a.blob.core.windows.net/c"}} },
 			want:   []string{"cache.storage[0].auth: is empty; use one of managed-identity, shared-key, sas, none"},
 		},
 		{
@@ -41,7 +45,7 @@ func TestValidate(t *testing.T) {
 				c.Control.ClientID = "id"
 				c.Control.Auth = "none"
 				c.Engine.Releases.SASFile = "/s"
-				c.Cache.Upstreams["ghcr.io"] = Upstream{Auth: "none", PasswordFile: "/p", ClientID: "id"}
+				c.Cache.Upstreams["ghcr.io"] = upstream.Config{Auth: "none", PasswordFile: "/p", ClientID: "id"}
 			},
 			want: []string{
 				"control.clientId: is set but auth is none; it is used only with auth: managed-identity",

@@ -1,29 +1,23 @@
-package agentconfig
+package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Environment variables that hold storage secrets when keyFile or sasFile
-// is empty (see Credential).
-const (
-	EnvStorageKey = "AZURE_STORAGE_KEY"
-	EnvStorageSAS = "AZURE_STORAGE_SAS_TOKEN"
-)
+	"github.com/berthhq/berth/engine/flavors"
 
-// Allowed values of the enum keys.
-var (
-	controlAuths    = []string{"managed-identity", "token", "none"}
-	credentialAuths = []string{"managed-identity", "shared-key", "sas", "none"}
-	upstreamAuths   = []string{"none", "basic", "managed-identity"}
-	flavors         = []string{"docker", "containerd"}
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/imagecache"
+	"github.com/berthhq/berth/imagecache/upstream"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/units"
+	"github.com/berthhq/berth/telemetry/report"
 )
 
 // Validate checks the values of c: enums, URLs, addresses, paths, bounds,
@@ -66,18 +60,18 @@ func (v *validator) fail(base, field, format string, args ...any) {
 
 func (v *validator) agent(a Agent) {
 	v.absPath("agent", "stateDir", a.StateDir)
-	for _, k := range sortedKeys(a.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
 		if k == "" {
 			v.fail(joinKey("agent.labels", k), "", "a label key is empty")
 		}
 	}
 }
 
-func (v *validator) control(c Control) {
+func (v *validator) control(c report.Config) {
 	if c.URL != "" {
 		v.webURL("control", "url", c.URL)
 	}
-	if v.oneOf("control", "auth", c.Auth, controlAuths) {
+	if v.oneOf("control", "auth", c.Auth, report.Auths) {
 		if c.Auth == "token" && c.TokenFile == "" {
 			v.fail("control", "auth", "token needs tokenFile: the path of the file that holds the token")
 		}
@@ -88,8 +82,8 @@ func (v *validator) control(c Control) {
 	v.atLeast("control", "reportInterval", c.ReportInterval, time.Second)
 }
 
-func (v *validator) engine(e Engine) {
-	v.oneOf("engine", "flavor", e.Flavor, flavors)
+func (v *validator) engine(e engine.Config) {
+	v.oneOf("engine", "flavor", e.Flavor, flavors.Names)
 	if e.Channel == "" {
 		v.fail("engine", "channel", "is empty; name a release channel such as stable")
 	}
@@ -112,7 +106,7 @@ func (v *validator) engine(e Engine) {
 	v.atLeast("engine.upgrade", "healthTimeout", e.Upgrade.HealthTimeout, time.Second)
 }
 
-func (v *validator) cache(c Cache) {
+func (v *validator) cache(c imagecache.Config) {
 	v.listen("cache", "listen", c.Listen, true)
 	v.absPath("cache.local", "dir", c.Local.Dir)
 	if c.Local.MaxSize <= 0 {
@@ -127,7 +121,7 @@ func (v *validator) cache(c Cache) {
 		}
 		v.credential(base, s.Credential)
 	}
-	for _, name := range sortedKeys(c.Upstreams) {
+	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
 		v.upstream(joinKey("cache.upstreams", name), name, c.Upstreams[name])
 	}
 	for i, name := range c.Allow {
@@ -140,12 +134,12 @@ func (v *validator) cache(c Cache) {
 	}
 }
 
-func (v *validator) upstream(base, name string, u Upstream) {
+func (v *validator) upstream(base, name string, u upstream.Config) {
 	v.registryName(base, name)
 	if u.Endpoint != "" {
 		v.webURL(base, "endpoint", u.Endpoint)
 	}
-	if v.oneOf(base, "auth", u.Auth, upstreamAuths) {
+	if v.oneOf(base, "auth", u.Auth, upstream.Auths) {
 		if u.Auth == "basic" && (u.UsernameFile == "" || u.PasswordFile == "") {
 			v.fail(base, "auth", "basic needs usernameFile and passwordFile: the paths of the files that hold them")
 		}
@@ -163,8 +157,8 @@ func (v *validator) registryName(key, name string) {
 	}
 }
 
-func (v *validator) credential(base string, c Credential) {
-	if !v.oneOf(base, "auth", c.Auth, credentialAuths) {
+func (v *validator) credential(base string, c azstore.Credential) {
+	if !v.oneOf(base, "auth", c.Auth, azstore.Auths) {
 		return
 	}
 	// Without keyFile or sasFile the secret comes from the environment at
@@ -203,9 +197,9 @@ func (v *validator) absPath(base, field, p string) {
 	}
 }
 
-func (v *validator) atLeast(base, field string, d Duration, least time.Duration) {
+func (v *validator) atLeast(base, field string, d units.Duration, least time.Duration) {
 	if d.D() < least {
-		v.fail(base, field, "is %s; it must be at least %s", d, Duration(least))
+		v.fail(base, field, "is %s; it must be at least %s", d, units.Duration(least))
 	}
 }
 
@@ -227,7 +221,7 @@ func (v *validator) webURL(base, field, s string) (*url.URL, bool) {
 		ok = false
 	}
 	if u.RawQuery != "" || u.ForceQuery {
-		v.fail(base, field, "must not have a query string (?...); a SAS token goes in sasFile or %s, with auth: sas", EnvStorageSAS)
+		v.fail(base, field, "must not have a query string (?...); a SAS token goes in sasFile or %s, with auth: sas", azstore.EnvSASToken)
 		ok = false
 	}
 	return u, ok
@@ -264,13 +258,4 @@ func isAbs(p string) bool {
 		return true
 	}
 	return len(p) >= 3 && (p[0]|0x20 >= 'a' && p[0]|0x20 <= 'z') && p[1] == ':' && (p[2] == '\\' || p[2] == '/')
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
