@@ -46,5 +46,9 @@ bench: deps build ## benchmarks against the named peers; prints figures and rati
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh
 
+package: ## release packages into dist/ (not built yet: fails and says so)
+	@echo "make package: not built yet. SPEC's packages (signed exe, MSI, VM extension zip, .deb, agent packages) come with the packaging work; use 'make build' and 'make build-windows' for the binaries." >&2
+	@exit 1
+
 clean: ## remove build output
 	rm -rf bin/ test-output/

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/imagecache/cas"
 )
 
@@ -216,7 +218,7 @@ func parseRange(h string, size int64) (start, end int64, partial bool, err error
 		return whole()
 	}
 	unsatisfiable := &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "SIZE_INVALID",
-		Message: fmt.Sprintf("range %q starts past the end of a blob of %d bytes", clip(h), size), size: size}
+		Message: fmt.Sprintf("range %q starts past the end of a blob of %d bytes", clip.String(h, 64), size), size: size}
 	if a == "" { // the last n bytes
 		n, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || n < 0 {

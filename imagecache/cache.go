@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/imagecache/cas"
 )
 
@@ -133,7 +135,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(c.o.Allow) > 0 && !slices.Contains(c.o.Allow, req.Registry) {
-		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", clip(req.Registry))})
+		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", clip.String(req.Registry, 64))})
 		return
 	}
 	if req.Kind == "manifests" {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/imagecache/cas"
 )
 
@@ -19,14 +21,14 @@ type ImageRef struct {
 // ParseImageRef reads "[registry/]repo[:tag][@digest]".
 func ParseImageRef(s string) (ImageRef, error) {
 	if s == "" || len(s) > 512 {
-		return ImageRef{}, fmt.Errorf("image reference %q: want [registry/]name[:tag][@sha256:…]", clip(s))
+		return ImageRef{}, fmt.Errorf("image reference %q: want [registry/]name[:tag][@sha256:…]", clip.String(s, 64))
 	}
 	var ref ImageRef
 	rest := s
 	if name, d, ok := strings.Cut(rest, "@"); ok {
 		dg, err := cas.ParseDigest(d)
 		if err != nil {
-			return ImageRef{}, fmt.Errorf("image reference %q: %w", clip(s), err)
+			return ImageRef{}, fmt.Errorf("image reference %q: %w", clip.String(s, 64), err)
 		}
 		ref.Digest, rest = dg, name
 	}
@@ -35,7 +37,7 @@ func ParseImageRef(s string) (ImageRef, error) {
 	if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
 		ref.Tag, rest = rest[i+1:], rest[:i]
 		if !tagRE.MatchString(ref.Tag) {
-			return ImageRef{}, fmt.Errorf("image reference %q: tag %q is not valid", clip(s), clip(ref.Tag))
+			return ImageRef{}, fmt.Errorf("image reference %q: tag %q is not valid", clip.String(s, 64), clip.String(ref.Tag, 64))
 		}
 	}
 	if first, after, ok := strings.Cut(rest, "/"); ok && looksLikeHost(first) {
@@ -47,7 +49,7 @@ func ParseImageRef(s string) (ImageRef, error) {
 		ref.Repo = "library/" + ref.Repo
 	}
 	if err := checkRepo(ref.Repo); err != nil {
-		return ImageRef{}, fmt.Errorf("image reference %q: %w", clip(s), err)
+		return ImageRef{}, fmt.Errorf("image reference %q: %w", clip.String(s, 64), err)
 	}
 	if ref.Tag == "" && ref.Digest == "" {
 		ref.Tag = "latest"

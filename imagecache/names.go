@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/imagecache/cas"
 )
 
@@ -72,7 +74,7 @@ func parseRequest(path string, query url.Values) (request, error) {
 	req := request{Kind: kind, Reference: ref}
 	if ns := query.Get("ns"); ns != "" {
 		if !hostRE.MatchString(ns) {
-			return request{}, errNameInvalid("ns=%q is not a registry host", clip(ns))
+			return request{}, errNameInvalid("ns=%q is not a registry host", clip.String(ns, 64))
 		}
 		req.Registry, req.Repo = ns, name
 	} else if first, rest, ok := strings.Cut(name, "/"); ok && pathHost(first) != "" {
@@ -98,9 +100,9 @@ func parseRequest(path string, query url.Values) (request, error) {
 		}
 		req.Digest = d
 	} else if kind == "blobs" {
-		return request{}, &apiError{Status: 400, Code: "DIGEST_INVALID", Message: fmt.Sprintf("blob reference %q is not a digest", clip(ref))}
+		return request{}, &apiError{Status: 400, Code: "DIGEST_INVALID", Message: fmt.Sprintf("blob reference %q is not a digest", clip.String(ref, 64))}
 	} else if !tagRE.MatchString(ref) {
-		return request{}, &apiError{Status: 400, Code: "MANIFEST_INVALID", Message: fmt.Sprintf("tag %q: want up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -", clip(ref))}
+		return request{}, &apiError{Status: 400, Code: "MANIFEST_INVALID", Message: fmt.Sprintf("tag %q: want up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -", clip.String(ref, 64))}
 	}
 	return req, nil
 }
@@ -147,17 +149,10 @@ func checkRepo(repo string) error {
 	}
 	for _, c := range strings.Split(repo, "/") {
 		if !componentRE.MatchString(c) {
-			return errNameInvalid("repository name %q: component %q must be lowercase letters and digits, separated by . _ __ or -", clip(repo), clip(c))
+			return errNameInvalid("repository name %q: component %q must be lowercase letters and digits, separated by . _ __ or -", clip.String(repo, 64), clip.String(c, 64))
 		}
 	}
 	return nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 // refName is where a tag's last resolution is kept in the tiers.

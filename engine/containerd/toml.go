@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -25,7 +26,7 @@ func encodeTOML(root map[string]any) ([]byte, error) {
 }
 
 func writeTable(b *strings.Builder, path []string, t map[string]any) error {
-	keys := sortedKeys(t)
+	keys := slices.Sorted(maps.Keys(t))
 	var tables, tableArrays []string
 	for _, k := range keys {
 		switch v := t[k].(type) {
@@ -129,7 +130,7 @@ func tomlValue(v any) (string, error) {
 		return "[" + strings.Join(parts, ", ") + "]", nil
 	case map[string]any:
 		// An inline table, for a table inside a list of values.
-		keys := sortedKeys(v)
+		keys := slices.Sorted(maps.Keys(v))
 		parts := make([]string, len(keys))
 		for i, k := range keys {
 			s, err := tomlValue(v[k])
@@ -193,13 +194,4 @@ func indent(path []string) string {
 		return ""
 	}
 	return strings.Repeat("  ", len(path)-1)
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
