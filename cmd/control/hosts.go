@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/client"
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 )
@@ -42,7 +42,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	serverURL := fs.String("server", envOr("BERTH_SERVER", client.DefaultServer), "berth-control server URL (env BERTH_SERVER)")
 	tokenFile := fs.String("token-file", "", "file holding an operator token (else env BERTH_TOKEN)")
 	output := fs.String("output", "text", "text or json")
-	var f store.HostFilter
+	var f wire.HostFilter
 	labels := labelFlags{}
 	var all bool
 	var history int
@@ -53,7 +53,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&f.EngineVersion, "engine-version", "", "only hosts running this engine version")
 		fs.StringVar(&f.AgentVersion, "agent-version", "", "only hosts running this agent version")
 		fs.StringVar(&f.Sort, "sort", "", "id, state, engineVersion, agentVersion or lastReport; a leading - reverses")
-		fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", store.DefaultLimit, store.MaxLimit))
+		fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", wire.DefaultLimit, wire.MaxLimit))
 		fs.StringVar(&f.Cursor, "cursor", "", "start at this page (the cursor a previous list printed)")
 		fs.BoolVar(&all, "all", false, "follow every page")
 	case "show":
@@ -68,8 +68,8 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Errorf("--output %q: want text or json", *output)}
 	}
-	if f.Limit < 0 || f.Limit > store.MaxLimit {
-		return usageError{fmt.Errorf("--limit %d: want 1 to %d", f.Limit, store.MaxLimit)}
+	if f.Limit < 0 || f.Limit > wire.MaxLimit {
+		return usageError{fmt.Errorf("--limit %d: want 1 to %d", f.Limit, wire.MaxLimit)}
 	}
 	if history < 0 {
 		return usageError{fmt.Errorf("--history %d: want 0 or more", history)}
@@ -106,7 +106,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return client.WriteHost(stdout, d, time.Now())
 	}
-	var page store.HostPage
+	var page wire.HostPage
 	if all {
 		page, err = c.AllHosts(ctx, f, 0)
 	} else {
@@ -116,7 +116,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if page.Hosts == nil {
-		page.Hosts = []store.Host{}
+		page.Hosts = []wire.Host{}
 	}
 	if *output == "json" {
 		return cli.PrintJSON(stdout, page)

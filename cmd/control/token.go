@@ -6,9 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
-	"github.com/berthhq/berth/control/client"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/internal/cli"
@@ -108,7 +108,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *output == "json" {
 			return cli.PrintJSON(stdout, ts)
 		}
-		return client.WriteTokens(stdout, ts)
+		return writeTokens(stdout, ts)
 	default: // revoke
 		if err := st.RevokeToken(ctx, rest[0], time.Now()); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -122,4 +122,19 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "revoked token %s\n", rest[0])
 		return nil
 	}
+}
+
+// writeTokens writes issued tokens as a table, never their secrets (the
+// store does not have them).
+func writeTokens(w io.Writer, ts []store.Token) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tSUBJECT\tCREATED\tREVOKED")
+	for _, t := range ts {
+		revoked := "-"
+		if t.Revoked != nil {
+			revoked = t.Revoked.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Subject, t.Created.UTC().Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
 }

@@ -40,7 +40,7 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if page.Hosts == nil {
-		page.Hosts = []store.Host{}
+		page.Hosts = []wire.Host{}
 	}
 	return writeJSON(w, page)
 }
@@ -76,10 +76,10 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("read host %s: %w", id, err)
 	}
 	if d.History == nil {
-		d.History = []store.HealthPoint{}
+		d.History = []wire.HealthPoint{}
 	}
 	if d.Events == nil {
-		d.Events = []store.EventRecord{}
+		d.Events = []wire.EventRecord{}
 	}
 	return writeJSON(w, d)
 }
@@ -129,9 +129,9 @@ var hostParamAliases = map[string]string{
 // (repeatable; all must match), state, engineVersion, agentVersion, sort,
 // limit and cursor. Unknown parameters, a label without "=", a repeated
 // single-valued parameter and a limit that is not a number from 1 to
-// store.MaxLimit are errors answered 400; the store checks the rest.
-func ParseHostFilter(q url.Values) (store.HostFilter, error) {
-	var f store.HostFilter
+// wire.MaxLimit are errors answered 400; the store checks the rest.
+func ParseHostFilter(q url.Values) (wire.HostFilter, error) {
+	var f wire.HostFilter
 	// The web page's short names and the snake and kebab spellings a
 	// script might guess are the same filters.
 	canon := url.Values{}
@@ -171,7 +171,7 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 			// Operators type states in any case; the store's are
 			// capitalised.
 			f.State = v
-			for _, st := range []string{"Healthy", "Degraded", "Unhealthy", "Initializing", store.StateStale} {
+			for _, st := range []string{"Healthy", "Degraded", "Unhealthy", "Initializing", wire.StateStale} {
 				if strings.EqualFold(v, st) {
 					f.State = st
 				}
@@ -186,8 +186,8 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 			f.Cursor = v
 		case "limit":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > store.MaxLimit {
-				return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "limit=%q: want a whole number from 1 to %d", clip(v), store.MaxLimit)
+			if err != nil || n < 1 || n > wire.MaxLimit {
+				return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "limit=%q: want a whole number from 1 to %d", clip(v), wire.MaxLimit)
 			}
 			f.Limit = n
 		}

@@ -35,9 +35,9 @@ import (
 type Store interface {
 	Ping(ctx context.Context) error
 	Ingest(ctx context.Context, b wire.Batch, now time.Time) (wire.Ack, error)
-	Hosts(ctx context.Context, f store.HostFilter, now time.Time) (store.HostPage, error)
-	Host(ctx context.Context, id string, now time.Time, n int) (store.HostDetail, error)
-	Counts(ctx context.Context, now time.Time) (store.Counts, error)
+	Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error)
+	Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error)
+	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
 	BindIdentity(ctx context.Context, agent, subject string) error
 }
 

@@ -14,8 +14,8 @@ import (
 	"github.com/berthhq/berth/control/wire"
 )
 
-// The states a HostFilter may ask for.
-var filterStates = []string{"Healthy", "Degraded", "Unhealthy", "Initializing", StateStale}
+// The states a wire.HostFilter may ask for.
+var filterStates = []string{"Healthy", "Degraded", "Unhealthy", "Initializing", wire.StateStale}
 
 // sortKeys maps HostFilter.Sort to its SQL expression; now is the
 // placeholder of the current time in unix ms, for the effective state.
@@ -38,7 +38,7 @@ func staleCond(now string) string {
 
 // stateExpr is a host's effective state: Stale or the reported one.
 func stateExpr(now string) string {
-	return fmt.Sprintf("(CASE WHEN %s THEN '%s' ELSE h.state END)", staleCond(now), StateStale)
+	return fmt.Sprintf("(CASE WHEN %s THEN '%s' ELSE h.state END)", staleCond(now), wire.StateStale)
 }
 
 const hostCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.engine_active, h.engine_healthy,
@@ -61,7 +61,7 @@ type cursor struct {
 // intervals past its last report; it then matches only the Stale filter.
 // An unknown state or sort, a limit out of range or a foreign cursor is
 // ErrBadFilter.
-func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPage, error) {
+func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error) {
 	sortName := f.Sort
 	if sortName == "" {
 		sortName = "id"
@@ -69,14 +69,14 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	desc := strings.HasPrefix(sortName, "-")
 	keyFn, ok := sortKeys[strings.TrimPrefix(sortName, "-")]
 	if !ok {
-		return HostPage{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
+		return wire.HostPage{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
 	}
 	limit := f.Limit
 	switch {
 	case limit == 0:
-		limit = DefaultLimit
-	case limit < 0 || limit > MaxLimit:
-		return HostPage{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, MaxLimit, DefaultLimit)
+		limit = wire.DefaultLimit
+	case limit < 0 || limit > wire.MaxLimit:
+		return wire.HostPage{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, wire.MaxLimit, wire.DefaultLimit)
 	}
 	var args []any
 	arg := func(v any) string {
@@ -93,12 +93,12 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	var where []string
 	switch f.State {
 	case "":
-	case StateStale:
+	case wire.StateStale:
 		where = append(where, staleCond(nowArg()))
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
 	default:
-		return HostPage{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
+		return wire.HostPage{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
 	}
 	if f.EngineVersion != "" {
 		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
@@ -115,9 +115,9 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 		filter = " WHERE " + strings.Join(where, " AND ")
 	}
 
-	var page HostPage
+	var page wire.HostPage
 	if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+filter, args...).Scan(&page.Total); err != nil {
-		return HostPage{}, fmt.Errorf("count hosts: %w", err)
+		return wire.HostPage{}, fmt.Errorf("count hosts: %w", err)
 	}
 
 	// After the count, whose query must not see a parameter it does not use.
@@ -131,10 +131,10 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	if f.Cursor != "" {
 		c, err := decodeCursor(f.Cursor)
 		if err != nil {
-			return HostPage{}, err
+			return wire.HostPage{}, err
 		}
 		if c.Sort != sortName {
-			return HostPage{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sortName)
+			return wire.HostPage{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sortName)
 		}
 		var key string
 		if isNum {
@@ -159,19 +159,19 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	q += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(limit+1)))
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
-		return HostPage{}, fmt.Errorf("list hosts: %w", err)
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
 	}
 	defer rows.Close()
-	page.Hosts = []Host{}
+	page.Hosts = []wire.Host{}
 	for rows.Next() {
 		h, err := scanHost(rows, now)
 		if err != nil {
-			return HostPage{}, fmt.Errorf("list hosts: %w", err)
+			return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
 		}
 		page.Hosts = append(page.Hosts, h)
 	}
 	if err := rows.Err(); err != nil {
-		return HostPage{}, fmt.Errorf("list hosts: %w", err)
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
 	}
 	if len(page.Hosts) > limit {
 		page.Hosts = page.Hosts[:limit]
@@ -216,9 +216,9 @@ func decodeCursor(s string) (cursor, error) {
 
 type scanner interface{ Scan(...any) error }
 
-func scanHost(r scanner, now time.Time) (Host, error) {
+func scanHost(r scanner, now time.Time) (wire.Host, error) {
 	var (
-		h                                   Host
+		h                                   wire.Host
 		active, healthy                     int64
 		labels, checks, cache               string
 		dropHB, dropEv                      int64
@@ -228,17 +228,17 @@ func scanHost(r scanner, now time.Time) (Host, error) {
 	if err := r.Scan(&h.ID, &h.ReportedState, &h.Engine.Flavor, &h.Engine.Version, &active, &healthy,
 		&h.AgentVersion, &h.OSBuild, &labels, &checks, &cache, &dropHB, &dropEv,
 		&intervalMs, &firstMs, &reportMs, &hbMs, &lastSeq); err != nil {
-		return Host{}, err
+		return wire.Host{}, err
 	}
 	h.Engine.Active, h.Engine.Healthy = active != 0, healthy != 0
 	if err := unmarshalOpt(labels, &h.Labels); err != nil {
-		return Host{}, fmt.Errorf("host %s labels: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s labels: %w", h.ID, err)
 	}
 	if err := unmarshalOpt(checks, &h.Checks); err != nil {
-		return Host{}, fmt.Errorf("host %s checks: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s checks: %w", h.ID, err)
 	}
 	if err := unmarshalOpt(cache, &h.Cache); err != nil {
-		return Host{}, fmt.Errorf("host %s cache: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s cache: %w", h.ID, err)
 	}
 	h.Dropped = wire.Dropped{Heartbeats: uint64(max(dropHB, 0)), Events: uint64(max(dropEv, 0))}
 	h.Interval = time.Duration(intervalMs) * time.Millisecond
@@ -250,7 +250,7 @@ func scanHost(r scanner, now time.Time) (Host, error) {
 	h.LastSeq = uint64(max(lastSeq, 0))
 	h.State = h.ReportedState
 	if isStale(reportMs, intervalMs, now) {
-		h.State = StateStale
+		h.State = wire.StateStale
 	}
 	return h, nil
 }
@@ -272,61 +272,61 @@ func unmarshalOpt(s string, v any) error {
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
 // Host returns one host with its n newest heartbeats' states and n newest
-// events, newest first (n is capped at MaxLimit), or ErrNotFound.
-func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (HostDetail, error) {
-	n = min(max(n, 0), MaxLimit)
+// events, newest first (n is capped at wire.MaxLimit), or ErrNotFound.
+func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error) {
+	n = min(max(n, 0), wire.MaxLimit)
 	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts h WHERE h.id = $1", id)
 	h, err := scanHost(row, now)
 	if errors.Is(err, sql.ErrNoRows) {
-		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), ErrNotFound)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip(id), ErrNotFound)
 	}
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip(id), err)
 	}
-	d := HostDetail{Host: h, History: []HealthPoint{}, Events: []EventRecord{}}
+	d := wire.HostDetail{Host: h, History: []wire.HealthPoint{}, Events: []wire.EventRecord{}}
 	if n == 0 {
 		return d, nil
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, time_ms, state, received_ms FROM history
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
 	}
 	for rows.Next() {
-		var p HealthPoint
+		var p wire.HealthPoint
 		var seq, t, rcv int64
 		if err := rows.Scan(&seq, &t, &p.State, &rcv); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
 		}
 		p.Seq, p.Time, p.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.History = append(d.History, p)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
 	}
 	rows, err = s.r.QueryContext(ctx, `SELECT seq, time_ms, received_ms, kind, message, fields FROM events
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
 	}
 	for rows.Next() {
-		var e EventRecord
+		var e wire.EventRecord
 		var seq, t, rcv int64
 		var fields string
 		if err := rows.Scan(&seq, &t, &rcv, &e.Kind, &e.Message, &fields); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
 		}
 		if err := unmarshalOpt(fields, &e.Fields); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip(id), seq, err)
+			return wire.HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip(id), seq, err)
 		}
 		e.Seq, e.Time, e.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.Events = append(d.Events, e)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
 	}
 	return d, nil
 }
@@ -334,14 +334,14 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (Host
 // Counts counts the hosts by effective state (every filter state present,
 // 0 when none), by engine version and by agent version ("" for hosts that
 // sent no heartbeat yet).
-func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
+func (s *Store) Counts(ctx context.Context, now time.Time) (wire.Counts, error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT "+stateExpr("$1")+`, h.engine_version, h.agent_version, COUNT(*)
 		FROM hosts h GROUP BY 1, 2, 3`, now.UnixMilli())
 	if err != nil {
-		return Counts{}, fmt.Errorf("count hosts: %w", err)
+		return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 	}
 	defer rows.Close()
-	c := Counts{ByState: map[string]int{}, ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{}}
+	c := wire.Counts{ByState: map[string]int{}, ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{}}
 	for _, st := range filterStates {
 		c.ByState[st] = 0
 	}
@@ -349,7 +349,7 @@ func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
 		var st, ev, av string
 		var n int
 		if err := rows.Scan(&st, &ev, &av, &n); err != nil {
-			return Counts{}, fmt.Errorf("count hosts: %w", err)
+			return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 		}
 		c.Total += n
 		c.ByState[st] += n
@@ -357,7 +357,7 @@ func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
 		c.ByAgentVersion[av] += n
 	}
 	if err := rows.Err(); err != nil {
-		return Counts{}, fmt.Errorf("count hosts: %w", err)
+		return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 	}
 	return c, nil
 }

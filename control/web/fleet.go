@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // The query parameters of the fleet page. They are the page's whole state,
@@ -28,7 +28,7 @@ const (
 	qRefresh = "refresh"
 )
 
-// sortKeys are the keys store.HostFilter.Sort accepts, each optionally
+// sortKeys are the keys wire.HostFilter.Sort accepts, each optionally
 // prefixed with "-".
 var sortKeys = []string{"id", "state", "engineVersion", "agentVersion", "lastReport"}
 
@@ -76,8 +76,8 @@ func parseFleetQuery(q url.Values) (fleetQuery, error) {
 	}
 	if s := q.Get(qLimit); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxLimit {
-			return fq, badFilter(fmt.Sprintf("The limit %q is not a number of hosts from 1 to %d.", s, store.MaxLimit), []string{fmt.Sprintf("1 to %d", store.MaxLimit)})
+		if err != nil || n < 1 || n > wire.MaxLimit {
+			return fq, badFilter(fmt.Sprintf("The limit %q is not a number of hosts from 1 to %d.", s, wire.MaxLimit), []string{fmt.Sprintf("1 to %d", wire.MaxLimit)})
 		}
 		fq.Limit = n
 	}
@@ -90,8 +90,8 @@ func badFilter(detail string, allowed []string) *pageError {
 }
 
 // filter is fq as the store takes it.
-func (fq fleetQuery) filter() store.HostFilter {
-	f := store.HostFilter{
+func (fq fleetQuery) filter() wire.HostFilter {
+	f := wire.HostFilter{
 		State:         fq.State,
 		EngineVersion: fq.Engine,
 		AgentVersion:  fq.Agent,
@@ -207,7 +207,7 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := h.now()
 	page, err := h.store.Hosts(ctx, fq.filter(), now)
-	if errors.Is(err, store.ErrBadFilter) {
+	if errors.Is(err, wire.ErrBadFilter) {
 		// The checks above pass only a cursor the store may refuse.
 		return &pageError{Status: http.StatusBadRequest, Title: "Bad filter", err: err,
 			Detail:  fmt.Sprintf("The store refused the filter: %v. A cursor is only good for the filter and order it was made for.", err),
@@ -253,7 +253,7 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // row is one host of the table.
-func (h *handler) row(fq fleetQuery, host store.Host, now time.Time) hostRow {
+func (h *handler) row(fq fleetQuery, host wire.Host, now time.Time) hostRow {
 	row := hostRow{
 		ID:            host.ID,
 		URL:           hostURL(host.ID, fq.RefreshOff),
