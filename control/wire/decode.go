@@ -248,23 +248,40 @@ func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
 }
 
+// CheckAgentID checks an agent id as Batch.Validate does, so that
+// berth-control token issue --agent refuses an id no report could carry.
+func CheckAgentID(id string) error {
+	if p := idProblem(id); p != "" {
+		return fmt.Errorf("agent id %s", p)
+	}
+	return nil
+}
+
 // checkID accepts 1 to MaxIDLen of [A-Za-z0-9._-], starting with a letter
 // or digit: agent ids, check names, event kinds.
 func checkID(field, s string) error {
+	if p := idProblem(s); p != "" {
+		return invalid(field, "%s", p)
+	}
+	return nil
+}
+
+// idProblem says what makes s no id, or "".
+func idProblem(s string) string {
 	if s == "" {
-		return invalid(field, "missing")
+		return "missing"
 	}
 	if len(s) > MaxIDLen {
-		return invalid(field, "%d bytes, over the limit of %d", len(s), MaxIDLen)
+		return fmt.Sprintf("%d bytes, over the limit of %d", len(s), MaxIDLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return invalid(field, "%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip(s), rune(c), i)
+			return fmt.Sprintf("%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip(s), rune(c), i)
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkKey is checkID that also allows '/' after the first byte, for label
