@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,21 +63,64 @@ type cursor struct {
 // An unknown state or sort, a limit out of range or a foreign cursor is
 // ErrBadFilter.
 func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error) {
-	sortName := f.Sort
-	if sortName == "" {
-		sortName = "id"
+	q, err := planHosts(f, now)
+	if err != nil {
+		return wire.HostPage{}, err
 	}
-	desc := strings.HasPrefix(sortName, "-")
-	keyFn, ok := sortKeys[strings.TrimPrefix(sortName, "-")]
+	var page wire.HostPage
+	if err := s.r.QueryRowContext(ctx, q.count, q.countArgs...).Scan(&page.Total); err != nil {
+		return wire.HostPage{}, fmt.Errorf("count hosts: %w", err)
+	}
+	rows, err := s.r.QueryContext(ctx, q.list, q.listArgs...)
+	if err != nil {
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	defer rows.Close()
+	hosts := []wire.Host{}
+	for rows.Next() {
+		h, err := scanHost(rows, now)
+		if err != nil {
+			return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+		}
+		hosts = append(hosts, h)
+	}
+	if err := rows.Err(); err != nil {
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	page.Hosts, page.Next = pageOf(hosts, q.limit, q.sort)
+	return page, nil
+}
+
+// hostsQuery is the SQL a HostFilter becomes: the count of the hosts that
+// match and one page of them (limit+1 rows, the extra one saying there is
+// a next page), each with its own arguments.
+type hostsQuery struct {
+	count     string
+	countArgs []any
+	list      string
+	listArgs  []any
+	sort      string // f.Sort, "id" when empty
+	limit     int
+}
+
+// planHosts checks f and turns it into SQL; now decides which hosts are
+// Stale. An unknown state or sort, a limit out of range or a foreign
+// cursor is ErrBadFilter.
+func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
+	q := hostsQuery{sort: f.Sort, limit: f.Limit}
+	if q.sort == "" {
+		q.sort = "id"
+	}
+	desc := strings.HasPrefix(q.sort, "-")
+	keyFn, ok := sortKeys[strings.TrimPrefix(q.sort, "-")]
 	if !ok {
-		return wire.HostPage{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
+		return hostsQuery{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
 	}
-	limit := f.Limit
 	switch {
-	case limit == 0:
-		limit = wire.DefaultLimit
-	case limit < 0 || limit > wire.MaxLimit:
-		return wire.HostPage{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, wire.MaxLimit, wire.DefaultLimit)
+	case q.limit == 0:
+		q.limit = wire.DefaultLimit
+	case q.limit < 0 || q.limit > wire.MaxLimit:
+		return hostsQuery{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, wire.MaxLimit, wire.DefaultLimit)
 	}
 	var args []any
 	arg := func(v any) string {
@@ -98,7 +142,7 @@ func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wi
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
 	default:
-		return wire.HostPage{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
+		return hostsQuery{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
 	}
 	if f.EngineVersion != "" {
 		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
@@ -110,34 +154,35 @@ func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wi
 		where = append(where, "EXISTS (SELECT 1 FROM host_labels l WHERE l.host_id = h.id AND l.key = "+
 			arg(k)+" AND l.value = "+arg(f.Labels[k])+")")
 	}
-	filter := ""
+	// The cursor is checked after the filter, as Hosts always did, so a
+	// filter with two faults is told of the same one.
+	var c cursor
+	if f.Cursor != "" {
+		var err error
+		if c, err = decodeCursor(f.Cursor); err != nil {
+			return hostsQuery{}, err
+		}
+		if c.Sort != q.sort {
+			return hostsQuery{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, q.sort)
+		}
+	}
+	q.count = "SELECT COUNT(*) FROM hosts h"
 	if len(where) > 0 {
-		filter = " WHERE " + strings.Join(where, " AND ")
+		q.count += " WHERE " + strings.Join(where, " AND ")
 	}
+	// The count's arguments stop here: its query must not see a parameter
+	// it does not use.
+	q.countArgs = slices.Clone(args)
 
-	var page wire.HostPage
-	if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+filter, args...).Scan(&page.Total); err != nil {
-		return wire.HostPage{}, fmt.Errorf("count hosts: %w", err)
-	}
-
-	// After the count, whose query must not see a parameter it does not use.
 	var keyExpr string
-	if strings.TrimPrefix(sortName, "-") == "state" {
+	if strings.TrimPrefix(q.sort, "-") == "state" {
 		keyExpr = keyFn(nowArg())
 	} else {
 		keyExpr = keyFn("")
 	}
-	isNum := keyExpr == "h.last_report_ms"
 	if f.Cursor != "" {
-		c, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return wire.HostPage{}, err
-		}
-		if c.Sort != sortName {
-			return wire.HostPage{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sortName)
-		}
 		var key string
-		if isNum {
+		if keyExpr == "h.last_report_ms" {
 			key = arg(c.Num)
 		} else {
 			key = arg(c.Key)
@@ -152,46 +197,42 @@ func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wi
 	if desc {
 		dir = "DESC"
 	}
-	q := "SELECT " + hostCols + " FROM hosts h"
+	q.list = "SELECT " + hostCols + " FROM hosts h"
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		q.list += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(limit+1)))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+	q.list += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(q.limit+1)))
+	q.listArgs = args
+	return q, nil
+}
+
+// pageOf cuts the up to limit+1 hosts read to limit and, when there was
+// one more, returns the cursor that starts the next page after the last.
+func pageOf(hosts []wire.Host, limit int, sortName string) ([]wire.Host, string) {
+	if len(hosts) <= limit {
+		return hosts, ""
 	}
-	defer rows.Close()
-	page.Hosts = []wire.Host{}
-	for rows.Next() {
-		h, err := scanHost(rows, now)
-		if err != nil {
-			return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
-		}
-		page.Hosts = append(page.Hosts, h)
+	hosts = hosts[:limit]
+	return hosts, encodeCursor(cursorAfter(hosts[limit-1], sortName))
+}
+
+// cursorAfter is the cursor of the page that starts after host last in
+// order sortName: its sort key and id.
+func cursorAfter(last wire.Host, sortName string) cursor {
+	c := cursor{V: 1, Sort: sortName, ID: last.ID}
+	switch strings.TrimPrefix(sortName, "-") {
+	case "state":
+		c.Key = last.State
+	case "engineVersion":
+		c.Key = last.Engine.Version
+	case "agentVersion":
+		c.Key = last.AgentVersion
+	case "lastReport":
+		c.Num = last.LastReport.UnixMilli()
+	case "id":
+		c.Key = last.ID
 	}
-	if err := rows.Err(); err != nil {
-		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
-	}
-	if len(page.Hosts) > limit {
-		page.Hosts = page.Hosts[:limit]
-		last := page.Hosts[limit-1]
-		c := cursor{V: 1, Sort: sortName, ID: last.ID}
-		switch strings.TrimPrefix(sortName, "-") {
-		case "state":
-			c.Key = last.State
-		case "engineVersion":
-			c.Key = last.Engine.Version
-		case "agentVersion":
-			c.Key = last.AgentVersion
-		case "lastReport":
-			c.Num = last.LastReport.UnixMilli()
-		case "id":
-			c.Key = last.ID
-		}
-		page.Next = encodeCursor(c)
-	}
-	return page, nil
+	return c
 }
 
 func encodeCursor(c cursor) string {
