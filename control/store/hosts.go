@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berthhq/berth/internal/clip"
 
 	"github.com/berthhq/berth/control/wire"
 )
@@ -114,7 +117,7 @@ func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
 	desc := strings.HasPrefix(q.sort, "-")
 	keyFn, ok := sortKeys[strings.TrimPrefix(q.sort, "-")]
 	if !ok {
-		return hostsQuery{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
+		return hostsQuery{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip.String(f.Sort, quoteLen), sortNames)
 	}
 	switch {
 	case q.limit == 0:
@@ -142,7 +145,7 @@ func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
 	default:
-		return hostsQuery{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
+		return hostsQuery{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip.String(f.State, quoteLen), strings.Join(filterStates, ", "))
 	}
 	if f.EngineVersion != "" {
 		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
@@ -150,7 +153,7 @@ func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
 	if f.AgentVersion != "" {
 		where = append(where, "h.agent_version = "+arg(f.AgentVersion))
 	}
-	for _, k := range sortedKeys(f.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		where = append(where, "EXISTS (SELECT 1 FROM host_labels l WHERE l.host_id = h.id AND l.key = "+
 			arg(k)+" AND l.value = "+arg(f.Labels[k])+")")
 	}
@@ -250,7 +253,7 @@ func decodeCursor(s string) (cursor, error) {
 		err = errors.New("unknown version")
 	}
 	if err != nil {
-		return cursor{}, fmt.Errorf("%w: cursor %q is not one this store made: pass HostPage.Next as it came", ErrBadFilter, clip(s))
+		return cursor{}, fmt.Errorf("%w: cursor %q is not one this store made: pass HostPage.Next as it came", ErrBadFilter, clip.String(s, quoteLen))
 	}
 	return c, nil
 }
@@ -319,10 +322,10 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire
 	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts h WHERE h.id = $1", id)
 	h, err := scanHost(row, now)
 	if errors.Is(err, sql.ErrNoRows) {
-		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip(id), ErrNotFound)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip.String(id, quoteLen), ErrNotFound)
 	}
 	if err != nil {
-		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip.String(id, quoteLen), err)
 	}
 	d := wire.HostDetail{Host: h, History: []wire.HealthPoint{}, Events: []wire.EventRecord{}}
 	if n == 0 {
@@ -331,25 +334,25 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, time_ms, state, received_ms FROM history
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 	}
 	for rows.Next() {
 		var p wire.HealthPoint
 		var seq, t, rcv int64
 		if err := rows.Scan(&seq, &t, &p.State, &rcv); err != nil {
 			rows.Close()
-			return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 		}
 		p.Seq, p.Time, p.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.History = append(d.History, p)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 	}
 	rows, err = s.r.QueryContext(ctx, `SELECT seq, time_ms, received_ms, kind, message, fields FROM events
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 	}
 	for rows.Next() {
 		var e wire.EventRecord
@@ -357,17 +360,17 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire
 		var fields string
 		if err := rows.Scan(&seq, &t, &rcv, &e.Kind, &e.Message, &fields); err != nil {
 			rows.Close()
-			return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 		}
 		if err := unmarshalOpt(fields, &e.Fields); err != nil {
 			rows.Close()
-			return wire.HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip(id), seq, err)
+			return wire.HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip.String(id, quoteLen), seq, err)
 		}
 		e.Seq, e.Time, e.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.Events = append(d.Events, e)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 	}
 	return d, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -483,7 +484,7 @@ func hostWrites(agents []string, hosts map[string]*hostState, w *groupWrites) {
 			if h.exists {
 				w.delLabels = append(w.delLabels, a)
 			}
-			for _, k := range sortedKeys(hb.labelMap) {
+			for _, k := range slices.Sorted(maps.Keys(hb.labelMap)) {
 				w.labels = append(w.labels, a, k, hb.labelMap[k])
 			}
 		}
@@ -734,13 +735,4 @@ func (s *Store) placeholders(head string, n int, tail string) string {
 	b.WriteString(") ")
 	b.WriteString(tail)
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers database/sql driver "sqlite"
 )
@@ -106,7 +108,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
-		return nil, fmt.Errorf("open store: %w: database %q has no scheme: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip(dsn))
+		return nil, fmt.Errorf("open store: %w: database %q has no scheme: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip.String(dsn, quoteLen))
 	}
 	var err error
 	switch strings.ToLower(scheme) {
@@ -116,7 +118,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		err = s.openPostgres(ctx, dsn, o)
 	default:
 		// Only the scheme goes into the message: the rest may hold a password.
-		return nil, fmt.Errorf("open store: %w: unsupported database scheme %q: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip(scheme))
+		return nil, fmt.Errorf("open store: %w: unsupported database scheme %q: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip.String(scheme, quoteLen))
 	}
 	if err != nil {
 		return nil, err
@@ -131,9 +133,9 @@ func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
 	case path == "":
 		return fmt.Errorf("open store: %w: sqlite:// needs a file path, as in sqlite://berth.db or sqlite:///var/lib/berth/control.db", ErrBadDSN)
 	case strings.ContainsAny(path, "?#"):
-		return fmt.Errorf("open store: %w: sqlite path %q: options after ? are not supported; the store sets its own", ErrBadDSN, clip(path))
+		return fmt.Errorf("open store: %w: sqlite path %q: options after ? are not supported; the store sets its own", ErrBadDSN, clip.String(path, quoteLen))
 	case path == ":memory:" || strings.HasPrefix(path, "file:"):
-		return fmt.Errorf("open store: %w: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", ErrBadDSN, clip(path))
+		return fmt.Errorf("open store: %w: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", ErrBadDSN, clip.String(path, quoteLen))
 	}
 	if o.Existing {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -252,10 +254,5 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// clip shortens a value before it goes into an error message.
-func clip(s string) string {
-	if len(s) <= 80 {
-		return s
-	}
-	return s[:80] + "…"
-}
+// quoteLen is how much of a value an error message quotes.
+const quoteLen = 80

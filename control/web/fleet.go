@@ -230,8 +230,8 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 	}
 	v.Filtered = fq.State != "" || fq.Engine != "" || fq.Agent != "" || len(fq.Labels) > 0
 	v.States = options(states, fq.State)
-	v.Engines = options(sortedKeys(counts.ByEngineVersion), fq.Engine)
-	v.Agents = options(sortedKeys(counts.ByAgentVersion), fq.Agent)
+	v.Engines = options(slices.SortedFunc(maps.Keys(counts.ByEngineVersion), compareVersions), fq.Engine)
+	v.Agents = options(slices.SortedFunc(maps.Keys(counts.ByAgentVersion), compareVersions), fq.Agent)
 	for i, kv := range fq.Labels {
 		v.LabelChips = append(v.LabelChips, labelChip{Key: kv[0], Value: kv[1], URL: fq.with(func(c *fleetQuery) {
 			c.Labels = slices.Delete(c.Labels, i, i+1)
@@ -324,11 +324,6 @@ func options(values []string, cur string) []option {
 		out = append(out, option{Value: cur, Label: cur, Selected: true})
 	}
 	return out
-}
-
-// sortedKeys are m's keys in version order.
-func sortedKeys(m map[string]int) []string {
-	return slices.SortedFunc(maps.Keys(m), compareVersions)
 }
 
 // compareVersions orders version strings by their numeric parts, so that

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+
+	"github.com/berthhq/berth/internal/clip"
 )
 
 // Limits of a valid Batch. They bound what one request can make the endpoint
@@ -156,7 +158,7 @@ func (r Record) validate(p string, now time.Time) error {
 	case "":
 		return invalid(p+".kind", "missing")
 	default:
-		return invalid(p+".kind", "unknown kind %q (want heartbeat or event)", clip(string(r.Kind)))
+		return invalid(p+".kind", "unknown kind %q (want heartbeat or event)", clip.String(string(r.Kind), quoteLen))
 	}
 }
 
@@ -164,7 +166,7 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 	switch h.State {
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 	default:
-		return invalid(p+".state", "unknown state %q (want Healthy, Degraded, Unhealthy or Initializing)", clip(h.State))
+		return invalid(p+".state", "unknown state %q (want Healthy, Degraded, Unhealthy or Initializing)", clip.String(h.State, quoteLen))
 	}
 	if len(h.Checks) > MaxChecks {
 		return invalid(p+".checks", "%d checks, over the limit of %d", len(h.Checks), MaxChecks)
@@ -177,7 +179,7 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 		switch c.Status {
 		case "ok", "warn", "fail":
 		default:
-			return invalid(cp+".status", "unknown status %q (want ok, warn or fail)", clip(c.Status))
+			return invalid(cp+".status", "unknown status %q (want ok, warn or fail)", clip.String(c.Status, quoteLen))
 		}
 		if err := checkLen(cp+".message", c.Message, MaxMessageLen); err != nil {
 			return err
@@ -278,7 +280,7 @@ func idProblem(s string) string {
 		c := s[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return fmt.Sprintf("%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip(s), rune(c), i)
+			return fmt.Sprintf("%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip.String(s, quoteLen), rune(c), i)
 		}
 	}
 	return ""
@@ -297,7 +299,7 @@ func checkKey(field, k string) error {
 		c := k[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-' && c != '/') {
-			return invalid(field, "key %q has %q at byte %d; allowed are letters, digits and . _ - / (not first)", clip(k), rune(c), i)
+			return invalid(field, "key %q has %q at byte %d; allowed are letters, digits and . _ - / (not first)", clip.String(k, quoteLen), rune(c), i)
 		}
 	}
 	return nil
@@ -329,10 +331,5 @@ func checkTime(field string, t, now time.Time, zeroOK bool) error {
 	return nil
 }
 
-// clip shortens a hostile value before it goes into an error message.
-func clip(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "…"
-}
+// quoteLen is how much of a hostile value an error message quotes.
+const quoteLen = 64
