@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 
 	"github.com/berthhq/berth/control/client"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/internal/cli"
+	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
 func TestTokenSubject(t *testing.T) {
@@ -58,6 +61,36 @@ func TestRetryLogger(t *testing.T) {
 		in := &cli.Invocation{LogLevel: c.level, Log: slog.New(slog.DiscardHandler)}
 		if got := retryLogger(in) != nil; got != c.logged {
 			t.Errorf("retryLogger at %s: logged %v, want %v", c.level, got, c.logged)
+		}
+	}
+}
+
+func TestErrorsThatAreUsage(t *testing.T) {
+	notRepo := fmt.Errorf("nowhere: %w", tufrepo.ErrNotRepository)
+	for _, c := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"400", &client.APIError{Status: 400, Code: "bad_request"}, cli.ExitUsage},
+		{"401", &client.APIError{Status: 401}, cli.ExitFailure},
+		{"404", fmt.Errorf("host: %w", &client.APIError{Status: 404}), cli.ExitFailure},
+		{"network", errors.New("connection refused"), cli.ExitFailure},
+	} {
+		if got := cli.ExitCode(badRequestIsUsage(c.err)); got != c.want {
+			t.Errorf("badRequestIsUsage(%s): exit %d, want %d", c.name, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"not a repository", notRepo, cli.ExitUsage},
+		{"conflict", fmt.Errorf("add: %w", tufrepo.ErrConflict), cli.ExitFailure},
+	} {
+		if got := cli.ExitCode(notRepoIsUsage(c.err)); got != c.want {
+			t.Errorf("notRepoIsUsage(%s): exit %d, want %d", c.name, got, c.want)
 		}
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -84,7 +86,7 @@ func hostsCommand() *cli.Command {
 						page, err = c.Hosts(ctx, f)
 					}
 					if err != nil {
-						return err
+						return badRequestIsUsage(err)
 					}
 					if err := in.Print(newHostPageOut(page), func(w io.Writer) error { return client.WriteHosts(w, page.Hosts, time.Now()) }); err != nil {
 						return err
@@ -108,7 +110,7 @@ func hostsCommand() *cli.Command {
 					}
 					d, err := c.Host(ctx, in.Args[0], history)
 					if err != nil {
-						return err
+						return badRequestIsUsage(err)
 					}
 					return in.Print(hostDetailOut{HostDetail: d, Interval: cli.Duration(d.Interval)},
 						func(w io.Writer) error { return client.WriteHost(w, d, time.Now()) })
@@ -141,6 +143,17 @@ func newHostPageOut(p wire.HostPage) hostPageOut {
 		out.Hosts[i] = hostOut{Host: h, Interval: cli.Duration(h.Interval)}
 	}
 	return out
+}
+
+// badRequestIsUsage makes the server's 400 a usage error (exit 2): the
+// request came from the flags (--state Sleepy), so they are what to fix.
+// Other answers (401, 403, 404, 5xx) and network errors are failures.
+func badRequestIsUsage(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return cli.Usage(err)
+	}
+	return err
 }
 
 // serverOr is --server, else $BERTH_SERVER, else the default.

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +34,8 @@ func TestMain(m *testing.M) {
 //	report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]
 //	                               post one heartbeat with those labels
 //	envjson VAR FILE FIELD         set $VAR to a string field of a JSON file
+//	status N PROGRAM [ARGS…]       run PROGRAM like exec and want exit status N
+//	                               (exec and ! exec tell only 0 from not 0)
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -52,6 +56,7 @@ func TestScripts(t *testing.T) {
 			"waitserver": cmdWaitServer,
 			"report":     cmdReport,
 			"envjson":    cmdEnvJSON,
+			"status":     cmdStatus,
 		},
 	})
 }
@@ -118,4 +123,23 @@ func cmdEnvJSON(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s has no string field %q", args[1], args[2])
 	}
 	ts.Setenv(args[0], v)
+}
+
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: status N PROGRAM [ARGS…]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -62,7 +63,7 @@ func releasesCommand() *cli.Command {
 					}
 					t, err := tufrepo.Add(repo, pkg, in.Args[0], opts(in)...)
 					if err != nil {
-						return err
+						return notRepoIsUsage(err)
 					}
 					return in.Print(t, func(w io.Writer) error {
 						_, err := fmt.Fprintf(w, "signed %s (%d bytes, sha256 %s)\n", t.Path, t.Length, t.SHA256)
@@ -85,7 +86,7 @@ func releasesCommand() *cli.Command {
 						return cli.Usagef("--to URL|DIR is required")
 					}
 					if err := tufrepo.Publish(ctx, repo, to, cred, opts(in)...); err != nil {
-						return err
+						return notRepoIsUsage(err)
 					}
 					dest := azstore.Redact(to)
 					return in.Print(map[string]string{"repo": repo, "to": dest}, func(w io.Writer) error {
@@ -100,12 +101,21 @@ func releasesCommand() *cli.Command {
 					}
 					ts, err := tufrepo.List(repo)
 					if err != nil {
-						return err
+						return notRepoIsUsage(err)
 					}
 					return in.Print(ts, func(w io.Writer) error { return writeTargets(w, ts) })
 				}},
 		},
 	}
+}
+
+// notRepoIsUsage makes a --repo that holds no release repository a usage
+// error (exit 2), like a missing config file; other errors are failures.
+func notRepoIsUsage(err error) error {
+	if errors.Is(err, tufrepo.ErrNotRepository) {
+		return cli.Usage(err)
+	}
+	return err
 }
 
 func needRepo(repo string) error {
