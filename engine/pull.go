@@ -57,9 +57,6 @@ func (m *Manager) Puller(ctx context.Context, o PullOptions) (Puller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pull: read the engine's state: %w", err)
 	}
-	if st.API == nil {
-		return nil, fmt.Errorf("pull: the %s API at %s does not answer (%s); start the engine or check `berth-agent engine status`", st.Flavor, st.Endpoint, st.APIError)
-	}
 	o.Endpoint, o.ConfDir, o.Settings = m.o.Config.Endpoint, m.confDir(), m.o.Config.Settings
 	if m.o.Managed {
 		// The version that runs is the one whose tools talk to it; during
@@ -75,5 +72,14 @@ func (m *Manager) Puller(ctx context.Context, o PullOptions) (Puller, error) {
 	if o.Logger == nil {
 		o.Logger = m.log
 	}
-	return m.o.Flavor.Puller(o)
+	// The flavor checks its options (a namespace dockerd has not) before
+	// the engine's answer is asked for: a usage error stays one.
+	p, err := m.o.Flavor.Puller(o)
+	if err != nil {
+		return nil, err
+	}
+	if st.API == nil {
+		return nil, fmt.Errorf("pull: the %s API at %s does not answer (%s); start the engine or check `berth-agent engine status`", st.Flavor, st.Endpoint, st.APIError)
+	}
+	return p, nil
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/berthhq/berth/internal/testenv"
+
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -25,6 +27,8 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// status N PROGRAM [ARGS…]: exec, wanting exit status N.
+			"status": testenv.StatusCmd,
 			// expandenv FILE: replace $VARS in FILE with the script's
 			// environment, for configs that need absolute paths.
 			"expandenv": func(ts *testscript.TestScript, neg bool, args []string) {

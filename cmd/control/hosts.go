@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/berthhq/berth/control/client"
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/cli"
-	"github.com/berthhq/berth/internal/logging"
 )
 
 // labelFlags collects repeated --label KEY=VALUE.
@@ -31,108 +30,149 @@ func (l labelFlags) Set(s string) error {
 	return nil
 }
 
-// cmdHosts is berth-control hosts list|show, through the operator API.
-func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New("want list or show")}
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("hosts "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	serverURL := fs.String("server", envOr("BERTH_SERVER", client.DefaultServer), "berth-control server URL (env BERTH_SERVER)")
-	tokenFile := fs.String("token-file", "", "file holding an operator token (else env BERTH_TOKEN)")
-	output := fs.String("output", "text", "text or json")
-	var f store.HostFilter
+// hostsCommand is berth-control hosts list|show, through the operator API.
+func hostsCommand() *cli.Command {
+	var serverURL, tokenFile string
+	var f wire.HostFilter
 	labels := labelFlags{}
 	var all bool
 	var history int
-	switch sub {
-	case "list":
-		fs.Var(labels, "label", "only hosts with label `KEY=VALUE` (repeatable; all must match)")
-		fs.StringVar(&f.State, "state", "", "only hosts in state Healthy, Degraded, Unhealthy, Initializing or Stale")
-		fs.StringVar(&f.EngineVersion, "engine-version", "", "only hosts running this engine version")
-		fs.StringVar(&f.AgentVersion, "agent-version", "", "only hosts running this agent version")
-		fs.StringVar(&f.Sort, "sort", "", "id, state, engineVersion, agentVersion or lastReport; a leading - reverses")
-		fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", store.DefaultLimit, store.MaxLimit))
-		fs.StringVar(&f.Cursor, "cursor", "", "start at this page (the cursor a previous list printed)")
-		fs.BoolVar(&all, "all", false, "follow every page")
-	case "show":
-		fs.IntVar(&history, "history", 0, "heartbeats and events to show (default 50, at most 500)")
-	default:
-		return usageError{fmt.Errorf("unknown hosts command %q: want list or show", sub)}
-	}
-	rest, err := cli.ParseInterspersed(fs, args[1:])
-	if err != nil {
-		return usageError{err}
-	}
-	if *output != "text" && *output != "json" {
-		return usageError{fmt.Errorf("--output %q: want text or json", *output)}
-	}
-	if f.Limit < 0 || f.Limit > store.MaxLimit {
-		return usageError{fmt.Errorf("--limit %d: want 1 to %d", f.Limit, store.MaxLimit)}
-	}
-	if history < 0 {
-		return usageError{fmt.Errorf("--history %d: want 0 or more", history)}
-	}
-	switch {
-	case sub == "list" && len(rest) != 0:
-		return usageError{fmt.Errorf("list takes no arguments, got %q (filters are flags: --label, --state, --engine-version)", rest)}
-	case sub == "show" && len(rest) != 1:
-		return usageError{errors.New("show takes one host ID")}
-	}
-	if len(labels) > 0 {
-		f.Labels = labels
-	}
-	token, err := client.LoadToken(*tokenFile, os.Getenv("BERTH_TOKEN"))
-	if err != nil {
-		return err
-	}
-	// Retries are logged only on request: the final error says it all.
-	var log *slog.Logger
-	if os.Getenv("BERTH_LOG_LEVEL") != "" {
-		log, _ = logging.New(stderr, "text", logging.LevelFromEnv("info"))
-	}
-	c, err := client.New(client.Options{Server: *serverURL, Token: token, Logger: log})
-	if err != nil {
-		return usageError{err}
-	}
-	if sub == "show" {
-		d, err := c.Host(ctx, rest[0], history)
+	connect := func(in *cli.Invocation) (*client.Client, error) {
+		token, err := client.LoadToken(tokenFile, in.Getenv("BERTH_TOKEN"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if *output == "json" {
-			return cli.PrintJSON(stdout, d)
+		c, err := client.New(client.Options{Server: serverOr(serverURL, in.Getenv), Token: token, Logger: retryLogger(in)})
+		if err != nil {
+			return nil, cli.Usage(err)
 		}
-		return client.WriteHost(stdout, d, time.Now())
+		return c, nil
 	}
-	var page store.HostPage
-	if all {
-		page, err = c.AllHosts(ctx, f, 0)
-	} else {
-		page, err = c.Hosts(ctx, f)
+	return &cli.Command{
+		Name:    "hosts",
+		Summary: "the fleet's hosts, through a running berth-control serve",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&serverURL, "server", "", "berth-control server `URL` (default $BERTH_SERVER, else "+client.DefaultServer+")")
+			fs.StringVar(&tokenFile, "token-file", "", "`FILE` holding an operator token (else $BERTH_TOKEN)")
+		},
+		Commands: []*cli.Command{
+			{Name: "list", ArgsDoc: "no arguments (filters are flags: --label, --state, --engine-version)",
+				Summary: "list hosts, filtered, sorted and paged on the server",
+				Flags: func(fs *flag.FlagSet) {
+					fs.Var(labels, "label", "only hosts with label `KEY=VALUE` (repeatable; all must match)")
+					fs.StringVar(&f.State, "state", "", "only hosts in state Healthy, Degraded, Unhealthy, Initializing or Stale")
+					fs.StringVar(&f.EngineVersion, "engine-version", "", "only hosts running this engine version")
+					fs.StringVar(&f.AgentVersion, "agent-version", "", "only hosts running this agent version")
+					fs.StringVar(&f.Sort, "sort", "", "id, state, engineVersion, agentVersion or lastReport; a leading - reverses")
+					fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", wire.DefaultLimit, wire.MaxLimit))
+					fs.StringVar(&f.Cursor, "cursor", "", "start at this page (the cursor a previous list printed)")
+					fs.BoolVar(&all, "all", false, "follow every page")
+				},
+				Run: func(ctx context.Context, in *cli.Invocation) error {
+					if f.Limit < 0 || f.Limit > wire.MaxLimit {
+						return cli.Usagef("--limit %d: want 1 to %d", f.Limit, wire.MaxLimit)
+					}
+					if len(labels) > 0 {
+						f.Labels = labels
+					}
+					c, err := connect(in)
+					if err != nil {
+						return err
+					}
+					var page wire.HostPage
+					if all {
+						page, err = c.AllHosts(ctx, f, 0)
+					} else {
+						page, err = c.Hosts(ctx, f)
+					}
+					if err != nil {
+						return badRequestIsUsage(err)
+					}
+					if err := in.Print(newHostPageOut(page), func(w io.Writer) error { return client.WriteHosts(w, page.Hosts, time.Now()) }); err != nil {
+						return err
+					}
+					if page.Next != "" && in.Output == cli.Text {
+						fmt.Fprintf(in.Stderr, "%d of %d hosts shown; --all lists every one, --cursor %s the next page\n", len(page.Hosts), page.Total, page.Next)
+					}
+					return nil
+				}},
+			{Name: "show", Args: "ID", ArgsDoc: "one host ID", Summary: "show one host: its state, checks, events and health history",
+				Flags: func(fs *flag.FlagSet) {
+					fs.IntVar(&history, "history", 0, "heartbeats and events to show (default 50, at most 500)")
+				},
+				Run: func(ctx context.Context, in *cli.Invocation) error {
+					if history < 0 {
+						return cli.Usagef("--history %d: want 0 or more", history)
+					}
+					c, err := connect(in)
+					if err != nil {
+						return err
+					}
+					d, err := c.Host(ctx, in.Args[0], history)
+					if err != nil {
+						return badRequestIsUsage(err)
+					}
+					return in.Print(hostDetailOut{HostDetail: d, Interval: cli.Duration(d.Interval)},
+						func(w io.Writer) error { return client.WriteHost(w, d, time.Now()) })
+				}},
+		},
 	}
-	if err != nil {
-		return err
-	}
-	if page.Hosts == nil {
-		page.Hosts = []store.Host{}
-	}
-	if *output == "json" {
-		return cli.PrintJSON(stdout, page)
-	}
-	if err := client.WriteHosts(stdout, page.Hosts, time.Now()); err != nil {
-		return err
-	}
-	if page.Next != "" {
-		fmt.Fprintf(stderr, "%d of %d hosts shown; --all lists every one, --cursor %s the next page\n", len(page.Hosts), page.Total, page.Next)
-	}
-	return nil
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
+// The --output json forms of hosts list and show: the API's types with
+// the interval as a duration string ("1m0s"), which version 1 of the API
+// sends in nanoseconds. The shallower Interval field hides the embedded one.
+type (
+	hostOut struct {
+		wire.Host
+		Interval cli.Duration `json:"interval"`
+	}
+	hostPageOut struct {
+		wire.HostPage
+		Hosts []hostOut `json:"hosts"`
+	}
+	hostDetailOut struct {
+		wire.HostDetail
+		Interval cli.Duration `json:"interval"`
+	}
+)
+
+func newHostPageOut(p wire.HostPage) hostPageOut {
+	out := hostPageOut{HostPage: p, Hosts: make([]hostOut, len(p.Hosts))}
+	for i, h := range p.Hosts {
+		out.Hosts[i] = hostOut{Host: h, Interval: cli.Duration(h.Interval)}
+	}
+	return out
+}
+
+// badRequestIsUsage makes the server's 400 a usage error (exit 2): the
+// request came from the flags (--state Sleepy), so they are what to fix.
+// Other answers (401, 403, 404, 5xx) and network errors are failures.
+func badRequestIsUsage(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return cli.Usage(err)
+	}
+	return err
+}
+
+// serverOr is --server, else $BERTH_SERVER, else the default.
+func serverOr(flagValue string, getenv func(string) string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := getenv("BERTH_SERVER"); v != "" {
 		return v
 	}
-	return def
+	return client.DefaultServer
+}
+
+// retryLogger is the client's logger: retries are logged only when
+// --log-level (or BERTH_LOG_LEVEL) asks for info or debug, since the final
+// error says it all.
+func retryLogger(in *cli.Invocation) *slog.Logger {
+	if in.LogLevel == "debug" || in.LogLevel == "info" {
+		return in.Log
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -13,12 +14,13 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"berth-control": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		"berth-control": main,
 	})
 }
 
@@ -30,6 +32,8 @@ func TestMain(m *testing.M) {
 //	report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]
 //	                               post one heartbeat with those labels
 //	envjson VAR FILE FIELD         set $VAR to a string field of a JSON file
+//	status N PROGRAM [ARGS…]       run PROGRAM like exec and want exit status N
+//	                               (exec and ! exec tell only 0 from not 0)
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -37,10 +41,20 @@ func TestScripts(t *testing.T) {
 			env.Setenv("LISTEN", testenv.FreePort(t))
 			return nil
 		},
+		// controldb: the default store exists on this machine, so a test
+		// that it is not created cannot run.
+		Condition: func(cond string) (bool, error) {
+			if cond != "controldb" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			_, err := os.Stat(paths.ControlDB())
+			return err == nil, nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitserver": cmdWaitServer,
 			"report":     cmdReport,
 			"envjson":    cmdEnvJSON,
+			"status":     testenv.StatusCmd,
 		},
 	})
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/chromium"
@@ -111,16 +110,16 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 	}, "BERTH_IMDS_ENDPOINT="+imds)
 	agent.start()
 
-	show := func() store.HostDetail {
+	show := func() wire.HostDetail {
 		t.Helper()
-		var h store.HostDetail
+		var h wire.HostDetail
 		out := control.cli(operator, "hosts", "show", vmID, "--server", control.URL, "--output", "json")
 		if err := json.Unmarshal([]byte(out), &h); err != nil {
 			t.Fatalf("hosts show --output json: %v\n%s", err, out)
 		}
 		return h
 	}
-	var h store.HostDetail
+	var h wire.HostDetail
 	waitFor(t, 60*time.Second, "the host to report Healthy", func() bool {
 		page := control.cli(operator, "hosts", "list", "--label", "pool=e2e", "--server", control.URL, "--output", "json")
 		if !strings.Contains(page, vmID) {
@@ -138,7 +137,7 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 	if !h.Engine.Active || !h.Engine.Healthy || h.Engine.Version == "" {
 		t.Errorf("engine at control = %+v, want the running dockerd", h.Engine)
 	}
-	if !slices.ContainsFunc(h.Events, func(e store.EventRecord) bool { return e.Kind == "agent.started" }) {
+	if !slices.ContainsFunc(h.Events, func(e wire.EventRecord) bool { return e.Kind == "agent.started" }) {
 		t.Errorf("events at control lack agent.started: %+v", h.Events)
 	}
 	if h.Interval != interval {
@@ -214,7 +213,7 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 	if failing < 0 {
 		t.Errorf("control shows no failing check: %+v", h.Checks)
 	}
-	if !slices.ContainsFunc(h.Events, func(e store.EventRecord) bool { return e.Kind == "health.changed" }) {
+	if !slices.ContainsFunc(h.Events, func(e wire.EventRecord) bool { return e.Kind == "health.changed" }) {
 		t.Logf("events at control: %+v", h.Events)
 	}
 	if err := agent.p.stop(30 * time.Second); err != nil {

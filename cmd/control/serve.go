@@ -20,66 +20,77 @@ import (
 	"github.com/berthhq/berth/internal/logging"
 )
 
-// cmdServe is berth-control serve: settings from defaults, then --config,
-// then flags; then the store, the authenticator, the web page and the API
-// wired together until SIGINT or SIGTERM.
-func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// serveCommand is berth-control serve: settings from defaults, then
+// --config, then flags; then the store, the authenticator, the web page
+// and the API wired together until SIGINT or SIGTERM.
+func serveCommand() *cli.Command {
 	def := server.DefaultConfig()
 	var f server.Config
-	configFile := fs.String("config", "", "settings file, YAML or JSON (flags win over it)")
-	fs.StringVar(&f.Listen, "listen", def.Listen, "host:port to listen on; the default is loopback only, :8080 listens on every interface")
-	fs.StringVar(&f.DB, "db", "", "the store: sqlite://PATH or postgres://USER@HOST/DB (default "+def.DB+")")
-	fs.StringVar(&f.Auth, "auth", def.Auth, "accepted tokens: entra,token, entra, token, or none (a laptop demo only)")
-	fs.StringVar(&f.Entra.Tenant, "entra-tenant", "", "Entra ID tenant (directory) id")
-	fs.StringVar(&f.Entra.Audience, "entra-audience", "", "audience the Entra tokens must carry, e.g. api://berth-control")
-	fs.StringVar(&f.Entra.Authority, "entra-authority", "", "Entra ID login endpoint (default "+auth.DefaultAuthority+")")
-	fs.StringVar(&f.Entra.OperatorRole, "entra-operator-role", "", "app role that makes an Entra principal an operator (default "+auth.DefaultOperatorRole+")")
-	fs.StringVar(&f.Log.Level, "log-level", logging.LevelFromEnv(def.Log.Level), "debug, info, warn or error")
-	fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
-	rest, err := cli.ParseInterspersed(fs, args)
-	if err != nil {
-		return usageError{err}
+	var configFile string
+	return &cli.Command{
+		Name:    "serve",
+		Summary: "run the control endpoint (reports API, operator API, web page)",
+		Daemon:  true,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&configFile, "config", "", "settings file, YAML or JSON (flags win over it)")
+			fs.StringVar(&f.Listen, "listen", def.Listen, "host:port to listen on; the default is loopback only, :8080 listens on every interface")
+			fs.StringVar(&f.DB, "db", "", "the store: sqlite://PATH or postgres://USER@HOST/DB (default "+def.DB+"); created if missing")
+			fs.StringVar(&f.Auth, "auth", def.Auth, "accepted tokens: entra,token, entra, token, or none (a laptop demo only)")
+			fs.StringVar(&f.Entra.Tenant, "entra-tenant", "", "Entra ID tenant (directory) id")
+			fs.StringVar(&f.Entra.Audience, "entra-audience", "", "audience the Entra tokens must carry, e.g. api://berth-control")
+			fs.StringVar(&f.Entra.Authority, "entra-authority", "", "Entra ID login endpoint (default "+auth.DefaultAuthority+")")
+			fs.StringVar(&f.Entra.OperatorRole, "entra-operator-role", "", "app role that makes an Entra principal an operator (default "+auth.DefaultOperatorRole+")")
+			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
+		},
+		Run: func(ctx context.Context, in *cli.Invocation) error {
+			cfg := def
+			if configFile != "" {
+				var err error
+				if cfg, err = server.LoadConfig(configFile, cfg); err != nil {
+					return cli.Usage(err)
+				}
+			}
+			f.Log.Level = in.LogLevel
+			in.Flags.Visit(func(fl *flag.Flag) { applyServeFlag(&cfg, f, fl.Name) })
+			return serve(ctx, cfg, in.Stderr)
+		},
 	}
-	if len(rest) != 0 {
-		return usageError{fmt.Errorf("serve takes no arguments, got %q", rest)}
+}
+
+// applyServeFlag copies the flag name, set on the command line, from f
+// into cfg: flags win over the config file, defaults do not.
+func applyServeFlag(cfg *server.Config, f server.Config, name string) {
+	switch name {
+	case "listen":
+		cfg.Listen = f.Listen
+	case "db":
+		cfg.DB = f.DB
+	case "auth":
+		cfg.Auth = f.Auth
+	case "entra-tenant":
+		cfg.Entra.Tenant = f.Entra.Tenant
+	case "entra-audience":
+		cfg.Entra.Audience = f.Entra.Audience
+	case "entra-authority":
+		cfg.Entra.Authority = f.Entra.Authority
+	case "entra-operator-role":
+		cfg.Entra.OperatorRole = f.Entra.OperatorRole
+	case "log-level":
+		cfg.Log.Level = f.Log.Level
+	case "log-format":
+		cfg.Log.Format = f.Log.Format
 	}
-	cfg := def
-	if *configFile != "" {
-		if cfg, err = server.LoadConfig(*configFile, cfg); err != nil {
-			return usageError{err}
-		}
-	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "listen":
-			cfg.Listen = f.Listen
-		case "db":
-			cfg.DB = f.DB
-		case "auth":
-			cfg.Auth = f.Auth
-		case "entra-tenant":
-			cfg.Entra.Tenant = f.Entra.Tenant
-		case "entra-audience":
-			cfg.Entra.Audience = f.Entra.Audience
-		case "entra-authority":
-			cfg.Entra.Authority = f.Entra.Authority
-		case "entra-operator-role":
-			cfg.Entra.OperatorRole = f.Entra.OperatorRole
-		case "log-level":
-			cfg.Log.Level = f.Log.Level
-		case "log-format":
-			cfg.Log.Format = f.Log.Format
-		}
-	})
+}
+
+// serve runs the endpoint cfg describes until ctx ends.
+func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	methods, err := cfg.Methods()
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	log, err := logging.New(stderr, cfg.Log.Format, cfg.Log.Level)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(stderr, w)
@@ -94,6 +105,9 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 
 	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log})
+	if errors.Is(err, store.ErrBadDSN) {
+		return cli.Usage(err)
+	}
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/secret"
@@ -31,7 +30,7 @@ import (
 const DefaultServer = "http://127.0.0.1:8080"
 
 // maxResponseBytes bounds what the client reads of one answer: a page of
-// store.MaxLimit hosts with their checks fits with room to spare.
+// wire.MaxLimit hosts with their checks fits with room to spare.
 const maxResponseBytes = 64 << 20
 
 // Options configure a Client.
@@ -116,23 +115,23 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("server answered %d %s: %s%s", e.Status, e.Code, msg, hint)
 }
 
-// Is makes errors.Is(err, store.ErrNotFound) true for a 404, so callers
+// Is makes errors.Is(err, wire.ErrNotFound) true for a 404, so callers
 // need not know HTTP.
 func (e *APIError) Is(target error) bool {
-	return target == store.ErrNotFound && e.Status == http.StatusNotFound
+	return target == wire.ErrNotFound && e.Status == http.StatusNotFound
 }
 
 // Hosts returns one page of the hosts f selects.
-func (c *Client) Hosts(ctx context.Context, f store.HostFilter) (store.HostPage, error) {
-	var page store.HostPage
+func (c *Client) Hosts(ctx context.Context, f wire.HostFilter) (wire.HostPage, error) {
+	var page wire.HostPage
 	err := c.get(ctx, "/v1/hosts", HostQuery(f), &page)
 	return page, err
 }
 
 // AllHosts follows the pages of f from its cursor to the last, at most
 // max hosts (0: no bound), and returns them as one page.
-func (c *Client) AllHosts(ctx context.Context, f store.HostFilter, max int) (store.HostPage, error) {
-	var all store.HostPage
+func (c *Client) AllHosts(ctx context.Context, f wire.HostFilter, max int) (wire.HostPage, error) {
+	var all wire.HostPage
 	for {
 		page, err := c.Hosts(ctx, f)
 		if err != nil {
@@ -153,8 +152,8 @@ func (c *Client) AllHosts(ctx context.Context, f store.HostFilter, max int) (sto
 
 // Host returns one host with its newest history heartbeats and events
 // (history <= 0: the server's default).
-func (c *Client) Host(ctx context.Context, id string, history int) (store.HostDetail, error) {
-	var d store.HostDetail
+func (c *Client) Host(ctx context.Context, id string, history int) (wire.HostDetail, error) {
+	var d wire.HostDetail
 	if id == "" {
 		return d, errors.New("no host id given")
 	}
@@ -167,8 +166,8 @@ func (c *Client) Host(ctx context.Context, id string, history int) (store.HostDe
 }
 
 // Counts returns the fleet's hosts by state and version.
-func (c *Client) Counts(ctx context.Context) (store.Counts, error) {
-	var cs store.Counts
+func (c *Client) Counts(ctx context.Context) (wire.Counts, error) {
+	var cs wire.Counts
 	err := c.get(ctx, "/v1/counts", nil, &cs)
 	return cs, err
 }
@@ -222,7 +221,7 @@ func decodeError(status int, body io.Reader) error {
 }
 
 // HostQuery is the query string that asks GET /v1/hosts for f.
-func HostQuery(f store.HostFilter) url.Values {
+func HostQuery(f wire.HostFilter) url.Values {
 	q := url.Values{}
 	for k, v := range f.Labels {
 		q.Add("label", k+"="+v)

@@ -67,11 +67,11 @@ func TestClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page, err := c.Hosts(ctx, store.HostFilter{Labels: map[string]string{"pool": "green"}})
+	page, err := c.Hosts(ctx, wire.HostFilter{Labels: map[string]string{"pool": "green"}})
 	if err != nil || page.Total != 2 || len(page.Hosts) != 2 {
 		t.Fatalf("Hosts: %+v %v", page, err)
 	}
-	all, err := c.AllHosts(ctx, store.HostFilter{Limit: 2, Sort: "-id"}, 0)
+	all, err := c.AllHosts(ctx, wire.HostFilter{Limit: 2, Sort: "-id"}, 0)
 	if err != nil || len(all.Hosts) != 5 || all.Hosts[0].ID != "vm-4" || all.Next != "" {
 		t.Fatalf("AllHosts: %+v %v", all, err)
 	}
@@ -89,7 +89,7 @@ func TestClient(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != 404 || ae.Code != wire.CodeNotFound || !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown host: %v", err)
 	}
-	_, err = c.Hosts(ctx, store.HostFilter{State: "Sleepy"})
+	_, err = c.Hosts(ctx, wire.HostFilter{State: "Sleepy"})
 	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(err.Error(), "Sleepy") {
 		t.Errorf("bad state: %v", err)
 	}
@@ -153,18 +153,18 @@ func TestLoadToken(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	h := store.Host{ID: "vm-1", State: "Stale", ReportedState: "Healthy", Engine: wire.Engine{Flavor: "docker", Version: "24.0.7"},
+	h := wire.Host{ID: "vm-1", State: "Stale", ReportedState: "Healthy", Engine: wire.Engine{Flavor: "docker", Version: "24.0.7"},
 		AgentVersion: "1.0.0", Labels: map[string]string{"pool": "blue", "az": "1"}, LastReport: now.Add(-5 * time.Minute)}
 	var buf bytes.Buffer
-	client.WriteHosts(&buf, []store.Host{h}, now)
+	client.WriteHosts(&buf, []wire.Host{h}, now)
 	want := "ID    STATE  ENGINE         AGENT  LAST REPORT  LABELS\nvm-1  Stale  docker 24.0.7  1.0.0  5m ago       az=1,pool=blue\n"
 	if buf.String() != want {
 		t.Errorf("WriteHosts:\n%s\nwant:\n%s", buf.String(), want)
 	}
 	buf.Reset()
-	d := store.HostDetail{Host: h,
-		History: []store.HealthPoint{{Seq: 3, Time: now, State: "Healthy"}},
-		Events:  []store.EventRecord{{Seq: 2, Time: now, Event: wire.Event{Kind: "engine.installed", Message: "docker\n24.0.7"}}}}
+	d := wire.HostDetail{Host: h,
+		History: []wire.HealthPoint{{Seq: 3, Time: now, State: "Healthy"}},
+		Events:  []wire.EventRecord{{Seq: 2, Time: now, Event: wire.Event{Kind: "engine.installed", Message: "docker\n24.0.7"}}}}
 	d.Checks = []wire.Check{{Name: "engine.api", Status: "fail", Message: "no answer", Time: now}}
 	client.WriteHost(&buf, d, now)
 	for _, s := range []string{"State:           Stale (last reported Healthy)", "CHECKS (1)", "engine.api  fail", "EVENTS (1 newest)", "engine.installed  docker 24.0.7", "HEALTH HISTORY (1 newest)", "Last report:     2026-01-02T02:59:05Z (5m ago)"} {

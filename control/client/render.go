@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // The text forms of berth-control's operator commands. They are for
@@ -17,7 +17,7 @@ import (
 
 // WriteHosts writes hosts as an aligned table: ID, STATE, ENGINE, AGENT,
 // LAST REPORT (an age from now) and LABELS.
-func WriteHosts(w io.Writer, hosts []store.Host, now time.Time) error {
+func WriteHosts(w io.Writer, hosts []wire.Host, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tENGINE\tAGENT\tLAST REPORT\tLABELS")
 	for _, h := range hosts {
@@ -28,7 +28,7 @@ func WriteHosts(w io.Writer, hosts []store.Host, now time.Time) error {
 
 // WriteHost writes one host: its fields, then its checks, its recent
 // events and its health history.
-func WriteHost(w io.Writer, d store.HostDetail, now time.Time) error {
+func WriteHost(w io.Writer, d wire.HostDetail, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	state := d.State
 	if d.ReportedState != "" && d.ReportedState != d.State {
@@ -101,21 +101,6 @@ func WriteHost(w io.Writer, d store.HostDetail, now time.Time) error {
 	return nil
 }
 
-// WriteTokens writes issued tokens as a table, never their secrets (the
-// store does not have them).
-func WriteTokens(w io.Writer, ts []store.Token) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSUBJECT\tCREATED\tREVOKED")
-	for _, t := range ts {
-		revoked := "-"
-		if t.Revoked != nil {
-			revoked = timeText(*t.Revoked)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Subject, timeText(t.Created), revoked)
-	}
-	return tw.Flush()
-}
-
 // Age is how long before now t was, shortly: "45s ago", "3m ago",
 // "2h ago", "5d ago"; "never" for the zero time.
 func Age(t, now time.Time) string {
@@ -158,7 +143,7 @@ func durationText(d time.Duration) string {
 	return d.String()
 }
 
-func engine(h store.Host) string {
+func engine(h wire.Host) string {
 	s := strings.TrimSpace(h.Engine.Flavor + " " + h.Engine.Version)
 	return orDash(s)
 }

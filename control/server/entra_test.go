@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/berthhq/berth/control/auth"
-	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv/entra"
 )
@@ -52,7 +51,7 @@ func TestEntraBindsOnFirstUse(t *testing.T) {
 	}
 	// Issued tokens still work beside Entra.
 	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", nil))
-	var page store.HostPage
+	var page wire.HostPage
 	f.getJSON(t, "/v1/hosts", &page)
 	if page.Total != 3 {
 		t.Errorf("hosts: %+v", page)

@@ -118,10 +118,5 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return nil
 }
 
-// clip shortens a hostile value before it goes into a message.
-func clip(s string) string {
-	if len(s) <= 128 {
-		return s
-	}
-	return s[:128] + "…"
-}
+// quoteLen is how much of a hostile value a message quotes.
+const quoteLen = 128

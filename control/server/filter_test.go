@@ -7,23 +7,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/control/server"
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 func TestParseHostFilter(t *testing.T) {
 	for _, tc := range []struct {
 		query   string
-		want    store.HostFilter
+		want    wire.HostFilter
 		wantErr string
 	}{
-		{query: "", want: store.HostFilter{}},
-		{query: "state=unhealthy&engineVersion=24.0.7", want: store.HostFilter{State: "Unhealthy", EngineVersion: "24.0.7"}},
-		{query: "state=STALE", want: store.HostFilter{State: "Stale"}},
-		{query: "engine=24.0.7&agent=1.2", want: store.HostFilter{EngineVersion: "24.0.7", AgentVersion: "1.2"}},
-		{query: "engine_version=24.0.7&agent-version=1.2", want: store.HostFilter{EngineVersion: "24.0.7", AgentVersion: "1.2"}},
-		{query: "label=pool=web&labels=ring=canary", want: store.HostFilter{Labels: map[string]string{"pool": "web", "ring": "canary"}}},
-		{query: "label=k=a=b", want: store.HostFilter{Labels: map[string]string{"k": "a=b"}}},
-		{query: "sort=-lastReport&limit=5&cursor=abc", want: store.HostFilter{Sort: "-lastReport", Limit: 5, Cursor: "abc"}},
+		{query: "", want: wire.HostFilter{}},
+		{query: "state=unhealthy&engineVersion=24.0.7", want: wire.HostFilter{State: "Unhealthy", EngineVersion: "24.0.7"}},
+		{query: "state=STALE", want: wire.HostFilter{State: "Stale"}},
+		{query: "engine=24.0.7&agent=1.2", want: wire.HostFilter{EngineVersion: "24.0.7", AgentVersion: "1.2"}},
+		{query: "engine_version=24.0.7&agent-version=1.2", want: wire.HostFilter{EngineVersion: "24.0.7", AgentVersion: "1.2"}},
+		{query: "label=pool=web&labels=ring=canary", want: wire.HostFilter{Labels: map[string]string{"pool": "web", "ring": "canary"}}},
+		{query: "label=k=a=b", want: wire.HostFilter{Labels: map[string]string{"k": "a=b"}}},
+		{query: "sort=-lastReport&limit=5&cursor=abc", want: wire.HostFilter{Sort: "-lastReport", Limit: 5, Cursor: "abc"}},
 		{query: "engine=1&engineVersion=2", wantErr: "engineVersion given 2 times"},
 		{query: "label=nokey", wantErr: "want label=KEY=VALUE"},
 		{query: "label==v", wantErr: "want label=KEY=VALUE"},

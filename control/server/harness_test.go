@@ -227,7 +227,7 @@ func (f *fixture) getJSON(t testing.TB, path string, v any) {
 func (f *fixture) stillUp(t testing.TB, seq uint64) {
 	t.Helper()
 	f.ack(t, f.AgentA, "vm-a", heartbeat(seq, "Healthy", nil))
-	var c store.Counts
+	var c wire.Counts
 	f.getJSON(t, "/v1/counts", &c)
 }
 

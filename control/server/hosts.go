@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
@@ -40,7 +42,7 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if page.Hosts == nil {
-		page.Hosts = []store.Host{}
+		page.Hosts = []wire.Host{}
 	}
 	return writeJSON(w, page)
 }
@@ -54,14 +56,14 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "history" {
-			return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "unknown query parameter %q; GET /v1/hosts/{id} takes history", clip(k))
+			return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "unknown query parameter %q; GET /v1/hosts/{id} takes history", clip.String(k, quoteLen))
 		}
 	}
 	n := DefaultHistory
 	if v := q.Get("history"); v != "" {
 		h, err := strconv.Atoi(v)
 		if err != nil || h < 0 {
-			return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "history=%q: want a whole number from 0 to %d", clip(v), MaxHistory)
+			return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "history=%q: want a whole number from 0 to %d", clip.String(v, quoteLen), MaxHistory)
 		}
 		if h > MaxHistory {
 			return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "history=%d is over the maximum of %d", h, MaxHistory)
@@ -71,15 +73,15 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.st.Host(r.Context(), id, s.now(), n)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no host %q: it has never reported (check the id with GET /v1/hosts)", clip(id))
+			return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no host %q: it has never reported (check the id with GET /v1/hosts)", clip.String(id, quoteLen))
 		}
 		return fmt.Errorf("read host %s: %w", id, err)
 	}
 	if d.History == nil {
-		d.History = []store.HealthPoint{}
+		d.History = []wire.HealthPoint{}
 	}
 	if d.Events == nil {
-		d.Events = []store.EventRecord{}
+		d.Events = []wire.EventRecord{}
 	}
 	return writeJSON(w, d)
 }
@@ -129,9 +131,9 @@ var hostParamAliases = map[string]string{
 // (repeatable; all must match), state, engineVersion, agentVersion, sort,
 // limit and cursor. Unknown parameters, a label without "=", a repeated
 // single-valued parameter and a limit that is not a number from 1 to
-// store.MaxLimit are errors answered 400; the store checks the rest.
-func ParseHostFilter(q url.Values) (store.HostFilter, error) {
-	var f store.HostFilter
+// wire.MaxLimit are errors answered 400; the store checks the rest.
+func ParseHostFilter(q url.Values) (wire.HostFilter, error) {
+	var f wire.HostFilter
 	// The web page's short names and the snake and kebab spellings a
 	// script might guess are the same filters.
 	canon := url.Values{}
@@ -147,20 +149,20 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 			for _, v := range vs {
 				key, val, ok := strings.Cut(v, "=")
 				if !ok || key == "" {
-					return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "label=%q: want label=KEY=VALUE", clip(v))
+					return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "label=%q: want label=KEY=VALUE", clip.String(v, quoteLen))
 				}
 				if f.Labels == nil {
 					f.Labels = map[string]string{}
 				}
 				if old, dup := f.Labels[key]; dup && old != val {
-					return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "label %q given twice with different values; no host can match both", clip(key))
+					return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "label %q given twice with different values; no host can match both", clip.String(key, quoteLen))
 				}
 				f.Labels[key] = val
 			}
 			continue
 		case "state", "engineVersion", "agentVersion", "sort", "limit", "cursor":
 		default:
-			return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "unknown query parameter %q; GET /v1/hosts takes %s", clip(k), strings.Join(hostParams, ", "))
+			return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "unknown query parameter %q; GET /v1/hosts takes %s", clip.String(k, quoteLen), strings.Join(hostParams, ", "))
 		}
 		if len(vs) > 1 {
 			return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "%s given %d times; give it once", k, len(vs))
@@ -171,7 +173,7 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 			// Operators type states in any case; the store's are
 			// capitalised.
 			f.State = v
-			for _, st := range []string{"Healthy", "Degraded", "Unhealthy", "Initializing", store.StateStale} {
+			for _, st := range []string{"Healthy", "Degraded", "Unhealthy", "Initializing", wire.StateStale} {
 				if strings.EqualFold(v, st) {
 					f.State = st
 				}
@@ -186,8 +188,8 @@ func ParseHostFilter(q url.Values) (store.HostFilter, error) {
 			f.Cursor = v
 		case "limit":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > store.MaxLimit {
-				return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "limit=%q: want a whole number from 1 to %d", clip(v), store.MaxLimit)
+			if err != nil || n < 1 || n > wire.MaxLimit {
+				return f, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "limit=%q: want a whole number from 1 to %d", clip.String(v, quoteLen), wire.MaxLimit)
 			}
 			f.Limit = n
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/berthhq/berth/control/auth"
@@ -102,7 +104,7 @@ func checkContentType(ct string) error {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return apiErrorf(http.StatusUnsupportedMediaType, wire.CodeUnsupported, "Content-Type %q is not supported; send application/json", clip(ct))
+		return apiErrorf(http.StatusUnsupportedMediaType, wire.CodeUnsupported, "Content-Type %q is not supported; send application/json", clip.String(ct, quoteLen))
 	}
 	return nil
 }
@@ -121,7 +123,7 @@ func isGzip(values []string) (bool, error) {
 			return true, nil
 		}
 	}
-	return false, apiErrorf(http.StatusUnsupportedMediaType, wire.CodeUnsupported, "Content-Encoding %q is not supported; send gzip or identity", clip(strings.Join(values, ", ")))
+	return false, apiErrorf(http.StatusUnsupportedMediaType, wire.CodeUnsupported, "Content-Encoding %q is not supported; send gzip or identity", clip.String(strings.Join(values, ", "), quoteLen))
 }
 
 // gzipReaders are reused: a gzip.Reader holds ~40 KiB of window and

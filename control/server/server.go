@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
@@ -35,9 +37,9 @@ import (
 type Store interface {
 	Ping(ctx context.Context) error
 	Ingest(ctx context.Context, b wire.Batch, now time.Time) (wire.Ack, error)
-	Hosts(ctx context.Context, f store.HostFilter, now time.Time) (store.HostPage, error)
-	Host(ctx context.Context, id string, now time.Time, n int) (store.HostDetail, error)
-	Counts(ctx context.Context, now time.Time) (store.Counts, error)
+	Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error)
+	Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error)
+	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
 	BindIdentity(ctx context.Context, agent, subject string) error
 }
 
@@ -172,7 +174,7 @@ func (s *Server) routes() {
 		s.mux.Handle(path, s.wrap(methodNotAllowed(strings.Join(methods, ", "))))
 	}
 	s.mux.Handle("/v1/", s.wrap(func(_ http.ResponseWriter, r *http.Request) error {
-		return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no API endpoint %s %s; see the endpoints under /v1/ in the docs", r.Method, clip(r.URL.Path))
+		return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no API endpoint %s %s; see the endpoints under /v1/ in the docs", r.Method, clip.String(r.URL.Path, quoteLen))
 	}))
 	s.mux.Handle("/", s.wrapWeb())
 }
@@ -180,7 +182,7 @@ func (s *Server) routes() {
 func methodNotAllowed(allowed string) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", allowed)
-		return apiErrorf(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, clip(r.URL.Path), allowed)
+		return apiErrorf(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, clip.String(r.URL.Path, quoteLen), allowed)
 	}
 }
 
@@ -194,7 +196,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) wrapWeb() http.Handler {
 	return s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		if s.web == nil {
-			return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no page at %s: this server has no web page; the API is under /v1/", clip(r.URL.Path))
+			return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no page at %s: this server has no web page; the API is under /v1/", clip.String(r.URL.Path, quoteLen))
 		}
 		s.web.ServeHTTP(w, r)
 		return nil

@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/control/server"
-	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv/postgres"
 )
@@ -246,7 +245,7 @@ func testReportsAndReads(t *testing.T, f *fixture) {
 		t.Fatalf("gzip post: %d %s", r.Status, r.Body)
 	}
 
-	var page store.HostPage
+	var page wire.HostPage
 	f.getJSON(t, "/v1/hosts", &page)
 	if page.Total != 2 || len(page.Hosts) != 2 || page.Hosts[0].ID != "vm-a" {
 		t.Fatalf("hosts: %+v", page)
@@ -268,7 +267,7 @@ func testReportsAndReads(t *testing.T, f *fixture) {
 		t.Errorf("second page: %+v", page)
 	}
 
-	var d store.HostDetail
+	var d wire.HostDetail
 	f.getJSON(t, "/v1/hosts/vm-a", &d)
 	if d.State != "Degraded" || len(d.History) != 2 || len(d.Events) != 1 || d.Events[0].Kind != "engine.installed" {
 		t.Errorf("host: %+v", d)
@@ -277,7 +276,7 @@ func testReportsAndReads(t *testing.T, f *fixture) {
 	if len(d.History) != 1 {
 		t.Errorf("history=1 gave %d points", len(d.History))
 	}
-	var c store.Counts
+	var c wire.Counts
 	f.getJSON(t, "/v1/counts", &c)
 	if c.Total != 2 || c.ByState["Degraded"] != 1 || c.ByState["Healthy"] != 1 {
 		t.Errorf("counts: %+v", c)
@@ -311,12 +310,12 @@ func TestSecretsNotLogged(t *testing.T) {
 // panicky is a store whose Hosts panics and whose Counts fails.
 type panicky struct{ server.Store }
 
-func (panicky) Hosts(context.Context, store.HostFilter, time.Time) (store.HostPage, error) {
+func (panicky) Hosts(context.Context, wire.HostFilter, time.Time) (wire.HostPage, error) {
 	panic("boom")
 }
 
-func (panicky) Counts(context.Context, time.Time) (store.Counts, error) {
-	return store.Counts{}, errors.New("disk on fire")
+func (panicky) Counts(context.Context, time.Time) (wire.Counts, error) {
+	return wire.Counts{}, errors.New("disk on fire")
 }
 
 func TestPanicAndInternalErrors(t *testing.T) {

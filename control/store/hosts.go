@@ -7,15 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/berthhq/berth/control/wire"
 )
 
-// The states a HostFilter may ask for.
-var filterStates = []string{"Healthy", "Degraded", "Unhealthy", "Initializing", StateStale}
+// The states a wire.HostFilter may ask for.
+var filterStates = []string{"Healthy", "Degraded", "Unhealthy", "Initializing", wire.StateStale}
 
 // sortKeys maps HostFilter.Sort to its SQL expression; now is the
 // placeholder of the current time in unix ms, for the effective state.
@@ -38,7 +42,7 @@ func staleCond(now string) string {
 
 // stateExpr is a host's effective state: Stale or the reported one.
 func stateExpr(now string) string {
-	return fmt.Sprintf("(CASE WHEN %s THEN '%s' ELSE h.state END)", staleCond(now), StateStale)
+	return fmt.Sprintf("(CASE WHEN %s THEN '%s' ELSE h.state END)", staleCond(now), wire.StateStale)
 }
 
 const hostCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.engine_active, h.engine_healthy,
@@ -61,22 +65,65 @@ type cursor struct {
 // intervals past its last report; it then matches only the Stale filter.
 // An unknown state or sort, a limit out of range or a foreign cursor is
 // ErrBadFilter.
-func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPage, error) {
-	sortName := f.Sort
-	if sortName == "" {
-		sortName = "id"
+func (s *Store) Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error) {
+	q, err := planHosts(f, now)
+	if err != nil {
+		return wire.HostPage{}, err
 	}
-	desc := strings.HasPrefix(sortName, "-")
-	keyFn, ok := sortKeys[strings.TrimPrefix(sortName, "-")]
+	var page wire.HostPage
+	if err := s.r.QueryRowContext(ctx, q.count, q.countArgs...).Scan(&page.Total); err != nil {
+		return wire.HostPage{}, fmt.Errorf("count hosts: %w", err)
+	}
+	rows, err := s.r.QueryContext(ctx, q.list, q.listArgs...)
+	if err != nil {
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	defer rows.Close()
+	hosts := []wire.Host{}
+	for rows.Next() {
+		h, err := scanHost(rows, now)
+		if err != nil {
+			return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+		}
+		hosts = append(hosts, h)
+	}
+	if err := rows.Err(); err != nil {
+		return wire.HostPage{}, fmt.Errorf("list hosts: %w", err)
+	}
+	page.Hosts, page.Next = pageOf(hosts, q.limit, q.sort)
+	return page, nil
+}
+
+// hostsQuery is the SQL a HostFilter becomes: the count of the hosts that
+// match and one page of them (limit+1 rows, the extra one saying there is
+// a next page), each with its own arguments.
+type hostsQuery struct {
+	count     string
+	countArgs []any
+	list      string
+	listArgs  []any
+	sort      string // f.Sort, "id" when empty
+	limit     int
+}
+
+// planHosts checks f and turns it into SQL; now decides which hosts are
+// Stale. An unknown state or sort, a limit out of range or a foreign
+// cursor is ErrBadFilter.
+func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
+	q := hostsQuery{sort: f.Sort, limit: f.Limit}
+	if q.sort == "" {
+		q.sort = "id"
+	}
+	desc := strings.HasPrefix(q.sort, "-")
+	keyFn, ok := sortKeys[strings.TrimPrefix(q.sort, "-")]
 	if !ok {
-		return HostPage{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip(f.Sort), sortNames)
+		return hostsQuery{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip.String(f.Sort, quoteLen), sortNames)
 	}
-	limit := f.Limit
 	switch {
-	case limit == 0:
-		limit = DefaultLimit
-	case limit < 0 || limit > MaxLimit:
-		return HostPage{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, MaxLimit, DefaultLimit)
+	case q.limit == 0:
+		q.limit = wire.DefaultLimit
+	case q.limit < 0 || q.limit > wire.MaxLimit:
+		return hostsQuery{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, wire.MaxLimit, wire.DefaultLimit)
 	}
 	var args []any
 	arg := func(v any) string {
@@ -93,12 +140,12 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	var where []string
 	switch f.State {
 	case "":
-	case StateStale:
+	case wire.StateStale:
 		where = append(where, staleCond(nowArg()))
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
 	default:
-		return HostPage{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip(f.State), strings.Join(filterStates, ", "))
+		return hostsQuery{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip.String(f.State, quoteLen), strings.Join(filterStates, ", "))
 	}
 	if f.EngineVersion != "" {
 		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
@@ -106,38 +153,39 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	if f.AgentVersion != "" {
 		where = append(where, "h.agent_version = "+arg(f.AgentVersion))
 	}
-	for _, k := range sortedKeys(f.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		where = append(where, "EXISTS (SELECT 1 FROM host_labels l WHERE l.host_id = h.id AND l.key = "+
 			arg(k)+" AND l.value = "+arg(f.Labels[k])+")")
 	}
-	filter := ""
+	// The cursor is checked after the filter, as Hosts always did, so a
+	// filter with two faults is told of the same one.
+	var c cursor
+	if f.Cursor != "" {
+		var err error
+		if c, err = decodeCursor(f.Cursor); err != nil {
+			return hostsQuery{}, err
+		}
+		if c.Sort != q.sort {
+			return hostsQuery{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, q.sort)
+		}
+	}
+	q.count = "SELECT COUNT(*) FROM hosts h"
 	if len(where) > 0 {
-		filter = " WHERE " + strings.Join(where, " AND ")
+		q.count += " WHERE " + strings.Join(where, " AND ")
 	}
+	// The count's arguments stop here: its query must not see a parameter
+	// it does not use.
+	q.countArgs = slices.Clone(args)
 
-	var page HostPage
-	if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+filter, args...).Scan(&page.Total); err != nil {
-		return HostPage{}, fmt.Errorf("count hosts: %w", err)
-	}
-
-	// After the count, whose query must not see a parameter it does not use.
 	var keyExpr string
-	if strings.TrimPrefix(sortName, "-") == "state" {
+	if strings.TrimPrefix(q.sort, "-") == "state" {
 		keyExpr = keyFn(nowArg())
 	} else {
 		keyExpr = keyFn("")
 	}
-	isNum := keyExpr == "h.last_report_ms"
 	if f.Cursor != "" {
-		c, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return HostPage{}, err
-		}
-		if c.Sort != sortName {
-			return HostPage{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sortName)
-		}
 		var key string
-		if isNum {
+		if keyExpr == "h.last_report_ms" {
 			key = arg(c.Num)
 		} else {
 			key = arg(c.Key)
@@ -152,46 +200,42 @@ func (s *Store) Hosts(ctx context.Context, f HostFilter, now time.Time) (HostPag
 	if desc {
 		dir = "DESC"
 	}
-	q := "SELECT " + hostCols + " FROM hosts h"
+	q.list = "SELECT " + hostCols + " FROM hosts h"
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		q.list += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(limit+1)))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return HostPage{}, fmt.Errorf("list hosts: %w", err)
+	q.list += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(q.limit+1)))
+	q.listArgs = args
+	return q, nil
+}
+
+// pageOf cuts the up to limit+1 hosts read to limit and, when there was
+// one more, returns the cursor that starts the next page after the last.
+func pageOf(hosts []wire.Host, limit int, sortName string) ([]wire.Host, string) {
+	if len(hosts) <= limit {
+		return hosts, ""
 	}
-	defer rows.Close()
-	page.Hosts = []Host{}
-	for rows.Next() {
-		h, err := scanHost(rows, now)
-		if err != nil {
-			return HostPage{}, fmt.Errorf("list hosts: %w", err)
-		}
-		page.Hosts = append(page.Hosts, h)
+	hosts = hosts[:limit]
+	return hosts, encodeCursor(cursorAfter(hosts[limit-1], sortName))
+}
+
+// cursorAfter is the cursor of the page that starts after host last in
+// order sortName: its sort key and id.
+func cursorAfter(last wire.Host, sortName string) cursor {
+	c := cursor{V: 1, Sort: sortName, ID: last.ID}
+	switch strings.TrimPrefix(sortName, "-") {
+	case "state":
+		c.Key = last.State
+	case "engineVersion":
+		c.Key = last.Engine.Version
+	case "agentVersion":
+		c.Key = last.AgentVersion
+	case "lastReport":
+		c.Num = last.LastReport.UnixMilli()
+	case "id":
+		c.Key = last.ID
 	}
-	if err := rows.Err(); err != nil {
-		return HostPage{}, fmt.Errorf("list hosts: %w", err)
-	}
-	if len(page.Hosts) > limit {
-		page.Hosts = page.Hosts[:limit]
-		last := page.Hosts[limit-1]
-		c := cursor{V: 1, Sort: sortName, ID: last.ID}
-		switch strings.TrimPrefix(sortName, "-") {
-		case "state":
-			c.Key = last.State
-		case "engineVersion":
-			c.Key = last.Engine.Version
-		case "agentVersion":
-			c.Key = last.AgentVersion
-		case "lastReport":
-			c.Num = last.LastReport.UnixMilli()
-		case "id":
-			c.Key = last.ID
-		}
-		page.Next = encodeCursor(c)
-	}
-	return page, nil
+	return c
 }
 
 func encodeCursor(c cursor) string {
@@ -209,16 +253,16 @@ func decodeCursor(s string) (cursor, error) {
 		err = errors.New("unknown version")
 	}
 	if err != nil {
-		return cursor{}, fmt.Errorf("%w: cursor %q is not one this store made: pass HostPage.Next as it came", ErrBadFilter, clip(s))
+		return cursor{}, fmt.Errorf("%w: cursor %q is not one this store made: pass HostPage.Next as it came", ErrBadFilter, clip.String(s, quoteLen))
 	}
 	return c, nil
 }
 
 type scanner interface{ Scan(...any) error }
 
-func scanHost(r scanner, now time.Time) (Host, error) {
+func scanHost(r scanner, now time.Time) (wire.Host, error) {
 	var (
-		h                                   Host
+		h                                   wire.Host
 		active, healthy                     int64
 		labels, checks, cache               string
 		dropHB, dropEv                      int64
@@ -228,17 +272,17 @@ func scanHost(r scanner, now time.Time) (Host, error) {
 	if err := r.Scan(&h.ID, &h.ReportedState, &h.Engine.Flavor, &h.Engine.Version, &active, &healthy,
 		&h.AgentVersion, &h.OSBuild, &labels, &checks, &cache, &dropHB, &dropEv,
 		&intervalMs, &firstMs, &reportMs, &hbMs, &lastSeq); err != nil {
-		return Host{}, err
+		return wire.Host{}, err
 	}
 	h.Engine.Active, h.Engine.Healthy = active != 0, healthy != 0
 	if err := unmarshalOpt(labels, &h.Labels); err != nil {
-		return Host{}, fmt.Errorf("host %s labels: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s labels: %w", h.ID, err)
 	}
 	if err := unmarshalOpt(checks, &h.Checks); err != nil {
-		return Host{}, fmt.Errorf("host %s checks: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s checks: %w", h.ID, err)
 	}
 	if err := unmarshalOpt(cache, &h.Cache); err != nil {
-		return Host{}, fmt.Errorf("host %s cache: %w", h.ID, err)
+		return wire.Host{}, fmt.Errorf("host %s cache: %w", h.ID, err)
 	}
 	h.Dropped = wire.Dropped{Heartbeats: uint64(max(dropHB, 0)), Events: uint64(max(dropEv, 0))}
 	h.Interval = time.Duration(intervalMs) * time.Millisecond
@@ -250,7 +294,7 @@ func scanHost(r scanner, now time.Time) (Host, error) {
 	h.LastSeq = uint64(max(lastSeq, 0))
 	h.State = h.ReportedState
 	if isStale(reportMs, intervalMs, now) {
-		h.State = StateStale
+		h.State = wire.StateStale
 	}
 	return h, nil
 }
@@ -272,61 +316,61 @@ func unmarshalOpt(s string, v any) error {
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
 // Host returns one host with its n newest heartbeats' states and n newest
-// events, newest first (n is capped at MaxLimit), or ErrNotFound.
-func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (HostDetail, error) {
-	n = min(max(n, 0), MaxLimit)
+// events, newest first (n is capped at wire.MaxLimit), or ErrNotFound.
+func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error) {
+	n = min(max(n, 0), wire.MaxLimit)
 	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts h WHERE h.id = $1", id)
 	h, err := scanHost(row, now)
 	if errors.Is(err, sql.ErrNoRows) {
-		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), ErrNotFound)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip.String(id, quoteLen), ErrNotFound)
 	}
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip.String(id, quoteLen), err)
 	}
-	d := HostDetail{Host: h, History: []HealthPoint{}, Events: []EventRecord{}}
+	d := wire.HostDetail{Host: h, History: []wire.HealthPoint{}, Events: []wire.EventRecord{}}
 	if n == 0 {
 		return d, nil
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, time_ms, state, received_ms FROM history
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 	}
 	for rows.Next() {
-		var p HealthPoint
+		var p wire.HealthPoint
 		var seq, t, rcv int64
 		if err := rows.Scan(&seq, &t, &p.State, &rcv); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 		}
 		p.Seq, p.Time, p.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.History = append(d.History, p)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return HostDetail{}, fmt.Errorf("host %q history: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q history: %w", clip.String(id, quoteLen), err)
 	}
 	rows, err = s.r.QueryContext(ctx, `SELECT seq, time_ms, received_ms, kind, message, fields FROM events
 		WHERE host_id = $1 ORDER BY seq DESC LIMIT $2`, id, int64(n))
 	if err != nil {
-		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 	}
 	for rows.Next() {
-		var e EventRecord
+		var e wire.EventRecord
 		var seq, t, rcv int64
 		var fields string
 		if err := rows.Scan(&seq, &t, &rcv, &e.Kind, &e.Message, &fields); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+			return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 		}
 		if err := unmarshalOpt(fields, &e.Fields); err != nil {
 			rows.Close()
-			return HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip(id), seq, err)
+			return wire.HostDetail{}, fmt.Errorf("host %q event %d fields: %w", clip.String(id, quoteLen), seq, err)
 		}
 		e.Seq, e.Time, e.Received = uint64(seq), msTime(t), msTime(rcv)
 		d.Events = append(d.Events, e)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return HostDetail{}, fmt.Errorf("host %q events: %w", clip(id), err)
+		return wire.HostDetail{}, fmt.Errorf("host %q events: %w", clip.String(id, quoteLen), err)
 	}
 	return d, nil
 }
@@ -334,14 +378,14 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (Host
 // Counts counts the hosts by effective state (every filter state present,
 // 0 when none), by engine version and by agent version ("" for hosts that
 // sent no heartbeat yet).
-func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
+func (s *Store) Counts(ctx context.Context, now time.Time) (wire.Counts, error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT "+stateExpr("$1")+`, h.engine_version, h.agent_version, COUNT(*)
 		FROM hosts h GROUP BY 1, 2, 3`, now.UnixMilli())
 	if err != nil {
-		return Counts{}, fmt.Errorf("count hosts: %w", err)
+		return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 	}
 	defer rows.Close()
-	c := Counts{ByState: map[string]int{}, ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{}}
+	c := wire.Counts{ByState: map[string]int{}, ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{}}
 	for _, st := range filterStates {
 		c.ByState[st] = 0
 	}
@@ -349,7 +393,7 @@ func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
 		var st, ev, av string
 		var n int
 		if err := rows.Scan(&st, &ev, &av, &n); err != nil {
-			return Counts{}, fmt.Errorf("count hosts: %w", err)
+			return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 		}
 		c.Total += n
 		c.ByState[st] += n
@@ -357,7 +401,7 @@ func (s *Store) Counts(ctx context.Context, now time.Time) (Counts, error) {
 		c.ByAgentVersion[av] += n
 	}
 	if err := rows.Err(); err != nil {
-		return Counts{}, fmt.Errorf("count hosts: %w", err)
+		return wire.Counts{}, fmt.Errorf("count hosts: %w", err)
 	}
 	return c, nil
 }

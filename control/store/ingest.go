@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -315,7 +316,9 @@ type hostState struct {
 
 // commitTx commits reqs in one transaction. It returns one result per
 // request (an Ack, or ErrSeqBackwards for a refused batch), or an error
-// when the transaction failed and nothing was written.
+// when the transaction failed and nothing was written. The reads and
+// writes are here; what they mean is decided by the pure steps
+// groupHosts, markChecks, decide and hostWrites.
 func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -323,36 +326,13 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 	}
 	defer tx.Rollback()
 
-	// Batches in agent order (the lock order), each agent's in arrival order.
-	order := make([]int, len(reqs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(reqs[a].agent, reqs[b].agent) })
-	hosts := map[string]*hostState{}
-	var agents []string
-	for _, i := range order {
-		r := reqs[i]
-		if hosts[r.agent] == nil {
-			hosts[r.agent] = &hostState{firstSeen: r.now, checkLo: math.MaxInt64}
-			agents = append(agents, r.agent)
-		}
-	}
+	order, agents, hosts := groupHosts(reqs)
 	if err := s.lockHosts(ctx, tx, agents, hosts); err != nil {
 		return nil, err
 	}
-
 	// Which records at or below a host's stored maximum are stored: one
 	// query per host that has any (an agent retrying), none otherwise.
-	for _, r := range reqs {
-		h := hosts[r.agent]
-		for _, rec := range r.recs {
-			if rec.seq <= h.dbLastSeq {
-				h.checkLo = min(h.checkLo, rec.seq)
-				h.checkHi = max(h.checkHi, rec.seq)
-			}
-		}
-	}
+	markChecks(reqs, hosts)
 	for _, a := range agents {
 		h := hosts[a]
 		if h.checkHi == 0 {
@@ -362,10 +342,83 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 			return nil, err
 		}
 	}
+	results, w := decide(reqs, order, hosts)
+	hostWrites(agents, hosts, &w)
 
-	// Decide every batch in memory.
+	if err := s.insertRows(ctx, tx, insHistory, w.hist); err != nil {
+		return nil, fmt.Errorf("insert history: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, insEvents, w.evs); err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, upsertHosts, w.full); err != nil {
+		return nil, fmt.Errorf("update hosts: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, touchHosts, w.touch); err != nil {
+		return nil, fmt.Errorf("update hosts: %w", err)
+	}
+	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id IN", w.delLabels, ""); err != nil {
+		return nil, fmt.Errorf("update labels: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, insLabels, w.labels); err != nil {
+		return nil, fmt.Errorf("update labels: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return results, nil
+}
+
+// groupWrites are the rows a group writes, flattened as insertRows takes
+// them: history and events from decide, hosts and labels from hostWrites.
+type groupWrites struct {
+	hist, evs                      []any
+	full, touch, delLabels, labels []any
+}
+
+// groupHosts orders the batches by agent (the lock order), each agent's in
+// arrival order, and gives every agent a fresh hostState: first seen at its
+// first batch's now.
+func groupHosts(reqs []*ingestReq) (order []int, agents []string, hosts map[string]*hostState) {
+	order = make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(reqs[a].agent, reqs[b].agent) })
+	hosts = map[string]*hostState{}
+	for _, i := range order {
+		r := reqs[i]
+		if hosts[r.agent] == nil {
+			hosts[r.agent] = &hostState{firstSeen: r.now, checkLo: math.MaxInt64}
+			agents = append(agents, r.agent)
+		}
+	}
+	return order, agents, hosts
+}
+
+// markChecks sets each host's checkLo..checkHi to the range of the group's
+// records at or below its stored maximum: those that may be retries, whose
+// storage storedSeqs must read. checkHi stays 0 when there are none.
+func markChecks(reqs []*ingestReq, hosts map[string]*hostState) {
+	for _, r := range reqs {
+		h := hosts[r.agent]
+		for _, rec := range r.recs {
+			if rec.seq <= h.dbLastSeq {
+				h.checkLo = min(h.checkLo, rec.seq)
+				h.checkHi = max(h.checkHi, rec.seq)
+			}
+		}
+	}
+}
+
+// decide settles every batch in memory, in order: a batch with a record
+// below its host's last that was never stored is refused whole
+// (ErrSeqBackwards); otherwise records above the last are stored and the
+// rest count as duplicates. It advances the hosts' state and returns the
+// history and event rows to insert.
+func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]ingestRes, groupWrites) {
 	results := make([]ingestRes, len(reqs))
-	var hist, evs []any
+	var w groupWrites
 	for _, i := range order {
 		r := reqs[i]
 		h := hosts[r.agent]
@@ -394,9 +447,9 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 			h.inTx[rec.seq] = true
 			h.lastSeq = rec.seq
 			if rec.event {
-				evs = append(evs, r.agent, rec.seq, rec.timeMs, r.now, rec.kind, rec.message, rec.fields)
+				w.evs = append(w.evs, r.agent, rec.seq, rec.timeMs, r.now, rec.kind, rec.message, rec.fields)
 			} else {
-				hist = append(hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state, rec.body)
+				w.hist = append(w.hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state, rec.body)
 			}
 		}
 		if r.hb != nil && r.hb.seq > before {
@@ -407,51 +460,35 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 		ack.UpTo = uint64(h.lastSeq)
 		results[i] = ingestRes{ack: ack}
 	}
+	return results, w
+}
 
-	if err := s.insertRows(ctx, tx, insHistory, hist); err != nil {
-		return nil, fmt.Errorf("insert history: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, insEvents, evs); err != nil {
-		return nil, fmt.Errorf("insert events: %w", err)
-	}
-	var full, touch, delLabels, labels []any
+// hostWrites adds to w the host rows of the hosts decide touched: the full
+// row from a new heartbeat (and its labels, replaced only when they
+// changed), else only the report time and last sequence number.
+func hostWrites(agents []string, hosts map[string]*hostState, w *groupWrites) {
 	for _, a := range agents {
 		h := hosts[a]
 		if !h.touched {
 			continue
 		}
-		if hb := h.hb; hb != nil {
-			full = append(full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
-				hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
-				hb.lastHeartbeatMs, h.lastSeq)
-			if hb.labels != h.dbLabels {
-				if h.exists {
-					delLabels = append(delLabels, a)
-				}
-				for _, k := range sortedKeys(hb.labelMap) {
-					labels = append(labels, a, k, hb.labelMap[k])
-				}
+		hb := h.hb
+		if hb == nil {
+			w.touch = append(w.touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq)
+			continue
+		}
+		w.full = append(w.full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
+			hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
+			hb.lastHeartbeatMs, h.lastSeq)
+		if hb.labels != h.dbLabels {
+			if h.exists {
+				w.delLabels = append(w.delLabels, a)
 			}
-		} else {
-			touch = append(touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq)
+			for _, k := range slices.Sorted(maps.Keys(hb.labelMap)) {
+				w.labels = append(w.labels, a, k, hb.labelMap[k])
+			}
 		}
 	}
-	if err := s.insertRows(ctx, tx, upsertHosts, full); err != nil {
-		return nil, fmt.Errorf("update hosts: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, touchHosts, touch); err != nil {
-		return nil, fmt.Errorf("update hosts: %w", err)
-	}
-	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id IN", delLabels, ""); err != nil {
-		return nil, fmt.Errorf("update labels: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, insLabels, labels); err != nil {
-		return nil, fmt.Errorf("update labels: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	return results, nil
 }
 
 // lockHosts reads, and on PostgreSQL locks, the rows of agents (sorted).
@@ -698,13 +735,4 @@ func (s *Store) placeholders(head string, n int, tail string) string {
 	b.WriteString(") ")
 	b.WriteString(tail)
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,12 +13,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/internal/clip"
+
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers database/sql driver "sqlite"
 )
 
-// ErrClosed: the Store was closed.
-var ErrClosed = errors.New("store closed")
+// Errors of Open, checked with errors.Is.
+var (
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrBadDSN: the DSN names no store this package can open (no or an
+	// unknown scheme, a bad path or connection string): a usage error, not
+	// a failure of the database.
+	ErrBadDSN = errors.New("bad store DSN")
+	// ErrNoStore: Options.Existing was set and the DSN names no store yet.
+	ErrNoStore = errors.New("no store there yet")
+)
 
 // Options tune a Store; the zero value is ready to use.
 type Options struct {
@@ -34,6 +46,11 @@ type Options struct {
 	// process holds (berth-control token issue beside a running serve);
 	// 0 means 5s.
 	BusyTimeout time.Duration
+	// Existing opens only a store that exists (a SQLite file, a PostgreSQL
+	// database with the store's schema), else fails with ErrNoStore: the
+	// token commands must not create an empty store beside the one serve
+	// uses. Without it Open creates the store.
+	Existing bool
 }
 
 type dialect int
@@ -91,7 +108,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
-		return nil, fmt.Errorf("open store: database %q has no scheme: want sqlite://PATH or postgres://USER@HOST/DB", clip(dsn))
+		return nil, fmt.Errorf("open store: %w: database %q has no scheme: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip.String(dsn, quoteLen))
 	}
 	var err error
 	switch strings.ToLower(scheme) {
@@ -101,7 +118,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		err = s.openPostgres(ctx, dsn, o)
 	default:
 		// Only the scheme goes into the message: the rest may hold a password.
-		return nil, fmt.Errorf("open store: unsupported database scheme %q: want sqlite://PATH or postgres://USER@HOST/DB", clip(scheme))
+		return nil, fmt.Errorf("open store: %w: unsupported database scheme %q: want sqlite://PATH or postgres://USER@HOST/DB", ErrBadDSN, clip.String(scheme, quoteLen))
 	}
 	if err != nil {
 		return nil, err
@@ -114,11 +131,16 @@ func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
 	s.d = dialectSQLite
 	switch {
 	case path == "":
-		return errors.New("open store: sqlite:// needs a file path, as in sqlite://berth.db or sqlite:///var/lib/berth/control.db")
+		return fmt.Errorf("open store: %w: sqlite:// needs a file path, as in sqlite://berth.db or sqlite:///var/lib/berth/control.db", ErrBadDSN)
 	case strings.ContainsAny(path, "?#"):
-		return fmt.Errorf("open store: sqlite path %q: options after ? are not supported; the store sets its own", clip(path))
+		return fmt.Errorf("open store: %w: sqlite path %q: options after ? are not supported; the store sets its own", ErrBadDSN, clip.String(path, quoteLen))
 	case path == ":memory:" || strings.HasPrefix(path, "file:"):
-		return fmt.Errorf("open store: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", clip(path))
+		return fmt.Errorf("open store: %w: sqlite path %q: want a file path (the store opens several connections, which an in-memory database cannot share)", ErrBadDSN, clip.String(path, quoteLen))
+	}
+	if o.Existing {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("open store: sqlite %s: %w", path, ErrNoStore)
+		}
 	}
 	// The default database (and a new deployment's) sits in a folder that
 	// may not exist yet.
@@ -170,7 +192,7 @@ func (s *Store) openPostgres(ctx context.Context, dsn string, o Options) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors redact the password.
-		return fmt.Errorf("open store: postgres: %w", err)
+		return fmt.Errorf("open store: postgres: %w: %w", ErrBadDSN, err)
 	}
 	// One round trip per statement and no server-side statement cache: the
 	// group commit's multi-row statements differ in length each time, and
@@ -181,6 +203,17 @@ func (s *Store) openPostgres(ctx context.Context, dsn string, o Options) error {
 	db.SetMaxIdleConns(o.MaxConns)
 	db.SetConnMaxLifetime(30 * time.Minute)
 	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+	if o.Existing {
+		var table sql.NullString
+		if err := db.QueryRowContext(ctx, "SELECT to_regclass('schema_migrations')::text").Scan(&table); err != nil {
+			db.Close()
+			return fmt.Errorf("open store: postgres %s: %w", where, err)
+		}
+		if !table.Valid {
+			db.Close()
+			return fmt.Errorf("open store: postgres %s: %w (the database has no store schema)", where, ErrNoStore)
+		}
+	}
 	if err := migrate(ctx, db, dialectPostgres); err != nil {
 		db.Close()
 		return fmt.Errorf("open store: postgres %s: %w", where, err)
@@ -221,10 +254,5 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// clip shortens a value before it goes into an error message.
-func clip(s string) string {
-	if len(s) <= 80 {
-		return s
-	}
-	return s[:80] + "…"
-}
+// quoteLen is how much of a value an error message quotes.
+const quoteLen = 80

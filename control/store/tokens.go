@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/berthhq/berth/internal/clip"
 )
 
 // BindIdentity binds agent to the subject of the token that writes for it,
@@ -22,27 +24,27 @@ import (
 // also between serve replicas sharing a PostgreSQL database.
 func (s *Store) BindIdentity(ctx context.Context, agent, subject string) error {
 	if agent == "" || subject == "" {
-		return fmt.Errorf("bind identity: agent %q and subject %q must both be set", clip(agent), clip(subject))
+		return fmt.Errorf("bind identity: agent %q and subject %q must both be set", clip.String(agent, quoteLen), clip.String(subject, quoteLen))
 	}
 	// A binding never changes once made, so one seen is final.
 	if v, ok := s.bound.Load(agent); ok {
 		if v.(string) == subject {
 			return nil
 		}
-		return fmt.Errorf("agent %q is bound to another token subject: %w", clip(agent), ErrIdentityMismatch)
+		return fmt.Errorf("agent %q is bound to another token subject: %w", clip.String(agent, quoteLen), ErrIdentityMismatch)
 	}
 	if ok, err := s.checkBinding(ctx, s.r, agent, subject); ok || err != nil {
 		return err
 	}
 	if _, err := s.w.ExecContext(ctx, "INSERT INTO identities (agent, subject, bound_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 		agent, subject, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+		return fmt.Errorf("bind identity of %q: %w", clip.String(agent, quoteLen), err)
 	}
 	// Whoever won the race, the rows now say what is bound; read them
 	// through the writer, which saw its own insert.
 	ok, err := s.checkBinding(ctx, s.w, agent, subject)
 	if err == nil && !ok {
-		err = fmt.Errorf("bind identity of %q: no binding after insert", clip(agent))
+		err = fmt.Errorf("bind identity of %q: no binding after insert", clip.String(agent, quoteLen))
 	}
 	return err
 }
@@ -53,7 +55,7 @@ func (s *Store) BindIdentity(ctx context.Context, agent, subject string) error {
 func (s *Store) checkBinding(ctx context.Context, db *sql.DB, agent, subject string) (bool, error) {
 	rows, err := db.QueryContext(ctx, "SELECT agent, subject FROM identities WHERE agent = $1 OR subject = $2", agent, subject)
 	if err != nil {
-		return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+		return false, fmt.Errorf("bind identity of %q: %w", clip.String(agent, quoteLen), err)
 	}
 	defer rows.Close()
 	var mismatch error
@@ -61,19 +63,19 @@ func (s *Store) checkBinding(ctx context.Context, db *sql.DB, agent, subject str
 	for rows.Next() {
 		var a, sub string
 		if err := rows.Scan(&a, &sub); err != nil {
-			return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+			return false, fmt.Errorf("bind identity of %q: %w", clip.String(agent, quoteLen), err)
 		}
 		switch {
 		case a == agent && sub == subject:
 			found = true
 		case a == agent:
-			mismatch = fmt.Errorf("agent %q is bound to another token subject: %w", clip(agent), ErrIdentityMismatch)
+			mismatch = fmt.Errorf("agent %q is bound to another token subject: %w", clip.String(agent, quoteLen), ErrIdentityMismatch)
 		default:
-			mismatch = fmt.Errorf("token subject %q is bound to agent %q, not %q: %w", clip(subject), clip(a), clip(agent), ErrIdentityMismatch)
+			mismatch = fmt.Errorf("token subject %q is bound to agent %q, not %q: %w", clip.String(subject, quoteLen), clip.String(a, quoteLen), clip.String(agent, quoteLen), ErrIdentityMismatch)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("bind identity of %q: %w", clip(agent), err)
+		return false, fmt.Errorf("bind identity of %q: %w", clip.String(agent, quoteLen), err)
 	}
 	if mismatch != nil {
 		return false, mismatch
@@ -94,10 +96,10 @@ const tokenPrefix = "berth_"
 // hex digits) names the token to RevokeToken without the secret.
 func (s *Store) IssueToken(ctx context.Context, role Role, subject string, now time.Time) (Token, string, error) {
 	if role != RoleAgent && role != RoleOperator {
-		return Token{}, "", fmt.Errorf("issue token: role %q: want %s or %s", clip(string(role)), RoleAgent, RoleOperator)
+		return Token{}, "", fmt.Errorf("issue token: role %q: want %s or %s", clip.String(string(role), quoteLen), RoleAgent, RoleOperator)
 	}
 	if subject == "" || len(subject) > 256 {
-		return Token{}, "", fmt.Errorf("issue token: subject %q: want 1 to 256 bytes", clip(subject))
+		return Token{}, "", fmt.Errorf("issue token: subject %q: want 1 to 256 bytes", clip.String(subject, quoteLen))
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		var idb [6]byte
@@ -200,11 +202,11 @@ func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
 	res, err := s.w.ExecContext(ctx, "UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms = 0", now.UnixMilli(), id)
 	if err != nil {
-		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+		return fmt.Errorf("revoke token %s: %w", clip.String(id, quoteLen), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+		return fmt.Errorf("revoke token %s: %w", clip.String(id, quoteLen), err)
 	}
 	if n == 1 {
 		return nil
@@ -212,10 +214,10 @@ func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error
 	var one int64
 	err = s.w.QueryRowContext(ctx, "SELECT 1 FROM tokens WHERE id = $1", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("revoke token %s: %w", clip(id), ErrNotFound)
+		return fmt.Errorf("revoke token %s: %w", clip.String(id, quoteLen), ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("revoke token %s: %w", clip(id), err)
+		return fmt.Errorf("revoke token %s: %w", clip.String(id, quoteLen), err)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // The geometry of a bar chart, in SVG user units (pixels at 100%).
@@ -44,7 +44,7 @@ type bar struct {
 }
 
 // fleetCharts are the counts by state and by engine version.
-func fleetCharts(c store.Counts, fq fleetQuery) []chart {
+func fleetCharts(c wire.Counts, fq fleetQuery) []chart {
 	var byState []bar
 	for _, s := range states {
 		byState = append(byState, bar{Label: s, Full: s, Count: c.ByState[s], Color: stateColor(s),

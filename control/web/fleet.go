@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // The query parameters of the fleet page. They are the page's whole state,
@@ -28,7 +28,7 @@ const (
 	qRefresh = "refresh"
 )
 
-// sortKeys are the keys store.HostFilter.Sort accepts, each optionally
+// sortKeys are the keys wire.HostFilter.Sort accepts, each optionally
 // prefixed with "-".
 var sortKeys = []string{"id", "state", "engineVersion", "agentVersion", "lastReport"}
 
@@ -76,8 +76,8 @@ func parseFleetQuery(q url.Values) (fleetQuery, error) {
 	}
 	if s := q.Get(qLimit); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxLimit {
-			return fq, badFilter(fmt.Sprintf("The limit %q is not a number of hosts from 1 to %d.", s, store.MaxLimit), []string{fmt.Sprintf("1 to %d", store.MaxLimit)})
+		if err != nil || n < 1 || n > wire.MaxLimit {
+			return fq, badFilter(fmt.Sprintf("The limit %q is not a number of hosts from 1 to %d.", s, wire.MaxLimit), []string{fmt.Sprintf("1 to %d", wire.MaxLimit)})
 		}
 		fq.Limit = n
 	}
@@ -90,8 +90,8 @@ func badFilter(detail string, allowed []string) *pageError {
 }
 
 // filter is fq as the store takes it.
-func (fq fleetQuery) filter() store.HostFilter {
-	f := store.HostFilter{
+func (fq fleetQuery) filter() wire.HostFilter {
+	f := wire.HostFilter{
 		State:         fq.State,
 		EngineVersion: fq.Engine,
 		AgentVersion:  fq.Agent,
@@ -207,7 +207,7 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := h.now()
 	page, err := h.store.Hosts(ctx, fq.filter(), now)
-	if errors.Is(err, store.ErrBadFilter) {
+	if errors.Is(err, wire.ErrBadFilter) {
 		// The checks above pass only a cursor the store may refuse.
 		return &pageError{Status: http.StatusBadRequest, Title: "Bad filter", err: err,
 			Detail:  fmt.Sprintf("The store refused the filter: %v. A cursor is only good for the filter and order it was made for.", err),
@@ -230,8 +230,8 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 	}
 	v.Filtered = fq.State != "" || fq.Engine != "" || fq.Agent != "" || len(fq.Labels) > 0
 	v.States = options(states, fq.State)
-	v.Engines = options(sortedKeys(counts.ByEngineVersion), fq.Engine)
-	v.Agents = options(sortedKeys(counts.ByAgentVersion), fq.Agent)
+	v.Engines = options(slices.SortedFunc(maps.Keys(counts.ByEngineVersion), compareVersions), fq.Engine)
+	v.Agents = options(slices.SortedFunc(maps.Keys(counts.ByAgentVersion), compareVersions), fq.Agent)
 	for i, kv := range fq.Labels {
 		v.LabelChips = append(v.LabelChips, labelChip{Key: kv[0], Value: kv[1], URL: fq.with(func(c *fleetQuery) {
 			c.Labels = slices.Delete(c.Labels, i, i+1)
@@ -253,7 +253,7 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // row is one host of the table.
-func (h *handler) row(fq fleetQuery, host store.Host, now time.Time) hostRow {
+func (h *handler) row(fq fleetQuery, host wire.Host, now time.Time) hostRow {
 	row := hostRow{
 		ID:            host.ID,
 		URL:           hostURL(host.ID, fq.RefreshOff),
@@ -324,11 +324,6 @@ func options(values []string, cur string) []option {
 		out = append(out, option{Value: cur, Label: cur, Selected: true})
 	}
 	return out
-}
-
-// sortedKeys are m's keys in version order.
-func sortedKeys(m map[string]int) []string {
-	return slices.SortedFunc(maps.Keys(m), compareVersions)
 }
 
 // compareVersions orders version strings by their numeric parts, so that

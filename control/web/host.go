@@ -9,12 +9,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 type hostView struct {
 	base
-	Host             store.HostDetail
+	Host             wire.HostDetail
 	Stale            bool
 	LastRel, LastAbs string
 	HeartbeatRel     string
@@ -63,7 +63,7 @@ func (h *handler) host(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	now := h.now()
 	d, err := h.store.Host(r.Context(), id, now, HistoryLen)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, wire.ErrNotFound) {
 		return &pageError{Status: http.StatusNotFound, Title: "No such host", err: err,
 			Detail: fmt.Sprintf("No host with id %q has reported to this control endpoint.", id)}
 	}
@@ -74,7 +74,7 @@ func (h *handler) host(w http.ResponseWriter, r *http.Request) error {
 	v := hostView{
 		base:         h.withRefresh(h.base(r, d.ID), r.URL),
 		Host:         d,
-		Stale:        d.State == store.StateStale,
+		Stale:        d.State == wire.StateStale,
 		LastRel:      relTime(now, d.LastReport),
 		LastAbs:      absTime(d.LastReport),
 		HeartbeatRel: relTime(now, d.LastHeartbeat),

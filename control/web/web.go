@@ -18,7 +18,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // CookieName is the cookie that carries the operator's token after a login:
@@ -32,12 +32,13 @@ const DefaultRefresh = 10 * time.Second
 // HistoryLen is how many heartbeats and events the host page shows.
 const HistoryLen = 50
 
-// Reader is what the page reads from the store; *store.Store implements it.
+// Reader is what the page reads from the store; *store.Store implements it
+// (the page does not import the store, which would link the SQL drivers).
 // It is an interface so the page can be tested against a store that fails.
 type Reader interface {
-	Hosts(ctx context.Context, f store.HostFilter, now time.Time) (store.HostPage, error)
-	Host(ctx context.Context, id string, now time.Time, n int) (store.HostDetail, error)
-	Counts(ctx context.Context, now time.Time) (store.Counts, error)
+	Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error)
+	Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error)
+	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
 }
 
 // Options configure the handler New returns.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -336,14 +337,14 @@ type failingStore struct{}
 
 var errDisk = errors.New("disk on fire at /var/lib/berth/control.db")
 
-func (failingStore) Hosts(context.Context, store.HostFilter, time.Time) (store.HostPage, error) {
-	return store.HostPage{}, errDisk
+func (failingStore) Hosts(context.Context, wire.HostFilter, time.Time) (wire.HostPage, error) {
+	return wire.HostPage{}, errDisk
 }
-func (failingStore) Host(context.Context, string, time.Time, int) (store.HostDetail, error) {
-	return store.HostDetail{}, errDisk
+func (failingStore) Host(context.Context, string, time.Time, int) (wire.HostDetail, error) {
+	return wire.HostDetail{}, errDisk
 }
-func (failingStore) Counts(context.Context, time.Time) (store.Counts, error) {
-	return store.Counts{}, errDisk
+func (failingStore) Counts(context.Context, time.Time) (wire.Counts, error) {
+	return wire.Counts{}, errDisk
 }
 
 func TestStoreFails(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+
+	"github.com/berthhq/berth/internal/clip"
 )
 
 // Limits of a valid Batch. They bound what one request can make the endpoint
@@ -156,7 +158,7 @@ func (r Record) validate(p string, now time.Time) error {
 	case "":
 		return invalid(p+".kind", "missing")
 	default:
-		return invalid(p+".kind", "unknown kind %q (want heartbeat or event)", clip(string(r.Kind)))
+		return invalid(p+".kind", "unknown kind %q (want heartbeat or event)", clip.String(string(r.Kind), quoteLen))
 	}
 }
 
@@ -164,7 +166,7 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 	switch h.State {
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
 	default:
-		return invalid(p+".state", "unknown state %q (want Healthy, Degraded, Unhealthy or Initializing)", clip(h.State))
+		return invalid(p+".state", "unknown state %q (want Healthy, Degraded, Unhealthy or Initializing)", clip.String(h.State, quoteLen))
 	}
 	if len(h.Checks) > MaxChecks {
 		return invalid(p+".checks", "%d checks, over the limit of %d", len(h.Checks), MaxChecks)
@@ -177,7 +179,7 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 		switch c.Status {
 		case "ok", "warn", "fail":
 		default:
-			return invalid(cp+".status", "unknown status %q (want ok, warn or fail)", clip(c.Status))
+			return invalid(cp+".status", "unknown status %q (want ok, warn or fail)", clip.String(c.Status, quoteLen))
 		}
 		if err := checkLen(cp+".message", c.Message, MaxMessageLen); err != nil {
 			return err
@@ -248,23 +250,40 @@ func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
 }
 
+// CheckAgentID checks an agent id as Batch.Validate does, so that
+// berth-control token issue --agent refuses an id no report could carry.
+func CheckAgentID(id string) error {
+	if p := idProblem(id); p != "" {
+		return fmt.Errorf("agent id %s", p)
+	}
+	return nil
+}
+
 // checkID accepts 1 to MaxIDLen of [A-Za-z0-9._-], starting with a letter
 // or digit: agent ids, check names, event kinds.
 func checkID(field, s string) error {
+	if p := idProblem(s); p != "" {
+		return invalid(field, "%s", p)
+	}
+	return nil
+}
+
+// idProblem says what makes s no id, or "".
+func idProblem(s string) string {
 	if s == "" {
-		return invalid(field, "missing")
+		return "missing"
 	}
 	if len(s) > MaxIDLen {
-		return invalid(field, "%d bytes, over the limit of %d", len(s), MaxIDLen)
+		return fmt.Sprintf("%d bytes, over the limit of %d", len(s), MaxIDLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return invalid(field, "%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip(s), rune(c), i)
+			return fmt.Sprintf("%q has %q at byte %d; allowed are letters, digits and . _ - (not first)", clip.String(s, quoteLen), rune(c), i)
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkKey is checkID that also allows '/' after the first byte, for label
@@ -280,7 +299,7 @@ func checkKey(field, k string) error {
 		c := k[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-' && c != '/') {
-			return invalid(field, "key %q has %q at byte %d; allowed are letters, digits and . _ - / (not first)", clip(k), rune(c), i)
+			return invalid(field, "key %q has %q at byte %d; allowed are letters, digits and . _ - / (not first)", clip.String(k, quoteLen), rune(c), i)
 		}
 	}
 	return nil
@@ -312,10 +331,5 @@ func checkTime(field string, t, now time.Time, zeroOK bool) error {
 	return nil
 }
 
-// clip shortens a hostile value before it goes into an error message.
-func clip(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "…"
-}
+// quoteLen is how much of a hostile value an error message quotes.
+const quoteLen = 64

@@ -176,3 +176,29 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckAgentID(t *testing.T) {
+	for _, c := range []struct {
+		id   string
+		want string // "" accepted
+	}{
+		{"vm-1", ""},
+		{"0c1f7a2e-9d5b-4c3a-8e6f-1a2b3c4d5e6f", ""},
+		{"host.example_1", ""},
+		{"", "agent id missing"},
+		{"a b", `agent id "a b" has ' ' at byte 1`},
+		{"-vm", `agent id "-vm" has '-' at byte 0`},
+		{"vm/1", `has '/' at byte 2`},
+		{strings.Repeat("a", MaxIDLen+1), "over the limit"},
+	} {
+		err := CheckAgentID(c.id)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckAgentID(%q) = %v, want %q", c.id, err, c.want)
+		}
+		// The same rule as a batch's agent.
+		batchErr := Batch{Agent: c.id}.Validate(time.Now())
+		if accepted := batchErr == nil || !strings.Contains(batchErr.Error(), "agent:"); accepted != (err == nil) {
+			t.Errorf("CheckAgentID(%q) = %v but a batch's agent check says %v", c.id, err, batchErr)
+		}
+	}
+}

@@ -41,6 +41,13 @@ type Package struct {
 	Channel string `json:"channel"`
 }
 
+// Validate checks p as Add will, so a command line can tell a bad flag
+// (a usage error) from a failed signing.
+func (p Package) Validate() error {
+	_, err := p.normalize()
+	return err
+}
+
 // normalize fills defaults and checks every field, naming the flag to fix.
 func (p Package) normalize() (Package, error) {
 	if p.Channel == "" {

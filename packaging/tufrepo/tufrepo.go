@@ -131,13 +131,13 @@ func (s settings) expires(role string) time.Time {
 // Target is one signed package of a repository.
 type Target struct {
 	// Path is the TUF target path, e.g. engine/docker/linux-amd64/27.3.1/docker-27.3.1.tgz.
-	Path string
+	Path string `json:"path"`
 	// Length is the file's size in bytes.
-	Length int64
+	Length int64 `json:"length"`
 	// SHA256 is the file's hex SHA-256.
-	SHA256 string
+	SHA256 string `json:"sha256"`
 	// Package is what the file is.
-	Package Package
+	Package Package `json:"package"`
 }
 
 // repo is a loaded repository.

@@ -321,7 +321,7 @@ func testHostFields(t *testing.T, s *store.Store) {
 		Dropped:      wire.Dropped{Heartbeats: 4, Events: 1},
 	}
 	mustIngest(t, s, batch("h1", old, newer, Ev(3, "engine.upgrade.started")), T0)
-	want := store.Host{
+	want := wire.Host{
 		ID: "h1", State: "Degraded", ReportedState: "Degraded",
 		Engine:        newer.Heartbeat.Engine,
 		AgentVersion:  "1.2.3",
@@ -362,7 +362,7 @@ func testHostFields(t *testing.T, s *store.Store) {
 	if d.Labels != nil || d.Interval != 10*time.Second || d.ReportedState != "Healthy" || d.Engine.Flavor != "docker" || !d.FirstSeen.Equal(T0) {
 		t.Errorf("host after a plain heartbeat: %+v", d.Host)
 	}
-	page, err := s.Hosts(ctx, store.HostFilter{Labels: map[string]string{"env": "prod"}}, later)
+	page, err := s.Hosts(ctx, wire.HostFilter{Labels: map[string]string{"env": "prod"}}, later)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,8 +395,8 @@ func testStale(t *testing.T, s *store.Store) {
 	}{
 		{0, "Healthy"},
 		{30 * time.Second, "Healthy"}, // exactly 3 intervals: not yet
-		{30*time.Second + time.Millisecond, store.StateStale},
-		{time.Hour, store.StateStale},
+		{30*time.Second + time.Millisecond, wire.StateStale},
+		{time.Hour, wire.StateStale},
 	} {
 		now := T0.Add(c.after)
 		d, err := s.Host(ctx, "h1", now, 0)
@@ -406,8 +406,8 @@ func testStale(t *testing.T, s *store.Store) {
 		if d.State != c.want || d.ReportedState != "Healthy" {
 			t.Errorf("after %s: state %q reported %q, want %q", c.after, d.State, d.ReportedState, c.want)
 		}
-		for _, st := range []string{"Healthy", store.StateStale} {
-			p, err := s.Hosts(ctx, store.HostFilter{State: st}, now)
+		for _, st := range []string{"Healthy", wire.StateStale} {
+			p, err := s.Hosts(ctx, wire.HostFilter{State: st}, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -466,12 +466,12 @@ func ingestFleet(t *testing.T, s *store.Store) {
 
 func (h fleetHost) effState() string {
 	if h.age > 3*time.Minute {
-		return store.StateStale
+		return wire.StateStale
 	}
 	return h.state
 }
 
-func ids(hs []store.Host) []string {
+func ids(hs []wire.Host) []string {
 	out := []string{}
 	for _, h := range hs {
 		out = append(out, h.ID)
@@ -483,21 +483,21 @@ func testFilters(t *testing.T, s *store.Store) {
 	ingestFleet(t, s)
 	for _, c := range []struct {
 		name string
-		f    store.HostFilter
+		f    wire.HostFilter
 		want []string
 	}{
-		{"all", store.HostFilter{}, []string{"Z9", "a1", "a2", "b1", "b2", "c1", "c2", "d1"}},
-		{"healthy excludes stale", store.HostFilter{State: "Healthy"}, []string{"Z9", "a1", "a2"}},
-		{"degraded", store.HostFilter{State: "Degraded"}, []string{"b1"}},
-		{"unhealthy", store.HostFilter{State: "Unhealthy"}, []string{"b2"}},
-		{"initializing", store.HostFilter{State: "Initializing"}, []string{"c1"}},
-		{"stale", store.HostFilter{State: "Stale"}, []string{"c2", "d1"}},
-		{"engine", store.HostFilter{EngineVersion: "26.0.0"}, []string{"b1", "c2"}},
-		{"agent", store.HostFilter{AgentVersion: "1.0.0"}, []string{"a1", "b2", "c2"}},
-		{"label", store.HostFilter{Labels: map[string]string{"pool": "gpu"}}, []string{"a1", "b2", "c2"}},
-		{"two labels", store.HostFilter{Labels: map[string]string{"pool": "gpu", "env": "prod"}}, []string{"a1", "b2"}},
-		{"label no match", store.HostFilter{Labels: map[string]string{"pool": "tpu"}}, []string{}},
-		{"everything", store.HostFilter{State: "Healthy", EngineVersion: "27.1.0", AgentVersion: "1.0.0", Labels: map[string]string{"env": "prod"}}, []string{"a1"}},
+		{"all", wire.HostFilter{}, []string{"Z9", "a1", "a2", "b1", "b2", "c1", "c2", "d1"}},
+		{"healthy excludes stale", wire.HostFilter{State: "Healthy"}, []string{"Z9", "a1", "a2"}},
+		{"degraded", wire.HostFilter{State: "Degraded"}, []string{"b1"}},
+		{"unhealthy", wire.HostFilter{State: "Unhealthy"}, []string{"b2"}},
+		{"initializing", wire.HostFilter{State: "Initializing"}, []string{"c1"}},
+		{"stale", wire.HostFilter{State: "Stale"}, []string{"c2", "d1"}},
+		{"engine", wire.HostFilter{EngineVersion: "26.0.0"}, []string{"b1", "c2"}},
+		{"agent", wire.HostFilter{AgentVersion: "1.0.0"}, []string{"a1", "b2", "c2"}},
+		{"label", wire.HostFilter{Labels: map[string]string{"pool": "gpu"}}, []string{"a1", "b2", "c2"}},
+		{"two labels", wire.HostFilter{Labels: map[string]string{"pool": "gpu", "env": "prod"}}, []string{"a1", "b2"}},
+		{"label no match", wire.HostFilter{Labels: map[string]string{"pool": "tpu"}}, []string{}},
+		{"everything", wire.HostFilter{State: "Healthy", EngineVersion: "27.1.0", AgentVersion: "1.0.0", Labels: map[string]string{"env": "prod"}}, []string{"a1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := s.Hosts(context.Background(), c.f, fleetNow)
@@ -545,7 +545,7 @@ func testSortAndPaging(t *testing.T, s *store.Store) {
 			for _, limit := range []int{1, 3, 8, 0} {
 				t.Run(fmt.Sprintf("%s/limit%d", sortName, limit), func(t *testing.T) {
 					var got []string
-					f := store.HostFilter{Sort: sortName, Limit: limit}
+					f := wire.HostFilter{Sort: sortName, Limit: limit}
 					for pages := 0; ; pages++ {
 						if pages > len(fleet) {
 							t.Fatalf("more pages than hosts")
@@ -571,7 +571,7 @@ func testSortAndPaging(t *testing.T, s *store.Store) {
 		}
 	}
 	// Paging with a filter: Total is the filter's.
-	f := store.HostFilter{Labels: map[string]string{"env": "prod"}, Sort: "-lastReport", Limit: 2}
+	f := wire.HostFilter{Labels: map[string]string{"env": "prod"}, Sort: "-lastReport", Limit: 2}
 	var got []string
 	for {
 		p, err := s.Hosts(context.Background(), f, fleetNow)
@@ -594,23 +594,23 @@ func testSortAndPaging(t *testing.T, s *store.Store) {
 
 func testBadFilters(t *testing.T, s *store.Store) {
 	ingestFleet(t, s)
-	p, err := s.Hosts(context.Background(), store.HostFilter{Sort: "state", Limit: 2}, fleetNow)
+	p, err := s.Hosts(context.Background(), wire.HostFilter{Sort: "state", Limit: 2}, fleetNow)
 	if err != nil || p.Next == "" {
 		t.Fatalf("first page: %v, next %q", err, p.Next)
 	}
 	for _, c := range []struct {
-		f    store.HostFilter
+		f    wire.HostFilter
 		want string // in the message
 	}{
-		{store.HostFilter{State: "Sick"}, "Healthy, Degraded, Unhealthy, Initializing, Stale"},
-		{store.HostFilter{State: "healthy"}, "want one of"},
-		{store.HostFilter{Sort: "name"}, "id, state, engineVersion, agentVersion, lastReport"},
-		{store.HostFilter{Sort: "--id"}, "want one of"},
-		{store.HostFilter{Limit: -1}, "1..1000"},
-		{store.HostFilter{Limit: store.MaxLimit + 1}, "1..1000"},
-		{store.HostFilter{Cursor: "garbage!"}, "not one this store made"},
-		{store.HostFilter{Cursor: "eyJ2IjoyfQ"}, "not one this store made"},
-		{store.HostFilter{Sort: "id", Cursor: p.Next}, `made for sort "state"`},
+		{wire.HostFilter{State: "Sick"}, "Healthy, Degraded, Unhealthy, Initializing, Stale"},
+		{wire.HostFilter{State: "healthy"}, "want one of"},
+		{wire.HostFilter{Sort: "name"}, "id, state, engineVersion, agentVersion, lastReport"},
+		{wire.HostFilter{Sort: "--id"}, "want one of"},
+		{wire.HostFilter{Limit: -1}, "1..1000"},
+		{wire.HostFilter{Limit: wire.MaxLimit + 1}, "1..1000"},
+		{wire.HostFilter{Cursor: "garbage!"}, "not one this store made"},
+		{wire.HostFilter{Cursor: "eyJ2IjoyfQ"}, "not one this store made"},
+		{wire.HostFilter{Sort: "id", Cursor: p.Next}, `made for sort "state"`},
 	} {
 		_, err := s.Hosts(context.Background(), c.f, fleetNow)
 		if !errors.Is(err, store.ErrBadFilter) || !strings.Contains(err.Error(), c.want) {
@@ -632,14 +632,14 @@ func testHostDetail(t *testing.T, s *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantHist := []store.HealthPoint{
+	wantHist := []wire.HealthPoint{
 		{Seq: 9, Time: T0.Add(9 * time.Second), State: "Unhealthy", Received: T0.Add(time.Second)},
 		{Seq: 7, Time: T0.Add(7 * time.Second), State: "Healthy", Received: T0.Add(time.Second)},
 	}
 	if diff := cmp.Diff(wantHist, d.History); diff != "" {
 		t.Errorf("history (-want +got):\n%s", diff)
 	}
-	wantEv := []store.EventRecord{
+	wantEv := []wire.EventRecord{
 		{Seq: 10, Time: T0.Add(10 * time.Second), Received: T0.Add(time.Second), Event: wire.Event{Kind: "kind.4", Message: "m10", Fields: map[string]string{"seq": "10"}}},
 		{Seq: 8, Time: T0.Add(8 * time.Second), Received: T0.Add(time.Second), Event: wire.Event{Kind: "kind.3", Message: "m8", Fields: map[string]string{"seq": "8"}}},
 	}
@@ -668,7 +668,7 @@ func testCounts(t *testing.T, s *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty := store.Counts{
+	empty := wire.Counts{
 		ByState:         map[string]int{"Healthy": 0, "Degraded": 0, "Unhealthy": 0, "Initializing": 0, "Stale": 0},
 		ByEngineVersion: map[string]int{}, ByAgentVersion: map[string]int{},
 	}
@@ -679,7 +679,7 @@ func testCounts(t *testing.T, s *store.Store) {
 	if c, err = s.Counts(context.Background(), fleetNow); err != nil {
 		t.Fatal(err)
 	}
-	want := store.Counts{
+	want := wire.Counts{
 		Total:           8,
 		ByState:         map[string]int{"Healthy": 3, "Degraded": 1, "Unhealthy": 1, "Initializing": 1, "Stale": 2},
 		ByEngineVersion: map[string]int{"27.1.0": 5, "26.0.0": 2, "": 1},
