@@ -580,7 +580,7 @@ start_cmd() {
 		  $a engine upgrade $VBROKEN $c; $a engine list $c
 
 		  # the image cache: empty its disk tier and pull again: the layer now comes from the Blob container
-		  $d rmi busybox:demo; $a cache prune $c; $d pull busybox:demo; $a cache stats $c
+		  $d rmi busybox:demo; $a cache prune --all $c; $d pull busybox:demo; $a cache stats $c
 		  curl -s http://127.0.0.1:$HEALTH_PORT/metrics | grep ^berth_cache_
 
 		  # the fleet at berth-control; stop the engine and watch the host turn Unhealthy within 10 s:

@@ -12,7 +12,6 @@ import (
 	"testing"
 )
 
-
 // pkgImports lists every package of the module with its imports (non-test
 // files), for linux and windows.
 func pkgImports(t *testing.T) map[string][]string {

@@ -1,4 +1,8 @@
 // Package repocheck holds tests of the repository itself: every package is
-// documented, and the agent binary stays free of what only the control
-// endpoint and the operator need.
+// documented; the agent binary stays free of what only the control endpoint
+// and the operator need; control/client and control/web link no SQL driver;
+// only cmd/agent imports the composition root and only the agent's own
+// packages see its whole config schema; nothing in internal/ imports a
+// package above it; and no code outside engine/ branches on a flavor's
+// name. docs/architecture.md draws the arrows these tests keep.
 package repocheck
