@@ -207,36 +207,29 @@ func versionMark(st engine.Status, v string) string {
 }
 
 func (f *flags) engineChange(ctx context.Context, in *cli.Invocation) error {
-	m, pr, err := f.engine(ctx, in)
-	if err != nil {
-		return err
-	}
-	defer pr.Done()
-	v, op := in.Args[0], m.Install
-	if strings.HasSuffix(in.Name, " upgrade") {
-		op = m.Upgrade
-	}
-	if err := op(ctx, v); err != nil {
-		return err
-	}
-	pr.Done()
-	st, err := m.Status(ctx)
-	if err != nil {
-		return err
-	}
-	return in.Print(st, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "engine %s %s: ok\n", st.Flavor, v)
-		return err
-	})
+	v, upgrade := in.Args[0], strings.HasSuffix(in.Name, " upgrade")
+	return f.engineOp(ctx, in, func(m *engine.Manager) error {
+		if upgrade {
+			return m.Upgrade(ctx, v)
+		}
+		return m.Install(ctx, v)
+	}, func(st engine.Status) string { return fmt.Sprintf("engine %s %s: ok", st.Flavor, v) })
 }
 
 func (f *flags) engineRollback(ctx context.Context, in *cli.Invocation) error {
+	return f.engineOp(ctx, in, func(m *engine.Manager) error { return m.Rollback(ctx) },
+		func(st engine.Status) string { return "engine rolled back to " + st.Active })
+}
+
+// engineOp runs one engine change with a progress display, then prints the
+// engine's status (JSON) or what changed (text).
+func (f *flags) engineOp(ctx context.Context, in *cli.Invocation, op func(*engine.Manager) error, done func(engine.Status) string) error {
 	m, pr, err := f.engine(ctx, in)
 	if err != nil {
 		return err
 	}
 	defer pr.Done()
-	if err := m.Rollback(ctx); err != nil {
+	if err := op(m); err != nil {
 		return err
 	}
 	pr.Done()
@@ -245,7 +238,7 @@ func (f *flags) engineRollback(ctx context.Context, in *cli.Invocation) error {
 		return err
 	}
 	return in.Print(st, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "engine rolled back to %s\n", st.Active)
+		_, err := fmt.Fprintln(w, done(st))
 		return err
 	})
 }
