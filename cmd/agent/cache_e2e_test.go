@@ -191,7 +191,7 @@ func TestPullsThroughTheCache(t *testing.T) {
 	if _, err := os.Stat(rotPath); !os.IsNotExist(err) {
 		t.Fatalf("verify left the rotten blob: %v", err)
 	}
-	if out := b.mustRun("cache", "prune", "0"); !strings.HasPrefix(out, "pruned ") {
+	if out := b.mustRun("cache", "prune", "--all"); !strings.HasPrefix(out, "pruned ") {
 		t.Fatalf("cache prune: %q", out)
 	}
 	if err := json.Unmarshal([]byte(b.mustRun("cache", "stats", "--output", "json")), &stats); err != nil || stats.Disk.Blobs != 0 {
