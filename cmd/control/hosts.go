@@ -32,91 +32,121 @@ func (l labelFlags) Set(s string) error {
 
 // hostsCommand is berth-control hosts list|show, through the operator API.
 func hostsCommand() *cli.Command {
-	var serverURL, tokenFile string
-	var f wire.HostFilter
-	labels := labelFlags{}
-	var all bool
-	var history int
-	connect := func(in *cli.Invocation) (*client.Client, error) {
-		token, err := client.LoadToken(tokenFile, in.Getenv("BERTH_TOKEN"))
-		if err != nil {
-			return nil, err
-		}
-		c, err := client.New(client.Options{Server: serverOr(serverURL, in.Getenv), Token: token, Logger: retryLogger(in)})
-		if err != nil {
-			return nil, cli.Usage(err)
-		}
-		return c, nil
-	}
+	h := &hostsCmd{labels: labelFlags{}}
 	return &cli.Command{
 		Name:    "hosts",
 		Summary: "the fleet's hosts, through a running berth-control serve",
-		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&serverURL, "server", "", "berth-control server `URL` (default $BERTH_SERVER, else "+client.DefaultServer+")")
-			fs.StringVar(&tokenFile, "token-file", "", "`FILE` holding an operator token (else $BERTH_TOKEN)")
-		},
+		Flags:   h.flags,
 		Commands: []*cli.Command{
 			{Name: "list", ArgsDoc: "no arguments (filters are flags: --label, --state, --engine-version)",
-				Summary: "list hosts, filtered, sorted and paged on the server",
-				Flags: func(fs *flag.FlagSet) {
-					fs.Var(labels, "label", "only hosts with label `KEY=VALUE` (repeatable; all must match)")
-					fs.StringVar(&f.State, "state", "", "only hosts in state Healthy, Degraded, Unhealthy, Initializing or Stale")
-					fs.StringVar(&f.EngineVersion, "engine-version", "", "only hosts running this engine version")
-					fs.StringVar(&f.AgentVersion, "agent-version", "", "only hosts running this agent version")
-					fs.StringVar(&f.Sort, "sort", "", "id, state, engineVersion, agentVersion or lastReport; a leading - reverses")
-					fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", wire.DefaultLimit, wire.MaxLimit))
-					fs.StringVar(&f.Cursor, "cursor", "", "start at this page (the cursor a previous list printed)")
-					fs.BoolVar(&all, "all", false, "follow every page")
-				},
-				Run: func(ctx context.Context, in *cli.Invocation) error {
-					if f.Limit < 0 || f.Limit > wire.MaxLimit {
-						return cli.Usagef("--limit %d: want 1 to %d", f.Limit, wire.MaxLimit)
-					}
-					if len(labels) > 0 {
-						f.Labels = labels
-					}
-					c, err := connect(in)
-					if err != nil {
-						return err
-					}
-					var page wire.HostPage
-					if all {
-						page, err = c.AllHosts(ctx, f, 0)
-					} else {
-						page, err = c.Hosts(ctx, f)
-					}
-					if err != nil {
-						return badRequestIsUsage(err)
-					}
-					if err := in.Print(newHostPageOut(page), func(w io.Writer) error { return client.WriteHosts(w, page.Hosts, time.Now()) }); err != nil {
-						return err
-					}
-					if page.Next != "" && in.Output == cli.Text {
-						fmt.Fprintf(in.Stderr, "%d of %d hosts shown; --all lists every one, --cursor %s the next page\n", len(page.Hosts), page.Total, page.Next)
-					}
-					return nil
-				}},
+				Summary: "list hosts, filtered, sorted and paged on the server", Flags: h.listFlags, Run: h.list},
 			{Name: "show", Args: "ID", ArgsDoc: "one host ID", Summary: "show one host: its state, checks, events and health history",
-				Flags: func(fs *flag.FlagSet) {
-					fs.IntVar(&history, "history", 0, "heartbeats and events to show (default 50, at most 500)")
-				},
-				Run: func(ctx context.Context, in *cli.Invocation) error {
-					if history < 0 {
-						return cli.Usagef("--history %d: want 0 or more", history)
-					}
-					c, err := connect(in)
-					if err != nil {
-						return err
-					}
-					d, err := c.Host(ctx, in.Args[0], history)
-					if err != nil {
-						return badRequestIsUsage(err)
-					}
-					return in.Print(hostDetailOut{HostDetail: d, Interval: cli.Duration(d.Interval)},
-						func(w io.Writer) error { return client.WriteHost(w, d, time.Now()) })
-				}},
+				Flags: h.showFlags, Run: h.show},
 		},
 	}
+}
+
+// hostsCmd holds the flags of berth-control hosts; its methods are the
+// subcommands.
+type hostsCmd struct {
+	serverURL, tokenFile string
+	filter               wire.HostFilter
+	labels               labelFlags
+	all                  bool
+	history              int
+}
+
+func (h *hostsCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&h.serverURL, "server", "", "berth-control server `URL` (default $BERTH_SERVER, else "+client.DefaultServer+")")
+	fs.StringVar(&h.tokenFile, "token-file", "", "`FILE` holding an operator token (else $BERTH_TOKEN)")
+}
+
+func (h *hostsCmd) listFlags(fs *flag.FlagSet) {
+	f := &h.filter
+	fs.Var(h.labels, "label", "only hosts with label `KEY=VALUE` (repeatable; all must match)")
+	fs.StringVar(&f.State, "state", "", "only hosts in state Healthy, Degraded, Unhealthy, Initializing or Stale")
+	fs.StringVar(&f.EngineVersion, "engine-version", "", "only hosts running this engine version")
+	fs.StringVar(&f.AgentVersion, "agent-version", "", "only hosts running this agent version")
+	fs.StringVar(&f.Sort, "sort", "", "id, state, engineVersion, agentVersion or lastReport; a leading - reverses")
+	fs.IntVar(&f.Limit, "limit", 0, fmt.Sprintf("hosts per page (default %d, at most %d)", wire.DefaultLimit, wire.MaxLimit))
+	fs.StringVar(&f.Cursor, "cursor", "", "start at this page (the cursor a previous list printed)")
+	fs.BoolVar(&h.all, "all", false, "follow every page")
+}
+
+func (h *hostsCmd) showFlags(fs *flag.FlagSet) {
+	fs.IntVar(&h.history, "history", 0, "heartbeats and events to show (default 50, at most 500)")
+}
+
+// connect is the operator API client that --server and --token-file (or
+// their environment variables) name.
+func (h *hostsCmd) connect(in *cli.Invocation) (*client.Client, error) {
+	token, err := client.LoadToken(h.tokenFile, in.Getenv("BERTH_TOKEN"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Options{Server: serverOr(h.serverURL, in.Getenv), Token: token, Logger: retryLogger(in)})
+	if err != nil {
+		return nil, cli.Usage(err)
+	}
+	return c, nil
+}
+
+// list is berth-control hosts list.
+func (h *hostsCmd) list(ctx context.Context, in *cli.Invocation) error {
+	f, err := listFilter(h.filter, h.labels)
+	if err != nil {
+		return err
+	}
+	c, err := h.connect(in)
+	if err != nil {
+		return err
+	}
+	var page wire.HostPage
+	if h.all {
+		page, err = c.AllHosts(ctx, f, 0)
+	} else {
+		page, err = c.Hosts(ctx, f)
+	}
+	if err != nil {
+		return badRequestIsUsage(err)
+	}
+	if err := in.Print(newHostPageOut(page), func(w io.Writer) error { return client.WriteHosts(w, page.Hosts, time.Now()) }); err != nil {
+		return err
+	}
+	if page.Next != "" && in.Output == cli.Text {
+		fmt.Fprintf(in.Stderr, "%d of %d hosts shown; --all lists every one, --cursor %s the next page\n", len(page.Hosts), page.Total, page.Next)
+	}
+	return nil
+}
+
+// listFilter is the filter hosts list asks the server for: f from the
+// flags with the --label pairs. A --limit out of range is a usage error,
+// caught before any request.
+func listFilter(f wire.HostFilter, labels labelFlags) (wire.HostFilter, error) {
+	if f.Limit < 0 || f.Limit > wire.MaxLimit {
+		return wire.HostFilter{}, cli.Usagef("--limit %d: want 1 to %d", f.Limit, wire.MaxLimit)
+	}
+	if len(labels) > 0 {
+		f.Labels = labels
+	}
+	return f, nil
+}
+
+// show is berth-control hosts show ID.
+func (h *hostsCmd) show(ctx context.Context, in *cli.Invocation) error {
+	if h.history < 0 {
+		return cli.Usagef("--history %d: want 0 or more", h.history)
+	}
+	c, err := h.connect(in)
+	if err != nil {
+		return err
+	}
+	d, err := c.Host(ctx, in.Args[0], h.history)
+	if err != nil {
+		return badRequestIsUsage(err)
+	}
+	return in.Print(hostDetailOut{HostDetail: d, Interval: cli.Duration(d.Interval)},
+		func(w io.Writer) error { return client.WriteHost(w, d, time.Now()) })
 }
 
 // The --output json forms of hosts list and show: the API's types with

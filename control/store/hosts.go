@@ -110,103 +110,174 @@ type hostsQuery struct {
 // Stale. An unknown state or sort, a limit out of range or a foreign
 // cursor is ErrBadFilter.
 func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
-	q := hostsQuery{sort: f.Sort, limit: f.Limit}
-	if q.sort == "" {
-		q.sort = "id"
+	o, err := orderOf(f.Sort, f.Limit)
+	if err != nil {
+		return hostsQuery{}, err
 	}
-	desc := strings.HasPrefix(q.sort, "-")
-	keyFn, ok := sortKeys[strings.TrimPrefix(q.sort, "-")]
-	if !ok {
-		return hostsQuery{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip.String(f.Sort, quoteLen), sortNames)
+	a := &sqlArgs{now: now.UnixMilli()}
+	where, err := filterConds(f, a)
+	if err != nil {
+		return hostsQuery{}, err
+	}
+	// The cursor is checked after the filter, as Hosts always did, so a
+	// filter with two faults is told of the same one.
+	c, err := readCursor(f.Cursor, o.sort)
+	if err != nil {
+		return hostsQuery{}, err
+	}
+	q := hostsQuery{sort: o.sort, limit: o.limit}
+	q.count = "SELECT COUNT(*) FROM hosts h" + whereClause(where)
+	// The count's arguments stop here: its query must not see a parameter
+	// it does not use.
+	q.countArgs = slices.Clone(a.vals)
+
+	keyExpr := o.keyExpr(a)
+	if f.Cursor != "" {
+		where = append(where, cursorCond(o, keyExpr, c, a))
+	}
+	limit := a.add(int64(o.limit + 1))
+	q.list = "SELECT " + hostCols + " FROM hosts h" + whereClause(where) + orderClause(keyExpr, o.desc, limit)
+	q.listArgs = a.vals
+	return q, nil
+}
+
+// hostOrder is how a HostFilter sorts and pages.
+type hostOrder struct {
+	sort  string // HostFilter.Sort, "id" when empty
+	key   string // sort without its "-": a sortKeys entry
+	desc  bool
+	limit int // HostFilter.Limit, wire.DefaultLimit when 0
+}
+
+// orderOf checks a HostFilter's sort and limit and fills in their
+// defaults; an unknown sort or a limit out of range is ErrBadFilter.
+func orderOf(sort string, limit int) (hostOrder, error) {
+	o := hostOrder{sort: sort, limit: limit}
+	if o.sort == "" {
+		o.sort = "id"
+	}
+	o.desc = strings.HasPrefix(o.sort, "-")
+	o.key = strings.TrimPrefix(o.sort, "-")
+	if _, ok := sortKeys[o.key]; !ok {
+		return hostOrder{}, fmt.Errorf("%w: sort %q: want one of %s", ErrBadFilter, clip.String(sort, quoteLen), sortNames)
 	}
 	switch {
-	case q.limit == 0:
-		q.limit = wire.DefaultLimit
-	case q.limit < 0 || q.limit > wire.MaxLimit:
-		return hostsQuery{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, f.Limit, wire.MaxLimit, wire.DefaultLimit)
+	case limit == 0:
+		o.limit = wire.DefaultLimit
+	case limit < 0 || limit > wire.MaxLimit:
+		return hostOrder{}, fmt.Errorf("%w: limit %d: want 1..%d (0 for %d)", ErrBadFilter, limit, wire.MaxLimit, wire.DefaultLimit)
 	}
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
+	return o, nil
+}
+
+// keyExpr is the SQL expression o sorts by. Only the effective state
+// depends on the current time, so only it binds now: a query that does
+// not use a parameter must not carry it.
+func (o hostOrder) keyExpr(a *sqlArgs) string {
+	if o.key == "state" {
+		return sortKeys[o.key](a.nowArg())
 	}
-	nowP := ""
-	nowArg := func() string {
-		if nowP == "" {
-			nowP = arg(now.UnixMilli())
-		}
-		return nowP
+	return sortKeys[o.key]("")
+}
+
+// sqlArgs collects a query's arguments and names their placeholders ($1,
+// $2, …). The current time is bound once, when first used.
+type sqlArgs struct {
+	vals []any
+	now  int64 // unix ms
+	nowP string
+}
+
+// add binds v and returns its placeholder.
+func (a *sqlArgs) add(v any) string {
+	a.vals = append(a.vals, v)
+	return "$" + strconv.Itoa(len(a.vals))
+}
+
+// nowArg returns the placeholder of the current time, binding it on the
+// first call.
+func (a *sqlArgs) nowArg() string {
+	if a.nowP == "" {
+		a.nowP = a.add(a.now)
 	}
+	return a.nowP
+}
+
+// filterConds returns the WHERE conditions of f's state, versions and
+// labels (labels in key order, so the SQL is the same for the same
+// filter), binding their values in a. An unknown state is ErrBadFilter.
+func filterConds(f wire.HostFilter, a *sqlArgs) ([]string, error) {
 	var where []string
 	switch f.State {
 	case "":
 	case wire.StateStale:
-		where = append(where, staleCond(nowArg()))
+		where = append(where, staleCond(a.nowArg()))
 	case "Healthy", "Degraded", "Unhealthy", "Initializing":
-		where = append(where, "h.state = "+arg(f.State)+" AND NOT ("+staleCond(nowArg())+")")
+		where = append(where, "h.state = "+a.add(f.State)+" AND NOT ("+staleCond(a.nowArg())+")")
 	default:
-		return hostsQuery{}, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip.String(f.State, quoteLen), strings.Join(filterStates, ", "))
+		return nil, fmt.Errorf("%w: state %q: want one of %s", ErrBadFilter, clip.String(f.State, quoteLen), strings.Join(filterStates, ", "))
 	}
 	if f.EngineVersion != "" {
-		where = append(where, "h.engine_version = "+arg(f.EngineVersion))
+		where = append(where, "h.engine_version = "+a.add(f.EngineVersion))
 	}
 	if f.AgentVersion != "" {
-		where = append(where, "h.agent_version = "+arg(f.AgentVersion))
+		where = append(where, "h.agent_version = "+a.add(f.AgentVersion))
 	}
 	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		where = append(where, "EXISTS (SELECT 1 FROM host_labels l WHERE l.host_id = h.id AND l.key = "+
-			arg(k)+" AND l.value = "+arg(f.Labels[k])+")")
+			a.add(k)+" AND l.value = "+a.add(f.Labels[k])+")")
 	}
-	// The cursor is checked after the filter, as Hosts always did, so a
-	// filter with two faults is told of the same one.
-	var c cursor
-	if f.Cursor != "" {
-		var err error
-		if c, err = decodeCursor(f.Cursor); err != nil {
-			return hostsQuery{}, err
-		}
-		if c.Sort != q.sort {
-			return hostsQuery{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, q.sort)
-		}
-	}
-	q.count = "SELECT COUNT(*) FROM hosts h"
-	if len(where) > 0 {
-		q.count += " WHERE " + strings.Join(where, " AND ")
-	}
-	// The count's arguments stop here: its query must not see a parameter
-	// it does not use.
-	q.countArgs = slices.Clone(args)
+	return where, nil
+}
 
-	var keyExpr string
-	if strings.TrimPrefix(q.sort, "-") == "state" {
-		keyExpr = keyFn(nowArg())
+// readCursor decodes HostFilter.Cursor s ("" is the first page, the zero
+// cursor) and checks it was made for sort; anything else is ErrBadFilter.
+func readCursor(s, sort string) (cursor, error) {
+	if s == "" {
+		return cursor{}, nil
+	}
+	c, err := decodeCursor(s)
+	if err != nil {
+		return cursor{}, err
+	}
+	if c.Sort != sort {
+		return cursor{}, fmt.Errorf("%w: cursor made for sort %q, not %q", ErrBadFilter, c.Sort, sort)
+	}
+	return c, nil
+}
+
+// cursorCond is the keyset condition that starts a page after cursor c:
+// past c's key in o's direction, ties broken by the host id.
+func cursorCond(o hostOrder, keyExpr string, c cursor, a *sqlArgs) string {
+	var key string
+	if o.key == "lastReport" {
+		key = a.add(c.Num)
 	} else {
-		keyExpr = keyFn("")
+		key = a.add(c.Key)
 	}
-	if f.Cursor != "" {
-		var key string
-		if keyExpr == "h.last_report_ms" {
-			key = arg(c.Num)
-		} else {
-			key = arg(c.Key)
-		}
-		op := ">"
-		if desc {
-			op = "<"
-		}
-		where = append(where, fmt.Sprintf("(%s %s %s OR (%s = %s AND h.id %s %s))", keyExpr, op, key, keyExpr, key, op, arg(c.ID)))
+	op := ">"
+	if o.desc {
+		op = "<"
 	}
+	return fmt.Sprintf("(%s %s %s OR (%s = %s AND h.id %s %s))", keyExpr, op, key, keyExpr, key, op, a.add(c.ID))
+}
+
+// whereClause joins conditions into a WHERE clause, "" for none.
+func whereClause(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// orderClause sorts by keyExpr then the host id, both in one direction,
+// and takes limit (a placeholder) rows.
+func orderClause(keyExpr string, desc bool, limit string) string {
 	dir := "ASC"
 	if desc {
 		dir = "DESC"
 	}
-	q.list = "SELECT " + hostCols + " FROM hosts h"
-	if len(where) > 0 {
-		q.list += " WHERE " + strings.Join(where, " AND ")
-	}
-	q.list += fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, arg(int64(q.limit+1)))
-	q.listArgs = args
-	return q, nil
+	return fmt.Sprintf(" ORDER BY %s %s, h.id %s LIMIT %s", keyExpr, dir, dir, limit)
 }
 
 // pageOf cuts the up to limit+1 hosts read to limit and, when there was

@@ -98,84 +98,167 @@ func New(rawURL string, cred Credential, opts Options) (*Container, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "azstore")
-	var co container.ClientOptions
-	if opts.HTTPClient != nil {
-		co.Transport = opts.HTTPClient
+	p, err := planAuth(loc, cred)
+	if err != nil {
+		return nil, err
 	}
-	auth := cred.Auth
-	if auth == "" {
-		auth = AuthManagedIdentity
+	var sec secret.Value
+	var from string
+	if p.env != "" {
+		if sec, from, err = LoadSecret(p.file, p.env); err != nil {
+			return nil, fmt.Errorf("storage %s: %s: %w", loc, p.auth, err)
+		}
+		if sec, err = checkSecret(loc, p, sec, from); err != nil {
+			return nil, err
+		}
 	}
-	c := &Container{loc: loc, auth: auth, log: log}
-	switch auth {
+	client, err := newClient(loc, p, sec, from, opts.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("storage client", p.logAttrs(loc, sec, from)...)
+	return &Container{loc: loc, auth: p.auth, client: client, log: log}, nil
+}
+
+// clientKind is which azblob container client an auth opens.
+type clientKind int
+
+const (
+	// tokenClient sends a bearer token from the managed identity.
+	tokenClient clientKind = iota + 1
+	// sharedKeyClient signs each request with the account key.
+	sharedKeyClient
+	// anonymousClient has no credential; a SAS token, if any, rides in
+	// the URL.
+	anonymousClient
+)
+
+// authPlan is how New opens a container for a Credential: the client, and
+// where its secret comes from.
+type authPlan struct {
+	auth     string // Credential.Auth, managed-identity when empty
+	client   clientKind
+	clientID string // the user-assigned managed identity, "" for the system one
+	fileKey  string // the agent.yaml key naming the secret's file, for messages
+	file     string // the secret's file, "" to read env
+	env      string // the variable holding the secret; "" when the auth takes none
+}
+
+// planAuth picks the client for cred.Auth and the place of its secret,
+// without reading it. An unknown auth, or managed identity over plain
+// http (the SDK would refuse to send a token), is an error.
+func planAuth(loc Location, cred Credential) (authPlan, error) {
+	p := authPlan{auth: cred.Auth}
+	if p.auth == "" {
+		p.auth = AuthManagedIdentity
+	}
+	switch p.auth {
 	case AuthManagedIdentity:
 		if !strings.HasPrefix(loc.ServiceURL, "https://") {
-			return nil, fmt.Errorf("storage %s: managed-identity auth needs an https URL; use shared-key or sas with an emulator", loc)
+			return authPlan{}, fmt.Errorf("storage %s: managed-identity auth needs an https URL; use shared-key or sas with an emulator", loc)
 		}
-		miOpts := &azidentity.ManagedIdentityCredentialOptions{}
-		if opts.HTTPClient != nil {
-			miOpts.ClientOptions = azcore.ClientOptions{Transport: opts.HTTPClient}
-		}
-		if cred.ClientID != "" {
-			miOpts.ID = azidentity.ClientID(cred.ClientID)
-		}
-		tc, err := azidentity.NewManagedIdentityCredential(miOpts)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: managed identity: %w", loc, err)
-		}
-		c.client, err = container.NewClient(loc.ContainerURL(), tc, &co)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: %w", loc, err)
-		}
-		log.Debug("storage client", "url", loc.String(), "auth", auth, "clientId", cred.ClientID)
+		p.client, p.clientID = tokenClient, cred.ClientID
 	case AuthSharedKey:
-		key, from, err := LoadSecret(cred.KeyFile, EnvAccountKey)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: shared-key: %w", loc, err)
-		}
-		if key == "" {
-			return nil, fmt.Errorf("storage %s: shared-key auth needs keyFile or %s", loc, EnvAccountKey)
-		}
-		if _, err := base64.StdEncoding.DecodeString(key.Reveal()); err != nil {
-			return nil, fmt.Errorf("storage %s: shared-key: the account key from %s is not valid base64; copy key1 or key2 of account %s", loc, from, loc.Account)
-		}
-		skc, err := container.NewSharedKeyCredential(loc.Account, key.Reveal())
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: shared-key from %s: invalid account key", loc, from)
-		}
-		c.client, err = container.NewClientWithSharedKeyCredential(loc.ContainerURL(), skc, &co)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: %w", loc, err)
-		}
-		log.Debug("storage client", "url", loc.String(), "auth", auth, "account", loc.Account, "key", key, "keyFrom", from)
+		p.client, p.fileKey, p.file, p.env = sharedKeyClient, "keyFile", cred.KeyFile, EnvAccountKey
 	case AuthSAS:
-		tok, from, err := LoadSecret(cred.SASFile, EnvSASToken)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: sas: %w", loc, err)
-		}
-		if tok == "" {
-			return nil, fmt.Errorf("storage %s: sas auth needs sasFile or %s", loc, EnvSASToken)
-		}
-		q := strings.TrimPrefix(tok.Reveal(), "?")
-		if err := checkSAS(q); err != nil {
-			return nil, fmt.Errorf("storage %s: the SAS token from %s %w", loc, from, err)
-		}
-		c.client, err = container.NewClientWithNoCredential(loc.ContainerURL()+"?"+q, &co)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: sas: invalid token from %s", loc, from)
-		}
-		log.Debug("storage client", "url", loc.String(), "auth", auth, "sas", tok, "sasFrom", from)
+		p.client, p.fileKey, p.file, p.env = anonymousClient, "sasFile", cred.SASFile, EnvSASToken
 	case AuthNone:
-		c.client, err = container.NewClientWithNoCredential(loc.ContainerURL(), &co)
-		if err != nil {
-			return nil, fmt.Errorf("storage %s: %w", loc, err)
-		}
-		log.Debug("storage client", "url", loc.String(), "auth", auth)
+		p.client = anonymousClient
 	default:
-		return nil, fmt.Errorf("storage %s: unknown auth %q: want %s, %s, %s or %s",
+		return authPlan{}, fmt.Errorf("storage %s: unknown auth %q: want %s, %s, %s or %s",
 			loc, cred.Auth, AuthManagedIdentity, AuthSharedKey, AuthSAS, AuthNone)
 	}
+	return p, nil
+}
+
+// checkSecret checks the secret p's auth loaded (from says where it came
+// from) and returns it as the client takes it: an account key must be
+// base64, a SAS token a query string with a signature, without its "?".
+// Its errors never hold the secret.
+func checkSecret(loc Location, p authPlan, sec secret.Value, from string) (secret.Value, error) {
+	if sec == "" {
+		return "", fmt.Errorf("storage %s: %s auth needs %s or %s", loc, p.auth, p.fileKey, p.env)
+	}
+	switch p.client {
+	case sharedKeyClient:
+		if _, err := base64.StdEncoding.DecodeString(sec.Reveal()); err != nil {
+			return "", fmt.Errorf("storage %s: shared-key: the account key from %s is not valid base64; copy key1 or key2 of account %s", loc, from, loc.Account)
+		}
+	case anonymousClient:
+		sec = secret.Value(strings.TrimPrefix(sec.Reveal(), "?"))
+		if err := checkSAS(sec.Reveal()); err != nil {
+			return "", fmt.Errorf("storage %s: the SAS token from %s %w", loc, from, err)
+		}
+	}
+	return sec, nil
+}
+
+// newClient builds p's client for loc with the checked secret sec (from
+// says where it came from); hc, when set, carries its requests and the
+// managed identity's token requests.
+func newClient(loc Location, p authPlan, sec secret.Value, from string, hc *http.Client) (*container.Client, error) {
+	var co container.ClientOptions
+	if hc != nil {
+		co.Transport = hc
+	}
+	var c *container.Client
+	var err error
+	switch p.client {
+	case tokenClient:
+		var tc *azidentity.ManagedIdentityCredential
+		if tc, err = azidentity.NewManagedIdentityCredential(managedIdentityOptions(p.clientID, hc)); err != nil {
+			return nil, fmt.Errorf("storage %s: managed identity: %w", loc, err)
+		}
+		c, err = container.NewClient(loc.ContainerURL(), tc, &co)
+	case sharedKeyClient:
+		var skc *container.SharedKeyCredential
+		if skc, err = container.NewSharedKeyCredential(loc.Account, sec.Reveal()); err != nil {
+			return nil, fmt.Errorf("storage %s: shared-key from %s: invalid account key", loc, from)
+		}
+		c, err = container.NewClientWithSharedKeyCredential(loc.ContainerURL(), skc, &co)
+	case anonymousClient:
+		if sec == "" {
+			c, err = container.NewClientWithNoCredential(loc.ContainerURL(), &co)
+			break
+		}
+		// The SDK's error would quote the URL, token and all.
+		if c, err = container.NewClientWithNoCredential(loc.ContainerURL()+"?"+sec.Reveal(), &co); err != nil {
+			return nil, fmt.Errorf("storage %s: %s: invalid token from %s", loc, p.auth, from)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage %s: %w", loc, err)
+	}
 	return c, nil
+}
+
+// managedIdentityOptions asks for the identity clientID ("" for the
+// system-assigned one), through hc when set.
+func managedIdentityOptions(clientID string, hc *http.Client) *azidentity.ManagedIdentityCredentialOptions {
+	o := &azidentity.ManagedIdentityCredentialOptions{}
+	if hc != nil {
+		o.ClientOptions = azcore.ClientOptions{Transport: hc}
+	}
+	if clientID != "" {
+		o.ID = azidentity.ClientID(clientID)
+	}
+	return o
+}
+
+// logAttrs are the attributes of New's debug line: what identifies the
+// credential, and where its secret came from (the secret itself logs as
+// REDACTED).
+func (p authPlan) logAttrs(loc Location, sec secret.Value, from string) []any {
+	attrs := []any{"url", loc.String(), "auth", p.auth}
+	switch p.auth {
+	case AuthManagedIdentity:
+		attrs = append(attrs, "clientId", p.clientID)
+	case AuthSharedKey:
+		attrs = append(attrs, "account", loc.Account, "key", sec, "keyFrom", from)
+	case AuthSAS:
+		attrs = append(attrs, "sas", sec, "sasFrom", from)
+	}
+	return attrs
 }
 
 // checkSAS rejects strings that cannot be a SAS token, without echoing them.
