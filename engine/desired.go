@@ -131,16 +131,25 @@ func (m *Manager) Check(d *Desired, pin string) telemetry.CheckFunc {
 	return func(ctx context.Context) telemetry.Check {
 		st, err := m.Status(ctx)
 		c := statusCheck(st, err, pin)
-		if d == nil || c.Status == telemetry.Fail {
+		if d == nil {
 			return c
 		}
-		if rerr, since, next := d.failure(); rerr != nil {
-			c.Status = telemetry.Warn
-			c.Message = fmt.Sprintf("cannot resolve the desired engine version since %s: %v (next try %s); %s",
-				since.UTC().Format(time.RFC3339), rerr, next.UTC().Format(time.RFC3339), c.Message)
-		}
+		rerr, since, next := d.failure()
+		return withResolveFailure(c, rerr, since, next)
+	}
+}
+
+// withResolveFailure adds a failing resolution of the desired version to a
+// check that did not fail: the engine runs, but the host cannot learn what
+// it should run (a storage outage, expired metadata), so it warns.
+func withResolveFailure(c telemetry.Check, err error, since, next time.Time) telemetry.Check {
+	if err == nil || c.Status == telemetry.Fail {
 		return c
 	}
+	c.Status = telemetry.Warn
+	c.Message = fmt.Sprintf("cannot resolve the desired engine version since %s: %v (next try %s); %s",
+		since.UTC().Format(time.RFC3339), err, next.UTC().Format(time.RFC3339), c.Message)
+	return c
 }
 
 // statusCheck judges one engine status: the API, the service, the version

@@ -106,3 +106,27 @@ func TestStatusCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestWithResolveFailure(t *testing.T) {
+	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	next := since.Add(time.Minute)
+	boom := errors.New("blob storage: 503")
+	ok := telemetry.Check{Name: "engine", Status: telemetry.OK, Message: "docker 24.0.7 answers"}
+	down := telemetry.Check{Name: "engine", Status: telemetry.Fail, Message: "engine unhealthy"}
+	for _, tc := range []struct {
+		name   string
+		in     telemetry.Check
+		err    error
+		status telemetry.Status
+		msg    string
+	}{
+		{"resolves", ok, nil, telemetry.OK, "docker 24.0.7 answers"},
+		{"fails to resolve", ok, boom, telemetry.Warn, "cannot resolve the desired engine version since 2026-01-01T00:00:00Z: blob storage: 503 (next try 2026-01-01T00:01:00Z); docker 24.0.7 answers"},
+		{"engine down wins", down, boom, telemetry.Fail, "engine unhealthy"},
+	} {
+		got := withResolveFailure(tc.in, tc.err, since, next)
+		if got.Status != tc.status || got.Message != tc.msg {
+			t.Errorf("%s: %s %q; want %s %q", tc.name, got.Status, got.Message, tc.status, tc.msg)
+		}
+	}
+}
