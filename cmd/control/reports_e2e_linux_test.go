@@ -112,10 +112,20 @@ func testReportsEndToEnd(t *testing.T, backend, db string) {
 
 	show := func() wire.HostDetail {
 		t.Helper()
-		var h wire.HostDetail
+		// The CLI prints the interval as a duration string ("3s"), the
+		// rest as the API's HostDetail.
+		var shown struct {
+			wire.HostDetail
+			Interval string `json:"interval"`
+		}
 		out := control.cli(operator, "hosts", "show", vmID, "--server", control.URL, "--output", "json")
-		if err := json.Unmarshal([]byte(out), &h); err != nil {
+		if err := json.Unmarshal([]byte(out), &shown); err != nil {
 			t.Fatalf("hosts show --output json: %v\n%s", err, out)
+		}
+		h := shown.HostDetail
+		var err error
+		if h.Interval, err = time.ParseDuration(shown.Interval); err != nil {
+			t.Fatalf("hosts show --output json: interval %q is not a duration: %v", shown.Interval, err)
 		}
 		return h
 	}
