@@ -40,6 +40,7 @@ func serveCommand() *cli.Command {
 			fs.StringVar(&f.Entra.Audience, "entra-audience", "", "audience the Entra tokens must carry, e.g. api://berth-control")
 			fs.StringVar(&f.Entra.Authority, "entra-authority", "", "Entra ID login endpoint (default "+auth.DefaultAuthority+")")
 			fs.StringVar(&f.Entra.OperatorRole, "entra-operator-role", "", "app role that makes an Entra principal an operator (default "+auth.DefaultOperatorRole+")")
+			fs.StringVar(&f.Entra.AgentScope, "entra-agent-scope", "", "admit as agents only managed identities in /subscriptions/SUB or /subscriptions/SUB/resourceGroups/RG")
 			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
 		},
 		Run: func(ctx context.Context, in *cli.Invocation) error {
@@ -75,6 +76,8 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 		cfg.Entra.Authority = f.Entra.Authority
 	case "entra-operator-role":
 		cfg.Entra.OperatorRole = f.Entra.OperatorRole
+	case "entra-agent-scope":
+		cfg.Entra.AgentScope = f.Entra.AgentScope
 	case "log-level":
 		cfg.Log.Level = f.Log.Level
 	case "log-format":

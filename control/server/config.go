@@ -46,6 +46,9 @@ type EntraConfig struct {
 	Audience     string `yaml:"audience" json:"audience"`
 	Authority    string `yaml:"authority" json:"authority"`
 	OperatorRole string `yaml:"operatorRole" json:"operatorRole"`
+	// AgentScope is --entra-agent-scope: /subscriptions/SUB or
+	// /subscriptions/SUB/resourceGroups/RG.
+	AgentScope string `yaml:"agentScope" json:"agentScope"`
 }
 
 // LogConfig is the server's log (--log-level, --log-format).
@@ -123,6 +126,11 @@ func (c Config) Methods() ([]auth.Method, error) {
 		if c.Entra.Tenant == "" || c.Entra.Audience == "" {
 			return nil, errors.New("--auth entra needs --entra-tenant and --entra-audience (or entra.tenant and entra.audience in the config file)")
 		}
+	} else if c.Entra.AgentScope != "" {
+		return nil, errors.New("--entra-agent-scope limits Entra agents, but --auth does not accept Entra tokens: add entra to --auth or drop the scope")
+	}
+	if _, err := auth.ParseAgentScope(c.Entra.AgentScope); err != nil {
+		return nil, err
 	}
 	return ms, nil
 }
@@ -134,6 +142,7 @@ func (c Config) EntraOptions() *auth.Entra {
 		Audience:     c.Entra.Audience,
 		Authority:    c.Entra.Authority,
 		OperatorRole: c.Entra.OperatorRole,
+		AgentScope:   c.Entra.AgentScope,
 	}
 }
 

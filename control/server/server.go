@@ -40,7 +40,8 @@ type Store interface {
 	Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error)
 	Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error)
 	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
-	BindIdentity(ctx context.Context, agent, subject string) error
+	// Bind binds an agent id to the Entra identity that writes as it.
+	Bind(ctx context.Context, b store.Binding) error
 }
 
 // Authenticator turns the Authorization header of a request into the
@@ -99,11 +100,11 @@ type Server struct {
 	mux     *http.ServeMux
 	slots   chan struct{}
 
-	// bound remembers the (Entra subject, agent) pairs the store has
-	// accepted, so that a host's steady stream of reports does not cost a
-	// BindIdentity round trip each: a binding is permanent once made.
+	// bound remembers the bindings the store has accepted, by subject, so
+	// that a host's steady stream of reports does not cost a Bind round
+	// trip each (see allowEntra).
 	boundMu sync.RWMutex
-	bound   map[string]string
+	bound   map[string]boundEntry
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -111,7 +112,7 @@ type Server struct {
 }
 
 // maxBound caps the binding cache; past it the cache starts over, which
-// costs one BindIdentity per host and nothing else.
+// costs one Bind per host and nothing else.
 const maxBound = 200_000
 
 // New returns a Server. It panics when Store or Auth is missing: that is a
@@ -127,7 +128,7 @@ func New(o Options) *Server {
 		web:     o.Web,
 		maxBody: o.MaxBodyBytes,
 		now:     o.Now,
-		bound:   map[string]string{},
+		bound:   map[string]boundEntry{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

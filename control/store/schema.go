@@ -80,6 +80,10 @@ var migrations = []string{
 		created_ms BIGINT NOT NULL,
 		revoked_ms BIGINT NOT NULL DEFAULT 0
 	)`,
+	// 2: the Entra object id behind a binding to an Azure resource, so
+	// that a resource created again with a new identity can be told from
+	// an identity writing as a second host.
+	`ALTER TABLE identities ADD COLUMN object_id TEXT NOT NULL DEFAULT ''`,
 }
 
 // migrateLock is the PostgreSQL advisory lock that keeps several serve

@@ -78,8 +78,8 @@ type Store struct {
 	// stmts are the writer's prepared statements on SQLite, by text.
 	stmts map[insert]*sql.Stmt
 
-	// bound caches agent → subject bindings seen in the database: a
-	// binding never changes once made, so a hit needs no query.
+	// bound caches the bindings Bind read, agent → seenBinding, so that
+	// a host's steady stream of reports needs no query.
 	bound sync.Map
 }
 

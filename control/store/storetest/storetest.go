@@ -55,6 +55,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"Counts", testCounts},
 		{"BindIdentity", testBindIdentity},
 		{"BindIdentityConcurrent", testBindIdentityConcurrent},
+		{"BindResource", testBindResource},
 		{"Tokens", testTokens},
 		{"Closed", testClosed},
 	}
@@ -711,6 +712,46 @@ func testBindIdentity(t *testing.T, s *store.Store) {
 	}
 	if err := s.BindIdentity(ctx, "", "x"); err == nil {
 		t.Errorf("BindIdentity with no agent succeeded")
+	}
+}
+
+// testBindResource: a managed identity binds by its resource; a resource
+// built again with a new identity moves its binding to the new VM's agent
+// id, and the old identity's tokens cannot move it back; a host bound by
+// object id before resources were bound keeps its binding under the
+// resource.
+func testBindResource(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	// Tokens carry whole seconds; the binding's time is the store's clock.
+	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	m, m2 := "azure:/subscriptions/s/resourcegroups/rg/providers/p/t/vm", "azure:/subscriptions/s/resourcegroups/rg/providers/p/t/vm2"
+	steps := []struct {
+		name string
+		b    store.Binding
+		want error
+	}{
+		{"first use", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, nil},
+		{"again", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, nil},
+		{"the resource as another agent", store.Binding{Agent: "vm-2", Subject: m, ObjectID: "o1", Issued: now}, store.ErrIdentityMismatch},
+		{"another resource as the agent", store.Binding{Agent: "vm-1", Subject: m2, ObjectID: "o9", Issued: now}, store.ErrIdentityMismatch},
+		{"resource rebuilt: new identity, new VM id", store.Binding{Agent: "vm-3", Subject: m, ObjectID: "o2", Issued: now.Add(2 * time.Minute)}, nil},
+		{"the old identity's token cannot move it back", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, store.ErrIdentityMismatch},
+		{"the new identity stays", store.Binding{Agent: "vm-3", Subject: m, ObjectID: "o2", Issued: now.Add(2 * time.Minute)}, nil},
+	}
+	for _, st := range steps {
+		if err := s.Bind(ctx, st.b); !errors.Is(err, st.want) || (st.want == nil) != (err == nil) {
+			t.Errorf("%s: Bind(%+v) = %v, want %v", st.name, st.b, err, st.want)
+		}
+	}
+	// Bound by object id before: the binding carries over to the resource.
+	if err := s.BindIdentity(ctx, "vm-4", "entra:o4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Bind(ctx, store.Binding{Agent: "vm-4", Subject: m2, ObjectID: "o4", Issued: now, Formerly: "entra:o4"}); err != nil {
+		t.Errorf("upgrade an object id binding: %v", err)
+	}
+	if err := s.Bind(ctx, store.Binding{Agent: "vm-5", Subject: m2, ObjectID: "o4", Issued: now}); !errors.Is(err, store.ErrIdentityMismatch) {
+		t.Errorf("the upgraded resource as another agent: %v", err)
 	}
 }
 
