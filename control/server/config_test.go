@@ -79,6 +79,8 @@ func TestConfigErrors(t *testing.T) {
 			c.DB = "sqlite://x"
 			c.Entra.AgentScope = "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab"
 		}, "--auth does not accept Entra"},
+		{"tls cert alone", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.Cert = "c.pem" }, "--tls-cert and --tls-key go together"},
+		{"bad trusted proxies", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.TrustedProxies = "10.0.0.0/8,proxy" }, `--trusted-proxies "proxy"`},
 		{"bad agent scope", func(c *server.Config) {
 			c.DB, c.Auth, c.Entra = "sqlite://x", "entra", server.EntraConfig{Tenant: "t", Audience: "a", AgentScope: "/subscriptions/prod"}
 		}, "--entra-agent-scope"},
@@ -105,6 +107,18 @@ func TestWarnings(t *testing.T) {
 	c.Listen = ":8080"
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "beyond loopback") {
 		t.Errorf("warnings for none on every interface: %q", w)
+	}
+	c.Auth = "token"
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "plain http") {
+		t.Errorf("warnings for plain http on every interface: %q", w)
+	}
+	c.TLS.Cert, c.TLS.Key = "c.pem", "k.pem"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings for https on every interface: %q", w)
+	}
+	c.TLS = server.TLSConfig{TrustedProxies: "10.0.0.0/8"}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings behind a TLS proxy: %q", w)
 	}
 }
 

@@ -57,6 +57,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"BindIdentityConcurrent", testBindIdentityConcurrent},
 		{"BindResource", testBindResource},
 		{"Tokens", testTokens},
+		{"Sessions", testSessions},
 		{"Closed", testClosed},
 	}
 	for _, c := range cases {
@@ -858,6 +859,72 @@ func testTokens(t *testing.T, s *store.Store) {
 	}
 	if _, _, err := s.IssueToken(ctx, store.RoleOperator, "", T0); err == nil {
 		t.Errorf("IssueToken(no subject) succeeded")
+	}
+}
+
+var sessionRE = regexp.MustCompile(`^berth_session_[A-Za-z0-9_-]{43}$`)
+
+// testSessions: a web session lives until its expiry, its sign-out, or
+// the revocation of the token that opened it, whichever comes first.
+func testSessions(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	tok, _, err := s.IssueToken(ctx, store.RoleOperator, "alice", T0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(subject, tokenID string, ttl time.Duration) string {
+		t.Helper()
+		secret, err := s.CreateSession(ctx, subject, tokenID, T0, T0.Add(ttl))
+		if err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+		if !sessionRE.MatchString(secret) {
+			t.Errorf("session secret %q does not look like berth_session_<43 base64url>", secret)
+		}
+		return secret
+	}
+	check := func(what, secret string, at time.Time, want error) {
+		t.Helper()
+		got, err := s.LookupSession(ctx, secret, at)
+		if !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("%s: LookupSession = %+v, %v; want %v", what, got, err, want)
+		}
+	}
+	a := open("alice", tok.ID, time.Hour)
+	got, err := s.LookupSession(ctx, a, T0.Add(time.Minute))
+	if want := (store.Session{Subject: "alice", TokenID: tok.ID, Created: T0, Expires: T0.Add(time.Hour)}); err != nil || got != want {
+		t.Errorf("LookupSession = %+v, %v; want %+v", got, err, want)
+	}
+	check("at its expiry", a, T0.Add(time.Hour), store.ErrExpired)
+	for _, bad := range []string{"", a[:len(a)-1], a + "x", strings.TrimPrefix(a, "berth_session_"), "berth_" + strings.Repeat("A", 200)} {
+		check("secret "+bad, bad, T0, store.ErrNotFound)
+	}
+	entra := open("4a1b6c2e-0000-4000-8000-000000000001", "", time.Hour)
+	check("an Entra operator's session", entra, T0.Add(time.Minute), nil)
+
+	b := open("alice", tok.ID, time.Hour)
+	if err := s.RevokeSession(ctx, b, T0.Add(time.Minute)); err != nil {
+		t.Fatalf("RevokeSession: %v", err)
+	}
+	if err := s.RevokeSession(ctx, b, T0.Add(2*time.Minute)); err != nil {
+		t.Errorf("RevokeSession twice: %v", err)
+	}
+	check("after sign-out", b, T0.Add(2*time.Minute), store.ErrRevoked)
+	check("the other session", a, T0.Add(2*time.Minute), nil)
+	if err := s.RevokeToken(ctx, tok.ID, T0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	check("after its token was revoked", a, T0.Add(3*time.Minute), store.ErrRevoked)
+	check("the Entra session", entra, T0.Add(3*time.Minute), nil)
+
+	// Sessions that ended are deleted when the next one starts.
+	short := open("bob", "", time.Minute)
+	if _, err := s.CreateSession(ctx, "carol", "", T0.Add(2*time.Hour), T0.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("an ended session after the next sign-in", short, T0, store.ErrNotFound)
+	if _, err := s.CreateSession(ctx, "dave", "", T0, T0); err == nil {
+		t.Errorf("CreateSession with no time left succeeded")
 	}
 }
 
