@@ -40,6 +40,10 @@ func serveCommand() *cli.Command {
 			fs.StringVar(&f.Entra.Audience, "entra-audience", "", "audience the Entra tokens must carry, e.g. api://berth-control")
 			fs.StringVar(&f.Entra.Authority, "entra-authority", "", "Entra ID login endpoint (default "+auth.DefaultAuthority+")")
 			fs.StringVar(&f.Entra.OperatorRole, "entra-operator-role", "", "app role that makes an Entra principal an operator (default "+auth.DefaultOperatorRole+")")
+			fs.StringVar(&f.Entra.AgentScope, "entra-agent-scope", "", "admit as agents only managed identities in /subscriptions/SUB or /subscriptions/SUB/resourceGroups/RG")
+			fs.StringVar(&f.TLS.Cert, "tls-cert", "", "serve https with this certificate (PEM, with its chain; reloaded when it changes)")
+			fs.StringVar(&f.TLS.Key, "tls-key", "", "the private key of --tls-cert (PEM)")
+			fs.StringVar(&f.TLS.TrustedProxies, "trusted-proxies", "", "TLS-terminating proxies (addresses or CIDR prefixes, comma-separated) whose X-Forwarded-Proto: https is believed")
 			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
 		},
 		Run: func(ctx context.Context, in *cli.Invocation) error {
@@ -75,6 +79,14 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 		cfg.Entra.Authority = f.Entra.Authority
 	case "entra-operator-role":
 		cfg.Entra.OperatorRole = f.Entra.OperatorRole
+	case "entra-agent-scope":
+		cfg.Entra.AgentScope = f.Entra.AgentScope
+	case "tls-cert":
+		cfg.TLS.Cert = f.TLS.Cert
+	case "tls-key":
+		cfg.TLS.Key = f.TLS.Key
+	case "trusted-proxies":
+		cfg.TLS.TrustedProxies = f.TLS.TrustedProxies
 	case "log-level":
 		cfg.Log.Level = f.Log.Level
 	case "log-format":
@@ -97,6 +109,14 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		log.Warn(w)
 	}
 	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods)
+	tlsConfig, err := server.LoadTLS(cfg.TLS.Cert, cfg.TLS.Key, log)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	proxies, err := server.ParseTrustedProxies(cfg.TLS.TrustedProxies)
+	if err != nil {
+		return cli.Usage(err)
+	}
 	// A report is a few KiB of short-lived garbage and the live heap is
 	// small, so the default GC target spends a fifth of the CPU collecting;
 	// a higher one trades a few MiB for ingest rate. GOGC still wins.
@@ -123,15 +143,18 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	signIn := server.NewWebAuth(server.WebAuthOptions{Auth: authn, Sessions: st, Cookie: web.CookieName, TrustedProxies: proxies})
 	page := web.New(web.Options{
 		Store:     st,
-		Authorize: server.OperatorAuthorizer(authn, web.CookieName),
-		Login:     server.OperatorLogin(authn),
+		Authorize: signIn.Authorize,
+		Login:     signIn.Login,
+		Logout:    signIn.Logout,
+		IsHTTPS:   signIn.IsHTTPS,
 		Logger:    log,
 	})
-	srv := server.New(server.Options{Store: st, Auth: authn, Logger: log, Web: page})
+	srv := server.New(server.Options{Store: st, Auth: authn, Logger: log, Web: page, TLS: tlsConfig})
 	err = srv.ListenAndServe(ctx, cfg.Listen, func(a net.Addr) {
-		fmt.Fprintf(stderr, "berth-control serving http://%s (auth %s, db %s); Ctrl-C stops\n", a, cfg.Auth, server.RedactDSN(cfg.DB))
+		fmt.Fprintf(stderr, "berth-control serving %s://%s (auth %s, db %s); Ctrl-C stops\n", srv.Scheme(), a, cfg.Auth, server.RedactDSN(cfg.DB))
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil

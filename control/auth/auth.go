@@ -4,7 +4,8 @@
 //   - a Microsoft Entra ID access token (an Azure VM's managed identity
 //     token for the control endpoint's audience, or an operator's token),
 //     checked against the tenant's signing keys, audience, issuer, tenant
-//     and lifetime; or
+//     and lifetime, then sorted into operator, agent or neither by its
+//     claims (see Entra); or
 //   - a token issued by "berth-control token issue" (an opaque string
 //     starting with "berth_"), looked up in the store.
 //
@@ -61,6 +62,20 @@ type Principal struct {
 	Agent string
 	// Method is how the principal was authenticated.
 	Method Method
+	// Resource is the Azure resource id of an Entra agent's managed
+	// identity (the xms_mirid claim), lower-cased, as
+	// "/subscriptions/…/resourcegroups/…/providers/microsoft.compute/virtualmachines/vm1";
+	// "" when the token carries none. The server binds the host to it.
+	Resource string
+	// Issued is when an Entra token was issued (iat); zero for issued
+	// tokens.
+	Issued time.Time
+	// Expires is when the credential stops being valid: an Entra token's
+	// exp; zero for issued tokens, which are valid until revoked.
+	Expires time.Time
+	// TokenID is an issued token's id, so that what it opened (a web
+	// session) ends when it is revoked; "" for Entra tokens.
+	TokenID string
 }
 
 // Anonymous is the principal of every request under MethodNone.
@@ -78,7 +93,27 @@ var (
 	// that checks ErrUnavailable first can answer 503 so that agents retry
 	// rather than doubt their credentials.
 	ErrUnavailable = errors.New("authentication temporarily unavailable")
+	// ErrForbidden: the token is genuine but its principal may do nothing
+	// here (a user's token without the operator role, a managed identity
+	// outside --entra-agent-scope); the server answers 403. Such errors
+	// wrap ErrUnauthenticated too.
+	ErrForbidden = errors.New("forbidden")
 )
+
+// forbiddenError is an error of a genuine token that grants nothing: it
+// is both ErrForbidden and ErrUnauthenticated, and its message is only
+// the reason.
+type forbiddenError struct{ msg string }
+
+func (e *forbiddenError) Error() string { return e.msg }
+
+func (e *forbiddenError) Is(target error) bool {
+	return target == ErrForbidden || target == ErrUnauthenticated
+}
+
+func forbidden(format string, args ...any) error {
+	return &forbiddenError{msg: fmt.Sprintf(format, args...)}
+}
 
 // unauthenticated builds an error wrapping ErrUnauthenticated. Messages
 // never contain the token; values taken from a token's claims are quoted
@@ -114,8 +149,15 @@ type Entra struct {
 	Authority string
 	// OperatorRole is the app role (roles claim) that makes a principal
 	// an operator; DefaultOperatorRole when empty. Principals without it
-	// are agents. Flag: --entra-operator-role.
+	// are agents if their token is app-only, and nothing otherwise.
+	// Flag: --entra-operator-role.
 	OperatorRole string
+	// AgentScope limits agents to managed identities whose resource
+	// (xms_mirid) lies in this subscription or resource group:
+	// "/subscriptions/SUB" or "/subscriptions/SUB/resourceGroups/RG".
+	// Empty admits every app-only principal of the tenant. Flag:
+	// --entra-agent-scope.
+	AgentScope string
 }
 
 // Options configure New.

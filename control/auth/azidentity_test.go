@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,12 +33,13 @@ func TestManagedIdentityEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name string
-		id   azidentity.ManagedIDKind
-		want string
+		name     string
+		id       azidentity.ManagedIDKind
+		want     string
+		resource string
 	}{
-		{"system-assigned", nil, fe.Identity},
-		{"user-assigned", azidentity.ClientID(clientID), userOID},
+		{"system-assigned", nil, fe.Identity, strings.ToLower(fe.ResourceID)},
+		{"user-assigned", azidentity.ClientID(clientID), userOID, strings.ToLower(entra.UserAssignedResourceID(fe.Subscription, "berth-test", "id-"+userOID))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: tt.id})
@@ -54,8 +56,8 @@ func TestManagedIdentityEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Authenticate: %v", err)
 			}
-			want := auth.Principal{Role: store.RoleAgent, Subject: tt.want, Method: auth.MethodEntra}
-			if diff := cmp.Diff(want, got); diff != "" {
+			want := auth.Principal{Role: store.RoleAgent, Subject: tt.want, Method: auth.MethodEntra, Resource: tt.resource}
+			if diff := cmp.Diff(want, got, ignoreTimes); diff != "" {
 				t.Errorf("principal (-want +got):\n%s", diff)
 			}
 		})

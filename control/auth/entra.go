@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/berthhq/berth/control/store"
 )
 
 // Leeway is the clock skew allowed on a token's exp and nbf.
@@ -34,6 +32,7 @@ type entraVerifier struct {
 	audiences    []string
 	issuers      []string
 	operatorRole string
+	scope        agentScope
 	keys         *keySet
 	verified     *cache
 	now          func() time.Time
@@ -70,6 +69,10 @@ func newEntraVerifier(e Entra, client *http.Client, log *slog.Logger, now func()
 	if role == "" {
 		role = DefaultOperatorRole
 	}
+	scope, err := parseAgentScope(e.AgentScope)
+	if err != nil {
+		return nil, err
+	}
 	v2 := authority + "/" + tenant + "/v2.0"
 	return &entraVerifier{
 		tenant:    tenant,
@@ -80,6 +83,7 @@ func newEntraVerifier(e Entra, client *http.Client, log *slog.Logger, now func()
 		// cloud's STS whatever login endpoint is used.
 		issuers:      []string{"https://sts.windows.net/" + tenant + "/", v2},
 		operatorRole: role,
+		scope:        scope,
 		keys:         newKeySet(v2+"/.well-known/openid-configuration", client, log, now),
 		verified:     newCache(),
 		now:          now,
@@ -110,12 +114,16 @@ func checkFetchURL(raw string) error {
 	return fmt.Errorf("%q must be an https URL (http only on a loopback address)", raw)
 }
 
-// entraClaims are the claims Berth reads from an Entra access token.
+// entraClaims are the claims Berth reads from an Entra access token (see
+// agent.go for what idtyp, scp and xms_mirid decide).
 type entraClaims struct {
 	jwt.RegisteredClaims
 	TenantID string   `json:"tid"`
 	ObjectID string   `json:"oid"`
 	Roles    []string `json:"roles"`
+	IDType   string   `json:"idtyp"`
+	Scope    string   `json:"scp"`
+	Resource string   `json:"xms_mirid"`
 }
 
 // jwtHeader is the part of a JOSE header checked before any key is used.
@@ -130,7 +138,7 @@ func (v *entraVerifier) authenticate(ctx context.Context, tok string) (Principal
 	// it spares an RSA verification per request.
 	sum := sha256.Sum256([]byte(tok))
 	if e, ok := v.verified.get(sum, v.now()); ok {
-		return e.p, nil
+		return e.p, e.err
 	}
 	head, _, _ := strings.Cut(tok, ".")
 	raw, err := base64.RawURLEncoding.DecodeString(head)
@@ -171,19 +179,20 @@ func (v *entraVerifier) authenticate(ctx context.Context, tok string) (Principal
 		return Principal{}, unauthenticated("malformed JWT: %v", err)
 	}
 	p, err := v.check(&c)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrForbidden) {
 		return Principal{}, err
 	}
 	// Until the cache lifetime or the token's expiry, whichever is first;
 	// a withdrawn signing key thus stops a cached token within
-	// TokenCacheTTL.
+	// TokenCacheTTL. A genuine token that grants nothing is remembered
+	// too: its claims will not change.
 	now := v.now()
 	until := now.Add(TokenCacheTTL)
 	if exp := c.ExpiresAt.Add(Leeway); exp.Before(until) {
 		until = exp
 	}
-	v.verified.put(sum, cacheEntry{p: p, until: until}, now)
-	return p, nil
+	v.verified.put(sum, cacheEntry{p: p, err: err, until: until}, now)
+	return p, err
 }
 
 // check applies the claim rules to a token whose signature verified.
@@ -217,9 +226,5 @@ func (v *entraVerifier) check(c *entraClaims) (Principal, error) {
 	if c.ObjectID == "" {
 		return Principal{}, unauthenticated("token has no object id (oid) to name its principal")
 	}
-	p := Principal{Role: store.RoleAgent, Subject: c.ObjectID, Method: MethodEntra}
-	if slices.Contains(c.Roles, v.operatorRole) {
-		p.Role = store.RoleOperator
-	}
-	return p, nil
+	return principalOf(c, v.operatorRole, v.scope)
 }

@@ -73,9 +73,9 @@ func (c *tokenCache) authenticate(ctx context.Context, secret string) (Principal
 	case tok.Subject == "":
 		err = unauthenticated("issued token %s has no subject", claim(tok.ID))
 	case tok.Role == store.RoleAgent:
-		p = Principal{Role: store.RoleAgent, Subject: tok.Subject, Agent: tok.Subject, Method: MethodToken}
+		p = Principal{Role: store.RoleAgent, Subject: tok.Subject, Agent: tok.Subject, Method: MethodToken, TokenID: tok.ID}
 	case tok.Role == store.RoleOperator:
-		p = Principal{Role: store.RoleOperator, Subject: tok.Subject, Method: MethodToken}
+		p = Principal{Role: store.RoleOperator, Subject: tok.Subject, Method: MethodToken, TokenID: tok.ID}
 	default:
 		err = unauthenticated("issued token %s has unknown role %s", claim(tok.ID), claim(string(tok.Role)))
 	}

@@ -37,7 +37,18 @@ type Config struct {
 	// Auth is entra, token, entra,token or none (--auth).
 	Auth  string      `yaml:"auth" json:"auth"`
 	Entra EntraConfig `yaml:"entra" json:"entra"`
+	TLS   TLSConfig   `yaml:"tls" json:"tls"`
 	Log   LogConfig   `yaml:"log" json:"log"`
+}
+
+// TLSConfig is how the endpoint is reached over https: its own
+// certificate (--tls-cert, --tls-key; see LoadTLS), or a TLS-terminating
+// proxy in front whose X-Forwarded-Proto is believed (--trusted-proxies,
+// addresses or CIDR prefixes, comma-separated).
+type TLSConfig struct {
+	Cert           string `yaml:"cert" json:"cert"`
+	Key            string `yaml:"key" json:"key"`
+	TrustedProxies string `yaml:"trustedProxies" json:"trustedProxies"`
 }
 
 // EntraConfig is the Entra ID settings (--entra-*); see auth.Entra.
@@ -46,6 +57,9 @@ type EntraConfig struct {
 	Audience     string `yaml:"audience" json:"audience"`
 	Authority    string `yaml:"authority" json:"authority"`
 	OperatorRole string `yaml:"operatorRole" json:"operatorRole"`
+	// AgentScope is --entra-agent-scope: /subscriptions/SUB or
+	// /subscriptions/SUB/resourceGroups/RG.
+	AgentScope string `yaml:"agentScope" json:"agentScope"`
 }
 
 // LogConfig is the server's log (--log-level, --log-format).
@@ -123,6 +137,17 @@ func (c Config) Methods() ([]auth.Method, error) {
 		if c.Entra.Tenant == "" || c.Entra.Audience == "" {
 			return nil, errors.New("--auth entra needs --entra-tenant and --entra-audience (or entra.tenant and entra.audience in the config file)")
 		}
+	} else if c.Entra.AgentScope != "" {
+		return nil, errors.New("--entra-agent-scope limits Entra agents, but --auth does not accept Entra tokens: add entra to --auth or drop the scope")
+	}
+	if _, err := auth.ParseAgentScope(c.Entra.AgentScope); err != nil {
+		return nil, err
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together: give the certificate (PEM, with its chain) and its private key, or neither")
+	}
+	if _, err := ParseTrustedProxies(c.TLS.TrustedProxies); err != nil {
+		return nil, err
 	}
 	return ms, nil
 }
@@ -134,22 +159,32 @@ func (c Config) EntraOptions() *auth.Entra {
 		Audience:     c.Entra.Audience,
 		Authority:    c.Entra.Authority,
 		OperatorRole: c.Entra.OperatorRole,
+		AgentScope:   c.Entra.AgentScope,
 	}
 }
 
 // Warnings are what serve must say loudly before it starts, on stderr and
-// in the log: today, that --auth none lets anyone in.
+// in the log: that --auth none lets anyone in, or that tokens would cross
+// the network in the clear.
 func (c Config) Warnings() []string {
-	if strings.TrimSpace(strings.ToLower(c.Auth)) != string(auth.MethodNone) {
-		return nil
-	}
 	host, _, _ := net.SplitHostPort(c.Listen)
-	w := "WARNING: --auth none: authentication is OFF. Anyone who can reach " + c.Listen +
-		" can read the whole fleet and write reports as any host. Use it for a laptop demo only."
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		w += " This server listens beyond loopback."
+	beyond := host != "localhost"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		beyond = false
 	}
-	return []string{w}
+	if strings.TrimSpace(strings.ToLower(c.Auth)) == string(auth.MethodNone) {
+		w := "WARNING: --auth none: authentication is OFF. Anyone who can reach " + c.Listen +
+			" can read the whole fleet and write reports as any host. Use it for a laptop demo only."
+		if beyond {
+			w += " This server listens beyond loopback."
+		}
+		return []string{w}
+	}
+	if beyond && c.TLS.Cert == "" && c.TLS.TrustedProxies == "" {
+		return []string{"WARNING: serving plain http on " + c.Listen + ", beyond loopback: agents' tokens and operators' sessions cross the network in the clear. " +
+			"Give --tls-cert and --tls-key, or put a TLS-terminating proxy in front and name it with --trusted-proxies."}
+	}
+	return nil
 }
 
 // RedactDSN hides the password of a database DSN for logs and messages.

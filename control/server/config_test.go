@@ -14,7 +14,8 @@ func TestParseConfig(t *testing.T) {
 	want.Listen = ":9090"
 	want.DB = "sqlite:///var/lib/berth-control/control.db"
 	want.Auth = "entra,token"
-	want.Entra = server.EntraConfig{Tenant: "t", Audience: "api://berth-control", OperatorRole: "Ops"}
+	want.Entra = server.EntraConfig{Tenant: "t", Audience: "api://berth-control", OperatorRole: "Ops",
+		AgentScope: "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"}
 	tests := []struct {
 		name, data string
 	}{
@@ -26,9 +27,11 @@ entra:
   tenant: t
   audience: api://berth-control
   operatorRole: Ops
+  agentScope: /subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet
 `},
 		{"json", `{"listen": ":9090", "db": "sqlite:///var/lib/berth-control/control.db", "auth": "entra,token",
- "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops"}}`},
+ "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops",
+ "agentScope": "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +75,15 @@ func TestConfigErrors(t *testing.T) {
 		{"bad listen", func(c *server.Config) { c.DB = "sqlite://x"; c.Listen = "8080" }, "host:port"},
 		{"bad auth", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "magic" }, "magic"},
 		{"entra without tenant", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "entra" }, "--entra-tenant"},
+		{"agent scope without entra", func(c *server.Config) {
+			c.DB = "sqlite://x"
+			c.Entra.AgentScope = "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab"
+		}, "--auth does not accept Entra"},
+		{"tls cert alone", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.Cert = "c.pem" }, "--tls-cert and --tls-key go together"},
+		{"bad trusted proxies", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.TrustedProxies = "10.0.0.0/8,proxy" }, `--trusted-proxies "proxy"`},
+		{"bad agent scope", func(c *server.Config) {
+			c.DB, c.Auth, c.Entra = "sqlite://x", "entra", server.EntraConfig{Tenant: "t", Audience: "a", AgentScope: "/subscriptions/prod"}
+		}, "--entra-agent-scope"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := server.DefaultConfig()
@@ -95,6 +107,18 @@ func TestWarnings(t *testing.T) {
 	c.Listen = ":8080"
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "beyond loopback") {
 		t.Errorf("warnings for none on every interface: %q", w)
+	}
+	c.Auth = "token"
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "plain http") {
+		t.Errorf("warnings for plain http on every interface: %q", w)
+	}
+	c.TLS.Cert, c.TLS.Key = "c.pem", "k.pem"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings for https on every interface: %q", w)
+	}
+	c.TLS = server.TLSConfig{TrustedProxies: "10.0.0.0/8"}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings behind a TLS proxy: %q", w)
 	}
 }
 

@@ -36,6 +36,10 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(err, auth.ErrForbidden):
+		// A genuine token that grants nothing here: another token will
+		// not be any better, so not 401.
+		ae = &apiError{status: http.StatusForbidden, code: wire.CodeForbidden, msg: err.Error()}
 	case errors.Is(err, auth.ErrUnauthenticated):
 		ae = &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthorized, msg: err.Error()}
 	case errors.Is(err, store.ErrIdentityMismatch):

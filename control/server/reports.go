@@ -264,27 +264,5 @@ func (s *Server) allowWrite(ctx context.Context, p auth.Principal, agent string)
 		}
 		return nil
 	}
-	subject := "entra:" + p.Subject
-	s.boundMu.RLock()
-	a, ok := s.bound[subject]
-	s.boundMu.RUnlock()
-	if ok {
-		if a == agent {
-			return nil
-		}
-		return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "token for host %s cannot write reports of host %s (identity %s is bound to host %s)", a, agent, subject, a)
-	}
-	if err := s.st.BindIdentity(ctx, agent, subject); err != nil {
-		if errors.Is(err, store.ErrIdentityMismatch) {
-			return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "identity %s cannot write reports of host %s: %v", subject, agent, err)
-		}
-		return fmt.Errorf("bind identity %s to host %s: %w", subject, agent, err)
-	}
-	s.boundMu.Lock()
-	if len(s.bound) >= maxBound {
-		clear(s.bound)
-	}
-	s.bound[subject] = agent
-	s.boundMu.Unlock()
-	return nil
+	return s.allowEntra(ctx, p, agent)
 }

@@ -11,6 +11,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,7 +41,8 @@ type Store interface {
 	Hosts(ctx context.Context, f wire.HostFilter, now time.Time) (wire.HostPage, error)
 	Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error)
 	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
-	BindIdentity(ctx context.Context, agent, subject string) error
+	// Bind binds an agent id to the Entra identity that writes as it.
+	Bind(ctx context.Context, b store.Binding) error
 }
 
 // Authenticator turns the Authorization header of a request into the
@@ -86,6 +88,10 @@ type Options struct {
 	MaxInFlight int
 	// Now is the server's clock (default time.Now).
 	Now func() time.Time
+	// TLS, when set, makes Serve and ListenAndServe speak https (see
+	// LoadTLS); nil serves plain http, for loopback or behind a proxy
+	// that terminates TLS.
+	TLS *tls.Config
 }
 
 // Server is the control endpoint's HTTP handler.
@@ -98,12 +104,13 @@ type Server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 	slots   chan struct{}
+	tls     *tls.Config
 
-	// bound remembers the (Entra subject, agent) pairs the store has
-	// accepted, so that a host's steady stream of reports does not cost a
-	// BindIdentity round trip each: a binding is permanent once made.
+	// bound remembers the bindings the store has accepted, by subject, so
+	// that a host's steady stream of reports does not cost a Bind round
+	// trip each (see allowEntra).
 	boundMu sync.RWMutex
-	bound   map[string]string
+	bound   map[string]boundEntry
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -111,7 +118,7 @@ type Server struct {
 }
 
 // maxBound caps the binding cache; past it the cache starts over, which
-// costs one BindIdentity per host and nothing else.
+// costs one Bind per host and nothing else.
 const maxBound = 200_000
 
 // New returns a Server. It panics when Store or Auth is missing: that is a
@@ -127,7 +134,8 @@ func New(o Options) *Server {
 		web:     o.Web,
 		maxBody: o.MaxBodyBytes,
 		now:     o.Now,
-		bound:   map[string]string{},
+		tls:     o.TLS,
+		bound:   map[string]boundEntry{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -299,8 +307,9 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully: it stops
-// accepting, lets requests in flight finish for a while, and returns nil.
+// Serve serves on ln (https when Options.TLS is set) until ctx ends, then
+// shuts down gracefully: it stops accepting, lets requests in flight
+// finish for a while, and returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
@@ -312,9 +321,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:      s.tls,
 	}
 	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ln) }()
+	go func() {
+		if s.tls != nil {
+			// The certificate comes from TLSConfig.GetCertificate.
+			done <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		done <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
@@ -335,6 +352,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// Scheme is "https" when the server speaks TLS, else "http".
+func (s *Server) Scheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // ListenAndServe listens on addr (host:port; port 0 picks a free one) and
 // serves until ctx ends. ready, when not nil, is called with the address
 // actually bound once the server accepts connections.
@@ -344,7 +369,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server using the port? choose another with --listen)", addr, err)
 	}
-	s.log.Info("listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String())
+	s.log.Info("listening", "addr", ln.Addr().String(), "url", s.Scheme()+"://"+ln.Addr().String())
 	if ready != nil {
 		ready(ln.Addr())
 	}

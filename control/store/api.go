@@ -26,8 +26,11 @@ var (
 	// ErrIdentityMismatch: the agent id is bound to another token subject,
 	// or the subject to another agent id. The server answers 403.
 	ErrIdentityMismatch = errors.New("identity bound to another agent")
-	// ErrRevoked: the token was revoked.
+	// ErrRevoked: the token was revoked, or the session was ended or the
+	// token that opened it revoked.
 	ErrRevoked = errors.New("token revoked")
+	// ErrExpired: the session's time is up.
+	ErrExpired = errors.New("session expired")
 	// ErrBadFilter is wire.ErrBadFilter: a HostFilter the store refuses.
 	ErrBadFilter = wire.ErrBadFilter
 )

@@ -80,6 +80,20 @@ var migrations = []string{
 		created_ms BIGINT NOT NULL,
 		revoked_ms BIGINT NOT NULL DEFAULT 0
 	)`,
+	// 2: the Entra object id behind a binding to an Azure resource, so
+	// that a resource created again with a new identity can be told from
+	// an identity writing as a second host.
+	`ALTER TABLE identities ADD COLUMN object_id TEXT NOT NULL DEFAULT ''`,
+	// 3: the web page's sign-in sessions, by the SHA-256 of their secret.
+	`CREATE TABLE sessions (
+		hash TEXT PRIMARY KEY,
+		subject TEXT NOT NULL,
+		token_id TEXT NOT NULL DEFAULT '',
+		created_ms BIGINT NOT NULL,
+		expires_ms BIGINT NOT NULL,
+		revoked_ms BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX sessions_expires ON sessions (expires_ms)`,
 }
 
 // migrateLock is the PostgreSQL advisory lock that keeps several serve

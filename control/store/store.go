@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -78,8 +79,8 @@ type Store struct {
 	// stmts are the writer's prepared statements on SQLite, by text.
 	stmts map[insert]*sql.Stmt
 
-	// bound caches agent → subject bindings seen in the database: a
-	// binding never changes once made, so a hit needs no query.
+	// bound caches the bindings Bind read, agent → seenBinding, so that
+	// a host's steady stream of reports needs no query.
 	bound sync.Map
 }
 
@@ -147,6 +148,9 @@ func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("open store: create the folder of %s: %w", path, err)
 	}
+	if err := s.ownerOnly(path); err != nil {
+		return err
+	}
 	busy := o.BusyTimeout.Milliseconds()
 	// One writer connection: SQLite has one writer at a time anyway, and
 	// group commit makes that writer's transactions large. BEGIN IMMEDIATE
@@ -183,6 +187,49 @@ func (s *Store) openSQLite(ctx context.Context, path string, o Options) error {
 		w.Close()
 		r.Close()
 		return fmt.Errorf("open store: sqlite %s: %w", path, err)
+	}
+	return nil
+}
+
+// sqliteFileMode is the mode of the store's files: they hold every host's
+// reports and the hashes of tokens and sessions, for the server's user
+// alone.
+const sqliteFileMode = 0o600
+
+// ownerOnly creates the database file with sqliteFileMode before SQLite
+// opens it, and narrows an existing one and its -wal and -shm files
+// (from a version that let the umask decide). SQLite gives the -wal and
+// -shm files it creates the database file's mode, so they follow.
+func (s *Store) ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, sqliteFileMode)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("open store: create %s: %w", path, err)
+		}
+		return nil
+	case !errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("open store: create %s: %w", path, err)
+	case runtime.GOOS == "windows":
+		// Mode bits are only the read-only flag there; the folder's ACL
+		// decides who reads the files.
+		return nil
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) && p != path {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&^sqliteFileMode == 0 {
+			continue
+		}
+		if err := os.Chmod(p, sqliteFileMode); err != nil {
+			return fmt.Errorf("open store: %s is readable by others (mode %v) and cannot be narrowed to %v: %w", p, fi.Mode().Perm(), fs.FileMode(sqliteFileMode), err)
+		}
+		s.log.Warn("narrowed the store's file to its owner", "file", p, "was", fi.Mode().Perm().String(), "now", fs.FileMode(sqliteFileMode).String())
 	}
 	return nil
 }

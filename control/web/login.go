@@ -1,9 +1,11 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 type loginView struct {
@@ -27,8 +29,8 @@ func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// loginSubmit serves POST /login: it checks the token and keeps it in the
-// session cookie.
+// loginSubmit serves POST /login: it checks the token, opens a session and
+// puts the session's secret, not the token, in the cookie.
 //
 // Cross-site request forgery is stopped twice: the cookie is SameSite=Strict
 // (a browser sends it only from this site's own pages) and the POST must
@@ -53,39 +55,57 @@ func (h *handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadRequest, "login", v)
 		return
 	}
-	if err := h.login(r.Context(), token); err != nil {
+	session, expires, err := h.login(r.Context(), token)
+	if err != nil {
 		h.log.InfoContext(r.Context(), "login refused", "err", err)
 		v.Error = "The token was not accepted: it is unknown, revoked, or not an operator's."
 		h.render(w, r, http.StatusUnauthorized, "login", v)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     CookieName,
-		Value:    token,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   r.TLS != nil,
-		SameSite: http.SameSiteStrictMode,
-	})
+	if !cookieSafe(session) {
+		h.fail(w, r, fmt.Errorf("the session store made a secret that cannot be a cookie value"))
+		return
+	}
+	http.SetCookie(w, h.cookie(r, session, int(time.Until(expires).Seconds()), expires))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// logout serves POST /logout: it forgets the cookie. The token itself
-// stays valid; revoking it is `berth-control token revoke`.
+// cookie is the session cookie: value for maxAge seconds (negative:
+// delete it), until expires.
+func (h *handler) cookie(r *http.Request, value string, maxAge int, expires time.Time) *http.Cookie {
+	if maxAge == 0 {
+		maxAge = -1 // 0 would make it a browser-session cookie
+	}
+	return &http.Cookie{
+		Name:     CookieName,
+		Value:    value,
+		Path:     "/",
+		Expires:  expires,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   h.isHTTPS(r),
+		SameSite: http.SameSiteStrictMode,
+	}
+}
+
+// logout serves POST /logout: it ends the session in the store, so the
+// cookie is worthless even if a copy of it survives, then forgets the
+// cookie. The token the session was opened with stays valid; revoking it
+// is `berth-control token revoke`.
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
 		h.fail(w, r, forbiddenOrigin())
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     CookieName,
-		Value:    "",
-		Path:     "/",
-		MaxAge:   -1,
-		HttpOnly: true,
-		Secure:   r.TLS != nil,
-		SameSite: http.SameSiteStrictMode,
-	})
+	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" && h.endSession != nil {
+		if err := h.endSession(r.Context(), c.Value); err != nil {
+			// The cookie stays, so that signing out can be tried again:
+			// forgetting it would leave a live session behind.
+			h.fail(w, r, fmt.Errorf("end the session: %w", err))
+			return
+		}
+	}
+	http.SetCookie(w, h.cookie(r, "", -1, time.Unix(0, 0)))
 	to := "/login"
 	if h.authorize == nil {
 		to = "/"

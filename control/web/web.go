@@ -21,8 +21,10 @@ import (
 	"github.com/berthhq/berth/control/wire"
 )
 
-// CookieName is the cookie that carries the operator's token after a login:
-// HttpOnly, SameSite=Strict, and Secure when the login came over TLS.
+// CookieName is the cookie that carries the operator's session after a
+// login: a random secret the server keeps a hash of, never the token.
+// HttpOnly, SameSite=Strict, expiring with the session, and Secure when
+// the page is served over https.
 const CookieName = "berth_session"
 
 // DefaultRefresh is how often the pages reload themselves when
@@ -46,13 +48,20 @@ type Options struct {
 	// Store is where hosts come from. Required.
 	Store Reader
 	// Authorize says whether a request may see the pages (an operator token
-	// in the Authorization header or in the cookie CookieName). nil leaves
-	// the pages open, for the `--auth none` demo. A page request it refuses
-	// is redirected to /login.
+	// in the Authorization header, or a live session in the cookie
+	// CookieName). nil leaves the pages open, for the `--auth none` demo. A
+	// page request it refuses is redirected to /login.
 	Authorize func(*http.Request) error
-	// Login checks that a token typed into the login form is an operator's.
-	// nil means there is no login form.
-	Login func(ctx context.Context, token string) error
+	// Login checks that a token typed into the login form is an operator's
+	// and opens a session, returning its secret (the cookie's value) and
+	// its expiry. nil means there is no login form.
+	Login func(ctx context.Context, token string) (session string, expires time.Time, err error)
+	// Logout ends the session whose secret the cookie holds. nil only
+	// forgets the cookie.
+	Logout func(ctx context.Context, session string) error
+	// IsHTTPS says whether the browser reached the page over https, which
+	// makes the cookie Secure; nil means the connection is TLS.
+	IsHTTPS func(*http.Request) bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the errors the pages hide from the browser; nil
@@ -66,21 +75,23 @@ type Options struct {
 
 // handler serves the pages; see New.
 type handler struct {
-	store     Reader
-	authorize func(*http.Request) error
-	login     func(ctx context.Context, token string) error
-	now       func() time.Time
-	log       *slog.Logger
-	refresh   time.Duration
-	mux       *http.ServeMux
+	store      Reader
+	authorize  func(*http.Request) error
+	login      func(ctx context.Context, token string) (string, time.Time, error)
+	endSession func(ctx context.Context, session string) error
+	isHTTPS    func(*http.Request) bool
+	now        func() time.Time
+	log        *slog.Logger
+	refresh    time.Duration
+	mux        *http.ServeMux
 }
 
 // New returns the handler of the web page. It serves
 //
 //	GET  /               the fleet: table, filters, counts
 //	GET  /hosts/{id}     one host
-//	GET  /login          the login form; POST /login checks a token and sets the cookie
-//	POST /logout         forgets the cookie
+//	GET  /login          the login form; POST /login checks a token, opens a session, sets the cookie
+//	POST /logout         ends the session and forgets the cookie
 //	GET  /static/...     the stylesheet
 //
 // and is meant to be mounted at the root of berth-control's listener, beside
@@ -90,16 +101,21 @@ func New(o Options) http.Handler {
 		panic("web.New: Options.Store is nil")
 	}
 	h := &handler{
-		store:     o.Store,
-		authorize: o.Authorize,
-		login:     o.Login,
-		now:       o.Now,
-		log:       o.Logger,
-		refresh:   o.Refresh,
-		mux:       http.NewServeMux(),
+		store:      o.Store,
+		authorize:  o.Authorize,
+		login:      o.Login,
+		endSession: o.Logout,
+		isHTTPS:    o.IsHTTPS,
+		now:        o.Now,
+		log:        o.Logger,
+		refresh:    o.Refresh,
+		mux:        http.NewServeMux(),
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.isHTTPS == nil {
+		h.isHTTPS = func(r *http.Request) bool { return r.TLS != nil }
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

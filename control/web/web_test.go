@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"html"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,28 +368,60 @@ func TestStoreFails(t *testing.T) {
 
 var errNoToken = errors.New("no operator token")
 
-// operatorAuth accepts the token "op-good" from the header or the cookie,
-// as berth-control's server does with real tokens.
-func operatorAuth(r *http.Request) error {
-	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if c, err := r.Cookie(CookieName); err == nil {
-		tok = c.Value
+// sessions is the handler tests' sign-in, as berth-control's server does
+// it with the store: the token "op-good" opens a session whose secret, not
+// the token, goes in the cookie; signing out ends it.
+type sessions struct {
+	mu      sync.Mutex
+	n       int
+	live    map[string]bool
+	failEnd error
+}
+
+func newSessions() *sessions { return &sessions{live: map[string]bool{}} }
+
+func (s *sessions) authorize(r *http.Request) error {
+	if r.Header.Get("Authorization") == "Bearer op-good" {
+		return nil
 	}
-	if tok != "op-good" {
+	c, err := r.Cookie(CookieName)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil || !s.live[c.Value] {
 		return errNoToken
 	}
 	return nil
 }
 
-func operatorLogin(_ context.Context, token string) error {
+func (s *sessions) login(_ context.Context, token string) (string, time.Time, error) {
 	if token != "op-good" {
-		return errNoToken
+		return "", time.Time{}, errNoToken
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	id := fmt.Sprintf("sess-%d", s.n)
+	s.live[id] = true
+	return id, time.Now().Add(time.Hour), nil
+}
+
+func (s *sessions) logout(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failEnd != nil {
+		return s.failEnd
+	}
+	delete(s.live, id)
 	return nil
+}
+
+func (s *sessions) options() Options {
+	return Options{Authorize: s.authorize, Login: s.login, Logout: s.logout}
 }
 
 func TestAuthorizeRedirects(t *testing.T) {
-	h := newTestHandler(t, Options{Authorize: operatorAuth, Login: operatorLogin})
+	ss := newSessions()
+	h := newTestHandler(t, ss.options())
 	for _, page := range []string{"/?state=Healthy", "/hosts/h-prod-3"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, page, nil))
@@ -406,8 +440,9 @@ func TestAuthorizeRedirects(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Errorf("GET / with the header = %d", rec.Code)
 	}
+	session, _, _ := ss.login(context.Background(), "op-good")
 	req = httptest.NewRequest(http.MethodGet, "/hosts/h-prod-3", nil)
-	req.AddCookie(&http.Cookie{Name: CookieName, Value: "op-good"})
+	req.AddCookie(&http.Cookie{Name: CookieName, Value: session})
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `action="/logout"`) {
@@ -438,7 +473,8 @@ func postLogin(h http.Handler, target, token, next string, hdr map[string]string
 }
 
 func TestLogin(t *testing.T) {
-	h := newTestHandler(t, Options{Authorize: operatorAuth, Login: operatorLogin})
+	ss := newSessions()
+	h := newTestHandler(t, ss.options())
 	same := map[string]string{"Origin": "http://example.com"}
 
 	rec := postLogin(h, "/login", "op-good", "/hosts/h-prod-3", same)
@@ -449,9 +485,14 @@ func TestLogin(t *testing.T) {
 	if len(cookies) != 1 {
 		t.Fatalf("login set %d cookies", len(cookies))
 	}
+	// The cookie holds the session, never the token, and expires with it.
 	c := cookies[0]
-	if c.Name != CookieName || c.Value != "op-good" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure || c.Path != "/" {
+	if c.Name != CookieName || c.Value != "sess-1" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure || c.Path != "/" ||
+		c.MaxAge < 3500 || c.MaxAge > 3600 || c.Expires.IsZero() {
 		t.Errorf("cookie = %+v", c)
+	}
+	if strings.Contains(rec.Header().Get("Set-Cookie"), "op-good") {
+		t.Errorf("the cookie carries the token: %s", rec.Header().Get("Set-Cookie"))
 	}
 
 	// Over TLS the cookie is Secure; a Referer stands in for a missing Origin.
@@ -460,6 +501,16 @@ func TestLogin(t *testing.T) {
 		t.Errorf("login over TLS = %d to %q", rec.Code, rec.Header().Get("Location"))
 	} else if c := rec.Result().Cookies()[0]; !c.Secure {
 		t.Errorf("cookie over TLS not Secure: %+v", c)
+	}
+	// Behind a TLS proxy, IsHTTPS decides.
+	behind := newTestHandler(t, func() Options {
+		o := ss.options()
+		o.IsHTTPS = func(r *http.Request) bool { return r.Header.Get("X-Test-Https") == "yes" }
+		return o
+	}())
+	rec = postLogin(behind, "/login", "op-good", "", map[string]string{"Origin": "http://example.com", "X-Test-Https": "yes"})
+	if cs := rec.Result().Cookies(); rec.Code != http.StatusSeeOther || len(cs) != 1 || !cs[0].Secure {
+		t.Errorf("login behind a TLS proxy = %d, cookies %+v; want a Secure cookie", rec.Code, cs)
 	}
 
 	for _, tc := range []struct {
@@ -491,21 +542,39 @@ func TestLogin(t *testing.T) {
 		}
 	}
 
-	// Logout forgets the cookie, and only from this site.
-	req := httptest.NewRequest(http.MethodPost, "/logout", nil)
-	req.Header.Set("Origin", "http://example.com")
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	// Logout ends the session and forgets the cookie, and only from this
+	// site; the old cookie then opens nothing.
+	logout := func(origin bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/logout", nil)
+		if origin {
+			req.Header.Set("Origin", "http://example.com")
+		}
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: "sess-1"})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := logout(false); rec.Code != http.StatusForbidden {
+		t.Errorf("logout without an origin = %d, want 403", rec.Code)
+	}
+	ss.failEnd = errors.New("store down")
+	if rec := logout(true); rec.Code != http.StatusInternalServerError || len(rec.Result().Cookies()) != 0 {
+		t.Errorf("logout whose session cannot be ended = %d, cookies %+v; want 500 and the cookie kept, to try again", rec.Code, rec.Result().Cookies())
+	}
+	ss.failEnd = nil
+	rec = logout(true)
 	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/login" {
 		t.Errorf("logout = %d to %q", rec.Code, rec.Header().Get("Location"))
 	}
-	if cs := rec.Result().Cookies(); len(cs) != 1 || cs[0].Name != CookieName || cs[0].MaxAge >= 0 {
+	if cs := rec.Result().Cookies(); len(cs) != 1 || cs[0].Name != CookieName || cs[0].MaxAge >= 0 || cs[0].Value != "" {
 		t.Errorf("logout cookies = %+v", cs)
 	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.AddCookie(&http.Cookie{Name: CookieName, Value: "sess-1"})
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/logout", nil))
-	if rec.Code != http.StatusForbidden {
-		t.Errorf("logout without an origin = %d, want 403", rec.Code)
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusSeeOther {
+		t.Errorf("GET / with the signed-out cookie = %d, want 303 to /login", rec.Code)
 	}
 }
 

@@ -55,7 +55,9 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"Counts", testCounts},
 		{"BindIdentity", testBindIdentity},
 		{"BindIdentityConcurrent", testBindIdentityConcurrent},
+		{"BindResource", testBindResource},
 		{"Tokens", testTokens},
+		{"Sessions", testSessions},
 		{"Closed", testClosed},
 	}
 	for _, c := range cases {
@@ -714,6 +716,46 @@ func testBindIdentity(t *testing.T, s *store.Store) {
 	}
 }
 
+// testBindResource: a managed identity binds by its resource; a resource
+// built again with a new identity moves its binding to the new VM's agent
+// id, and the old identity's tokens cannot move it back; a host bound by
+// object id before resources were bound keeps its binding under the
+// resource.
+func testBindResource(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	// Tokens carry whole seconds; the binding's time is the store's clock.
+	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	m, m2 := "azure:/subscriptions/s/resourcegroups/rg/providers/p/t/vm", "azure:/subscriptions/s/resourcegroups/rg/providers/p/t/vm2"
+	steps := []struct {
+		name string
+		b    store.Binding
+		want error
+	}{
+		{"first use", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, nil},
+		{"again", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, nil},
+		{"the resource as another agent", store.Binding{Agent: "vm-2", Subject: m, ObjectID: "o1", Issued: now}, store.ErrIdentityMismatch},
+		{"another resource as the agent", store.Binding{Agent: "vm-1", Subject: m2, ObjectID: "o9", Issued: now}, store.ErrIdentityMismatch},
+		{"resource rebuilt: new identity, new VM id", store.Binding{Agent: "vm-3", Subject: m, ObjectID: "o2", Issued: now.Add(2 * time.Minute)}, nil},
+		{"the old identity's token cannot move it back", store.Binding{Agent: "vm-1", Subject: m, ObjectID: "o1", Issued: now}, store.ErrIdentityMismatch},
+		{"the new identity stays", store.Binding{Agent: "vm-3", Subject: m, ObjectID: "o2", Issued: now.Add(2 * time.Minute)}, nil},
+	}
+	for _, st := range steps {
+		if err := s.Bind(ctx, st.b); !errors.Is(err, st.want) || (st.want == nil) != (err == nil) {
+			t.Errorf("%s: Bind(%+v) = %v, want %v", st.name, st.b, err, st.want)
+		}
+	}
+	// Bound by object id before: the binding carries over to the resource.
+	if err := s.BindIdentity(ctx, "vm-4", "entra:o4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Bind(ctx, store.Binding{Agent: "vm-4", Subject: m2, ObjectID: "o4", Issued: now, Formerly: "entra:o4"}); err != nil {
+		t.Errorf("upgrade an object id binding: %v", err)
+	}
+	if err := s.Bind(ctx, store.Binding{Agent: "vm-5", Subject: m2, ObjectID: "o4", Issued: now}); !errors.Is(err, store.ErrIdentityMismatch) {
+		t.Errorf("the upgraded resource as another agent: %v", err)
+	}
+}
+
 func testBindIdentityConcurrent(t *testing.T, s *store.Store) {
 	const n = 16
 	count := func(bind func(i int) error) int {
@@ -817,6 +859,72 @@ func testTokens(t *testing.T, s *store.Store) {
 	}
 	if _, _, err := s.IssueToken(ctx, store.RoleOperator, "", T0); err == nil {
 		t.Errorf("IssueToken(no subject) succeeded")
+	}
+}
+
+var sessionRE = regexp.MustCompile(`^berth_session_[A-Za-z0-9_-]{43}$`)
+
+// testSessions: a web session lives until its expiry, its sign-out, or
+// the revocation of the token that opened it, whichever comes first.
+func testSessions(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	tok, _, err := s.IssueToken(ctx, store.RoleOperator, "alice", T0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(subject, tokenID string, ttl time.Duration) string {
+		t.Helper()
+		secret, err := s.CreateSession(ctx, subject, tokenID, T0, T0.Add(ttl))
+		if err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+		if !sessionRE.MatchString(secret) {
+			t.Errorf("session secret %q does not look like berth_session_<43 base64url>", secret)
+		}
+		return secret
+	}
+	check := func(what, secret string, at time.Time, want error) {
+		t.Helper()
+		got, err := s.LookupSession(ctx, secret, at)
+		if !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("%s: LookupSession = %+v, %v; want %v", what, got, err, want)
+		}
+	}
+	a := open("alice", tok.ID, time.Hour)
+	got, err := s.LookupSession(ctx, a, T0.Add(time.Minute))
+	if want := (store.Session{Subject: "alice", TokenID: tok.ID, Created: T0, Expires: T0.Add(time.Hour)}); err != nil || got != want {
+		t.Errorf("LookupSession = %+v, %v; want %+v", got, err, want)
+	}
+	check("at its expiry", a, T0.Add(time.Hour), store.ErrExpired)
+	for _, bad := range []string{"", a[:len(a)-1], a + "x", strings.TrimPrefix(a, "berth_session_"), "berth_" + strings.Repeat("A", 200)} {
+		check("secret "+bad, bad, T0, store.ErrNotFound)
+	}
+	entra := open("4a1b6c2e-0000-4000-8000-000000000001", "", time.Hour)
+	check("an Entra operator's session", entra, T0.Add(time.Minute), nil)
+
+	b := open("alice", tok.ID, time.Hour)
+	if err := s.RevokeSession(ctx, b, T0.Add(time.Minute)); err != nil {
+		t.Fatalf("RevokeSession: %v", err)
+	}
+	if err := s.RevokeSession(ctx, b, T0.Add(2*time.Minute)); err != nil {
+		t.Errorf("RevokeSession twice: %v", err)
+	}
+	check("after sign-out", b, T0.Add(2*time.Minute), store.ErrRevoked)
+	check("the other session", a, T0.Add(2*time.Minute), nil)
+	if err := s.RevokeToken(ctx, tok.ID, T0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	check("after its token was revoked", a, T0.Add(3*time.Minute), store.ErrRevoked)
+	check("the Entra session", entra, T0.Add(3*time.Minute), nil)
+
+	// Sessions that ended are deleted when the next one starts.
+	short := open("bob", "", time.Minute)
+	if _, err := s.CreateSession(ctx, "carol", "", T0.Add(2*time.Hour), T0.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("an ended session after the next sign-in", short, T0, store.ErrNotFound)
+	if _, err := s.CreateSession(ctx, "dave", "", T0, T0); err == nil {
+		t.Errorf("CreateSession with no time left succeeded")
 	}
 }
 

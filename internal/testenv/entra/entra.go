@@ -1,11 +1,13 @@
 // Package entra is a fake Microsoft Entra ID for tests: an authority with
 // discovery and JWKS, a managed identity endpoint, and minting of tokens of
-// any shape, hostile ones included.
+// any shape (managed identity, app-only service principal, user), hostile
+// ones included.
 package entra
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -32,6 +34,10 @@ type Options struct {
 	// Identity is the object id (oid) of the system-assigned managed
 	// identity; a random GUID when empty.
 	Identity string
+	// ResourceID is the system-assigned identity's resource, the VM, as
+	// its tokens carry it (xms_mirid); when empty, a VM in a random
+	// subscription (Server.Subscription).
+	ResourceID string
 	// Roles are put in managed identity tokens' roles claim (for example
 	// "Berth.Operator").
 	Roles []string
@@ -59,6 +65,10 @@ type Server struct {
 	// object id.
 	Tenant   string
 	Identity string
+	// ResourceID is the system-assigned identity's resource (xms_mirid),
+	// Subscription a random subscription id the default resources live in.
+	ResourceID   string
+	Subscription string
 	// IdentityEndpoint and IdentityHeader are the managed identity
 	// endpoint's address and the secret header value it requires
 	// (IDENTITY_ENDPOINT and IDENTITY_HEADER).
@@ -69,11 +79,17 @@ type Server struct {
 
 	mu         sync.Mutex
 	keys       []entraKey // published; the last one signs
-	identities map[string]string
+	identities map[string]identity
 	down       bool
 	jwksReqs   int
 	discReqs   int
 	tokenReqs  []TokenRequest
+}
+
+// identity is a user-assigned identity the managed identity endpoint
+// knows.
+type identity struct {
+	oid, resource string
 }
 
 type entraKey struct {
@@ -106,12 +122,18 @@ func Start(t testing.TB, o Options) *Server {
 	if o.TTL <= 0 {
 		o.TTL = time.Hour
 	}
+	sub := entraGUID(t)
+	if o.ResourceID == "" {
+		o.ResourceID = VMResourceID(sub, "berth-test", "vm-"+strings.ReplaceAll(o.Identity, "-", ""))
+	}
 	e := &Server{
 		Tenant:         strings.ToLower(o.Tenant),
 		Identity:       o.Identity,
+		ResourceID:     o.ResourceID,
+		Subscription:   sub,
 		IdentityHeader: "fake-identity-header-" + entraGUID(t),
 		opts:           o,
-		identities:     map[string]string{},
+		identities:     map[string]identity{},
 	}
 	e.keys = append(e.keys, newEntraKey(t))
 	mux := http.NewServeMux()
@@ -145,6 +167,18 @@ func entraGUID(t testing.TB) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
+// VMResourceID is the resource id of a VM as Entra writes it in a system-
+// assigned identity's xms_mirid (note "resourcegroups" in lower case).
+func VMResourceID(subscription, group, vm string) string {
+	return "/subscriptions/" + subscription + "/resourcegroups/" + group + "/providers/Microsoft.Compute/virtualMachines/" + vm
+}
+
+// UserAssignedResourceID is the resource id of a user-assigned identity as
+// its tokens carry it in xms_mirid.
+func UserAssignedResourceID(subscription, group, name string) string {
+	return "/subscriptions/" + subscription + "/resourcegroups/" + group + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/" + name
+}
+
 // V1Issuer is the iss of v1 tokens (managed identity's default).
 func (e *Server) V1Issuer() string { return "https://sts.windows.net/" + e.Tenant + "/" }
 
@@ -166,12 +200,13 @@ func (e *Server) UseFor(t testing.TB) {
 
 // AddIdentity makes a user-assigned identity known to the managed
 // identity endpoint: requests selecting it by id (a client id, object id
-// or resource id, whichever the credential sends) get tokens with oid.
+// or resource id, whichever the credential sends) get tokens with oid,
+// and with xms_mirid a user-assigned identity resource in Subscription.
 // Requests for an unknown user-assigned identity get 400, as on Azure.
 func (e *Server) AddIdentity(id, oid string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.identities[id] = oid
+	e.identities[id] = identity{oid: oid, resource: UserAssignedResourceID(e.Subscription, "berth-test", "id-"+oid)}
 }
 
 // SetDown makes discovery and the JWKS answer 503 (true) or work again.
@@ -220,8 +255,10 @@ func (e *Server) TokenRequests() []TokenRequest {
 	return slices.Clone(e.tokenReqs)
 }
 
-// Claims returns the claims of a valid v1 access token (managed identity
-// shape) for audience and object id oid, issued now.
+// Claims returns the claims of a valid v1 app-only access token for
+// audience and object id oid, issued now: what a service principal's
+// client credentials get (idtyp app, sub = oid, no scp, no xms_mirid).
+// ManagedIdentityClaims adds the managed identity's resource.
 func (e *Server) Claims(audience, oid string) jwt.MapClaims {
 	now := time.Now()
 	return jwt.MapClaims{
@@ -239,13 +276,58 @@ func (e *Server) Claims(audience, oid string) jwt.MapClaims {
 	}
 }
 
-// ClaimsV2 returns the claims of a valid v2 access token.
+// ClaimsV2 returns the claims of a valid v2 app-only access token.
 func (e *Server) ClaimsV2(audience, oid string) jwt.MapClaims {
-	c := e.Claims(audience, oid)
-	c["iss"] = e.V2Issuer()
+	return toV2(e.Claims(audience, oid), e.V2Issuer(), oid)
+}
+
+func toV2(c jwt.MapClaims, issuer, client string) jwt.MapClaims {
+	c["iss"] = issuer
 	c["ver"] = "2.0"
-	c["azp"] = oid
+	c["azp"] = client
+	if _, ok := c["appidacr"]; ok {
+		c["azpacr"] = c["appidacr"]
+		delete(c, "appidacr")
+	}
 	delete(c, "appid")
+	return c
+}
+
+// ManagedIdentityClaims returns the claims of a valid v1 access token of
+// a managed identity with object id oid whose resource (the VM, or the
+// user-assigned identity) is resource, as IMDS hands it out: app-only,
+// certificate-authenticated (appidacr 2), with xms_mirid.
+func (e *Server) ManagedIdentityClaims(audience, oid, resource string) jwt.MapClaims {
+	c := e.Claims(audience, oid)
+	c["appidacr"] = "2"
+	c["idp"] = e.V1Issuer()
+	c["xms_mirid"] = resource
+	return c
+}
+
+// UserClaims returns the claims of a valid v1 access token a user with
+// object id oid got through a client application's sign-in (delegated):
+// scp, a pairwise sub, upn and name, and no idtyp (an optional claim the
+// API may not have asked for).
+func (e *Server) UserClaims(audience, oid string) jwt.MapClaims {
+	c := e.Claims(audience, oid)
+	delete(c, "idtyp")
+	// A pairwise id per application, never the oid.
+	sum := sha256.Sum256([]byte("pairwise " + oid))
+	c["sub"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	c["scp"] = "user_impersonation"
+	c["appid"] = "04b07795-8ddb-461a-bbee-02f9e1bf7b46" // the Azure CLI
+	c["upn"] = "someone@example.com"
+	c["name"] = "Some One"
+	c["amr"] = []string{"pwd", "mfa"}
+	return c
+}
+
+// UserClaimsV2 is UserClaims as a v2 token.
+func (e *Server) UserClaimsV2(audience, oid string) jwt.MapClaims {
+	c := toV2(e.UserClaims(audience, oid), e.V2Issuer(), "04b07795-8ddb-461a-bbee-02f9e1bf7b46")
+	delete(c, "upn")
+	c["preferred_username"] = "someone@example.com"
 	return c
 }
 
@@ -319,7 +401,8 @@ type HostileToken struct {
 // HostileTokens returns tokens for audience and oid that each break one
 // rule: expired, not yet valid, wrong audience, issuer or tenant, no oid,
 // unsigned, HS256 key confusion, unknown key, tampered payload, no
-// signature.
+// signature; and genuine tokens of a user (none of which may act as a
+// host): delegated v1 and v2, idtyp user, scp alone, sub other than oid.
 func (e *Server) HostileTokens(t testing.TB, audience, oid string) []HostileToken {
 	t.Helper()
 	with := func(change func(jwt.MapClaims)) jwt.MapClaims {
@@ -348,6 +431,17 @@ func (e *Server) HostileTokens(t testing.TB, audience, oid string) []HostileToke
 		{"unknown key", e.MintUnknownKey(t, e.Claims(audience, oid), "")},
 		{"tampered payload", parts[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + parts[2]},
 		{"no signature", parts[0] + "." + parts[1] + "."},
+		{"user token", e.Mint(e.UserClaims(audience, oid))},
+		{"user token v2", e.Mint(e.UserClaimsV2(audience, oid))},
+		{"user token with xms_mirid", e.Mint(with(func(c jwt.MapClaims) {
+			for k, v := range e.UserClaims(audience, oid) {
+				c[k] = v
+			}
+			c["xms_mirid"] = e.ResourceID
+		}))},
+		{"idtyp user", e.Mint(with(func(c jwt.MapClaims) { c["idtyp"] = "user" }))},
+		{"scp alone", e.Mint(with(func(c jwt.MapClaims) { c["scp"] = "user_impersonation" }))},
+		{"sub is not oid", e.Mint(with(func(c jwt.MapClaims) { c["sub"] = other }))},
 	}
 }
 
@@ -449,19 +543,20 @@ func (e *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "invalid_request", "resource is required")
 		return
 	}
-	oid := e.Identity
+	id := identity{oid: e.Identity, resource: e.ResourceID}
 	selector := rec.ClientID + rec.ObjectID + rec.ResourceID
 	if selector != "" {
 		e.mu.Lock()
-		id, ok := e.identities[selector]
+		ua, ok := e.identities[selector]
 		e.mu.Unlock()
 		if !ok {
 			fail(http.StatusBadRequest, "invalid_request", "no such user-assigned identity on this resource")
 			return
 		}
-		oid = id
+		id = ua
 	}
-	claims := e.Claims(resource, oid)
+	oid := id.oid
+	claims := e.ManagedIdentityClaims(resource, oid, id.resource)
 	if len(e.opts.Roles) > 0 {
 		claims["roles"] = e.opts.Roles
 	}

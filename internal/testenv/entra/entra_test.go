@@ -67,6 +67,26 @@ func TestEntraFake(t *testing.T) {
 	if roles, _ := claims["roles"].([]any); len(roles) != 1 || roles[0] != "Berth.Operator" {
 		t.Errorf("roles: %v", claims["roles"])
 	}
+	// A managed identity's token is app-only and names its resource.
+	if claims["idtyp"] != "app" || claims["sub"] != e.Identity || claims["scp"] != nil || claims["xms_mirid"] != e.ResourceID {
+		t.Errorf("managed identity claims: %v", claims)
+	}
+	e.AddIdentity("client-1", "ua-oid")
+	if st := get(tokenURL("&client_id=client-1"), e.IdentityHeader, &ans); st != 200 {
+		t.Fatalf("user-assigned token: %d", st)
+	}
+	claims = jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(ans["access_token"], claims); err != nil {
+		t.Fatal(err)
+	}
+	if want := UserAssignedResourceID(e.Subscription, "berth-test", "id-ua-oid"); claims["oid"] != "ua-oid" || claims["xms_mirid"] != want {
+		t.Errorf("user-assigned claims: %v, want xms_mirid %s", claims, want)
+	}
+	// A user's token looks like one.
+	u := e.UserClaims("api://x", "user-oid")
+	if u["scp"] == nil || u["sub"] == "user-oid" || u["idtyp"] != nil {
+		t.Errorf("user claims: %v", u)
+	}
 	e.SetDown(true)
 	if st := get(doc.JWKSURI, "", nil); st != http.StatusServiceUnavailable {
 		t.Errorf("down: %d", st)
