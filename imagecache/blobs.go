@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/berthhq/berth/internal/clip"
 
@@ -41,12 +40,157 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, req request) e
 			}
 		}
 	}
-	f, err := c.join(req)
+	if r.Method == http.MethodHead {
+		return c.headBlob(w, r, req)
+	}
+	f, err := c.join(req, false)
 	if err != nil {
 		return err
 	}
-	defer f.release()
-	return f.serve(w, r)
+	err = f.serve(w, r)
+	f.leave()
+	if errors.Is(err, errNoRoom) {
+		return c.serveDirect(w, r, req)
+	}
+	return err
+}
+
+// headBlob answers a HEAD of a blob the nearest tier does not hold with
+// its size, from a flight under way, a lower tier, or the upstream's own
+// HEAD: a HEAD never starts a download.
+func (c *Cache) headBlob(w http.ResponseWriter, r *http.Request, req request) error {
+	size, err := c.sizeBelow(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	start, end, partial, err := parseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		return err
+	}
+	setBlobHeaders(w.Header(), req.Digest, start, end, size, partial)
+	writeStatus(w, partial)
+	return nil
+}
+
+// sizeBelow finds the size of a blob the nearest tier does not hold.
+func (c *Cache) sizeBelow(ctx context.Context, req request) (int64, error) {
+	c.mu.Lock()
+	f := c.flights[flightKey{req.Registry, req.Digest}]
+	c.mu.Unlock()
+	if f != nil {
+		f.mu.Lock()
+		size := f.size
+		f.mu.Unlock()
+		if size >= 0 {
+			return size, nil
+		}
+	}
+	for _, t := range c.o.Tiers[min(1, len(c.o.Tiers)):] {
+		if size, err := t.Stat(ctx, req.Digest); err == nil {
+			return size, nil
+		}
+	}
+	up, err := c.o.Upstream(req.Registry)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.idle)
+	defer cancel()
+	return up.HeadBlob(ctx, req.Repo, req.Digest)
+}
+
+// serveDirect streams a blob from below to one client without spooling
+// it: the blob does not fit in cache.local.maxSize beside what is cached
+// and in flight, so it is passed on and not kept. The digest is checked on
+// the way and the last bytes held back until it checks out, as always.
+func (c *Cache) serveDirect(w http.ResponseWriter, r *http.Request, req request) error {
+	c.m.unspooled.Inc()
+	ctx, kick, stop := watchdog(r.Context(), c.idle)
+	defer stop()
+	src, rc, size, err := c.openBelow(ctx, req, 0)
+	if err != nil {
+		return stalled(ctx, err)
+	}
+	start, end, partial, err := parseRange(r.Header.Get("Range"), size)
+	if err == nil && start > 0 {
+		rc.Close()
+		rc, _, err = src.open(ctx, start)
+	}
+	if err != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		return stalled(ctx, err)
+	}
+	defer rc.Close()
+	setBlobHeaders(w.Header(), req.Digest, start, end, size, partial)
+	lw := &lazyStatus{w: w, status: statusOf(partial)}
+	in := kickReader{r: rc, kick: kick}
+	var n int64
+	var bad error
+	if partial {
+		// A part cannot be checked against the digest, as from a tier.
+		n, err = io.CopyN(lw, in, end-start)
+	} else {
+		n, bad, err = sendVerified(lw, in, req.Digest, size)
+	}
+	c.m.bytesServed.WithLabelValues(src.name).Add(float64(n))
+	if bad != nil && src.tier < 0 {
+		c.m.digestFailures.WithLabelValues("upstream").Inc()
+	}
+	if bad == nil && err == nil {
+		if !lw.wrote {
+			w.WriteHeader(lw.status)
+		}
+		return nil
+	}
+	if lw.wrote {
+		abort(w) // never a complete wrong body, never a short 200
+	}
+	clearBlobHeaders(w.Header())
+	return stalled(ctx, errors.Join(bad, err))
+}
+
+// openBelow opens req's blob at offset from the nearest source that has
+// it.
+func (c *Cache) openBelow(ctx context.Context, req request, offset int64) (source, io.ReadCloser, int64, error) {
+	var err error
+	for _, s := range c.sources(req) {
+		rc, size, oerr := s.open(ctx, offset)
+		if oerr == nil {
+			return s, rc, size, nil
+		}
+		err = oerr
+	}
+	return source{}, nil, 0, err
+}
+
+// Warm fetches a blob into the tiers with nobody waiting to read it (a
+// prewarm): its flight is not cancelled for want of readers. It returns
+// once the nearest tier holds the blob or the fetch failed; if ctx ends
+// first the fetch goes on. registry and repo are named as images name
+// them (docker.io, library/busybox).
+func (c *Cache) Warm(ctx context.Context, registry, repo string, d cas.Digest) error {
+	req, err := parseRequest(repo+"/blobs/"+string(d), url.Values{"ns": {registry}})
+	if err != nil {
+		return fmt.Errorf("warm %s/%s@%s: %w", clip.String(registry, 64), clip.String(repo, 64), d, err)
+	}
+	if !c.allowed(req.Registry) {
+		return fmt.Errorf("warm %s: %w", req.Registry, errNotAllowed(req.Registry))
+	}
+	if len(c.o.Tiers) > 0 {
+		if _, err := c.o.Tiers[0].Stat(ctx, d); err == nil {
+			return nil
+		}
+	}
+	f, err := c.join(req, true)
+	if err != nil {
+		return err
+	}
+	if err := f.wait(ctx); err != nil {
+		return fmt.Errorf("warm %s/%s@%s: %w", req.Registry, req.Repo, d, err)
+	}
+	return nil
 }
 
 // serveFromTier streams a blob from a tier that holds it, checking its
@@ -90,28 +234,21 @@ func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier
 		}
 		return true, nil
 	}
-	v := cas.NewVerifier(d, size)
-	hb := &holdBackWriter{w: lw}
-	m, err := io.Copy(io.MultiWriter(hb, v), rc)
+	m, bad, err := sendVerified(lw, rc, d, size)
 	c.m.bytesServed.WithLabelValues(t.Name()).Add(float64(m))
-	if err == nil {
-		err = v.Check()
-		if err != nil {
-			c.corrupt(t, d, err)
-		}
+	if bad != nil {
+		c.corrupt(t, d, bad)
 	}
-	if err != nil {
-		if !lw.wrote {
-			// Nothing went out: fetch it again from below instead.
-			clearBlobHeaders(h)
-			return false, nil
-		}
+	switch {
+	case (bad != nil || err != nil) && !lw.wrote:
+		// Nothing went out: fetch it again from below instead.
+		clearBlobHeaders(h)
+		return false, nil
+	case bad != nil || err != nil:
 		// Most of the body is out: break the connection so the client
-		// sees a short body, never a complete wrong one.
+		// sees a short body, never a complete wrong one (or the client
+		// went away).
 		abort(w)
-	}
-	if err := hb.flush(); err != nil {
-		return true, nil // the client went away
 	}
 	if mv, ok := t.(verifiedMarker); ok {
 		_ = mv.MarkVerified(d) // hashed whole just now: no need next time
@@ -120,6 +257,23 @@ func (c *Cache) serveFromTier(w http.ResponseWriter, r *http.Request, t cas.Tier
 		w.WriteHeader(lw.status)
 	}
 	return true, nil
+}
+
+// sendVerified copies rc, which must be size bytes hashing to d, to the
+// client through lw, holding the last holdBack bytes until the digest
+// checks out. It returns the bytes read, the digest's verdict, and a
+// failure to read or write.
+func sendVerified(lw *lazyStatus, rc io.Reader, d cas.Digest, size int64) (n int64, bad, err error) {
+	v := cas.NewVerifier(d, size)
+	hb := &holdBackWriter{w: lw}
+	n, err = io.Copy(io.MultiWriter(hb, v), rc)
+	if err != nil {
+		return n, nil, err
+	}
+	if bad = v.Check(); bad != nil {
+		return n, bad, nil
+	}
+	return n, nil, hb.flush()
 }
 
 // abort breaks off a response whose status is written: what was written is
@@ -310,270 +464,4 @@ func (h *holdBackWriter) flush() error {
 	_, err := h.w.Write(h.buf)
 	h.buf = nil
 	return err
-}
-
-// ---- flights: one fetch from below, any number of readers ----
-
-// flight fetches one blob from the nearest lower tier that has it, or the
-// upstream, into a spool file that its readers follow as it grows.
-type flight struct {
-	c    *Cache
-	d    cas.Digest
-	path string
-
-	mu       sync.Mutex
-	notify   chan struct{} // closed and replaced at every change
-	size     int64         // -1 until the source answered
-	written  int64
-	done     bool
-	err      error // set when done and failed
-	verified bool
-	refs     int // readers and the fetcher; the last one removes the spool
-}
-
-// join returns the flight for the request's blob, starting one if none
-// runs.
-func (c *Cache) join(req request) (*flight, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if f, ok := c.flights[req.Digest]; ok {
-		f.mu.Lock()
-		f.refs++
-		f.mu.Unlock()
-		c.m.merged.Inc()
-		return f, nil
-	}
-	if c.ctx.Err() != nil {
-		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE", Message: "the cache is shutting down"}
-	}
-	f := &flight{c: c, d: req.Digest, path: filepath.Join(c.o.SpoolDir, req.Digest.Hex()), notify: make(chan struct{}), size: -1, refs: 2}
-	c.flights[req.Digest] = f
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f.run(req)
-	}()
-	return f, nil
-}
-
-// change records a step under the lock and wakes the readers.
-func (f *flight) change(fn func()) {
-	f.mu.Lock()
-	fn()
-	close(f.notify)
-	f.notify = make(chan struct{})
-	f.mu.Unlock()
-}
-
-func (f *flight) release() {
-	f.mu.Lock()
-	f.refs--
-	last := f.refs == 0
-	f.mu.Unlock()
-	if last {
-		os.Remove(f.path)
-	}
-}
-
-// run fetches the blob, verifies it, commits it to the tiers above its
-// source, then leaves the flight table.
-func (f *flight) run(req request) {
-	c := f.c
-	defer f.release()
-	defer func() {
-		c.mu.Lock()
-		delete(c.flights, f.d)
-		c.mu.Unlock()
-	}()
-	from, err := f.fetch(req)
-	if err != nil {
-		c.log.Error("fetch blob", "digest", f.d, "registry", req.Registry, "repo", req.Repo, "err", err)
-		f.change(func() { f.done, f.err = true, err })
-		return
-	}
-	f.change(func() { f.done, f.verified = true, true })
-	// Commit above the source, nearest first, so the next request finds
-	// the blob on disk as soon as possible.
-	top := len(c.o.Tiers)
-	if from >= 0 {
-		top = from
-	}
-	for _, t := range c.o.Tiers[:top] {
-		if a, ok := t.(adopter); ok {
-			// The spool is verified and on the tier's file system: link it.
-			if err := a.Adopt(c.ctx, f.d, f.written, f.path); err != nil {
-				c.log.Warn("store blob in tier", "tier", t.Name(), "digest", f.d, "err", err)
-			}
-			continue
-		}
-		src, err := os.Open(f.path)
-		if err != nil {
-			c.log.Error("reopen spooled blob", "path", f.path, "err", err)
-			return
-		}
-		err = t.Put(c.ctx, f.d, f.written, src)
-		src.Close()
-		if err != nil {
-			c.log.Warn("store blob in tier", "tier", t.Name(), "digest", f.d, "err", err)
-		}
-	}
-}
-
-// fetch copies the blob into the spool from the nearest tier below the
-// first that holds it, else the upstream, verifying it. It returns the
-// source's tier index, -1 for the upstream.
-func (f *flight) fetch(req request) (int, error) {
-	c := f.c
-	var (
-		rc     io.ReadCloser
-		size   int64
-		source string
-		from   = -1
-		err    error
-	)
-	for i := 1; i < len(c.o.Tiers) && rc == nil; i++ {
-		t := c.o.Tiers[i]
-		rc, size, err = t.Open(c.ctx, f.d, 0)
-		if err != nil {
-			rc = nil
-			c.m.misses.WithLabelValues(t.Name()).Inc()
-			if !errors.Is(err, cas.ErrNotFound) {
-				c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
-			}
-			continue
-		}
-		from, source = i, t.Name()
-		c.m.hits.WithLabelValues(t.Name()).Inc()
-	}
-	if rc == nil {
-		up, err := c.o.Upstream(req.Registry)
-		if err != nil {
-			return -1, err
-		}
-		rc, size, err = up.OpenBlob(c.ctx, req.Repo, f.d, 0)
-		if err != nil {
-			return -1, err
-		}
-		source = "upstream"
-		c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
-	}
-	defer rc.Close()
-	// The spool exists before readers learn the size and open it.
-	out, err := os.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return from, fmt.Errorf("spool %s: %w", f.d, err)
-	}
-	defer out.Close()
-	f.change(func() { f.size = size })
-	v := cas.NewVerifier(f.d, size)
-	buf := make([]byte, 256<<10)
-	for {
-		n, rerr := rc.Read(buf)
-		if n > 0 {
-			if f.written+int64(n) > size {
-				return from, fmt.Errorf("%w: %s sent more than the %d bytes it announced", cas.ErrDigestMismatch, source, size)
-			}
-			if _, err := out.Write(buf[:n]); err != nil {
-				return from, fmt.Errorf("spool %s: %w", f.d, err)
-			}
-			v.Write(buf[:n])
-			f.change(func() { f.written += int64(n) })
-			c.m.bytesServed.WithLabelValues(source).Add(float64(n))
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return from, fmt.Errorf("read %s from %s: %w", f.d, source, rerr)
-		}
-	}
-	if err := v.Check(); err != nil {
-		if from > 0 {
-			c.corrupt(c.o.Tiers[from], f.d, err)
-		} else {
-			c.m.digestFailures.WithLabelValues("upstream").Inc()
-		}
-		return from, fmt.Errorf("from %s: %w", source, err)
-	}
-	return from, nil
-}
-
-// serve streams the flight's blob (or the asked range) to one client as
-// the spool grows, holding back the last bytes until the digest checks out.
-func (f *flight) serve(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	// Wait for the source to announce the size.
-	var size int64
-	for {
-		f.mu.Lock()
-		n, done, ferr, ch := f.size, f.done, f.err, f.notify
-		f.mu.Unlock()
-		if n >= 0 {
-			size = n
-			break
-		}
-		if done {
-			return ferr
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	start, end, partial, err := parseRange(r.Header.Get("Range"), size)
-	if err != nil {
-		return err
-	}
-	setBlobHeaders(w.Header(), f.d, start, end, size, partial)
-	if r.Method == http.MethodHead {
-		writeStatus(w, partial)
-		return nil
-	}
-	in, err := os.Open(f.path)
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	defer in.Close()
-	lw := &lazyStatus{w: w, status: statusOf(partial)}
-	pos := start
-	for pos < end {
-		f.mu.Lock()
-		written, done, verified, ferr, ch := f.written, f.done, f.verified, f.err, f.notify
-		f.mu.Unlock()
-		if done && ferr != nil {
-			if !lw.wrote {
-				clearBlobHeaders(w.Header())
-				return ferr // nothing went out: a proper error
-			}
-			abort(w) // never a complete wrong body
-		}
-		limit := min(written, end)
-		if !verified {
-			limit = min(limit, size-holdBack)
-		}
-		if pos >= limit {
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		if _, err := in.Seek(pos, io.SeekStart); err != nil {
-			abort(w)
-		}
-		n, err := lw.ReadFrom(&io.LimitedReader{R: in, N: limit - pos})
-		pos += n
-		if err != nil {
-			return nil // the client went away
-		}
-		if n == 0 {
-			abort(w) // the spool holds less than it said: never a short 200
-		}
-	}
-	if !lw.wrote { // an empty range or blob
-		w.WriteHeader(lw.status)
-	}
-	return nil
 }

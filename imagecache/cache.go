@@ -3,16 +3,20 @@
 // the local disk, then Azure Blob containers nearest first — and the
 // upstream registry last.
 //
-// A blob that is not in the nearest tier is fetched once from the nearest
-// tier below that has it (or the upstream), however many clients ask for it
-// at the same time: the first request starts a flight that spools the
-// content to disk while it hashes it, and every client streams from the
-// spool as it grows. Content is committed to the tiers above only after its
-// digest checks out, and the last bytes of a response are held back until
-// then, so a client never receives the whole of a corrupt blob.
+// A blob that is not in the nearest tier is fetched once per registry from
+// the nearest tier below that has it (or the upstream), however many
+// clients ask for it at the same time: the first request starts a flight
+// that spools the content to disk while it hashes it, and every client
+// streams from the spool as it grows. Content is committed to the tiers
+// above only after its digest checks out, and the last bytes of a response
+// are held back until then, so a client never receives the whole of a
+// corrupt blob. A source that sends nothing for a while is given up, a
+// flight whose clients all left is cancelled, and the spool counts against
+// the disk tier's size budget.
 package imagecache
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berthhq/berth/internal/clip"
 
@@ -37,7 +42,21 @@ type Upstream interface {
 	// OpenBlob reads a blob from offset; the reader resumes a broken
 	// transfer by itself.
 	OpenBlob(ctx context.Context, repo string, d cas.Digest, offset int64) (io.ReadCloser, int64, error)
+	// HeadBlob returns a blob's size, asking with HEAD.
+	HeadBlob(ctx context.Context, repo string, d cas.Digest) (int64, error)
 }
+
+// Defaults of Options.
+const (
+	// DefaultIdleTimeout is how long a source may send nothing before it is
+	// given up: long enough for a registry on a slow link, short enough
+	// that an engine (containerd allows a mirror 30 s for its headers)
+	// still falls back in time.
+	DefaultIdleTimeout = 20 * time.Second
+	// DefaultAbandonGrace is how long a fetch goes on once its last client
+	// left: a client that retries at once finds it still under way.
+	DefaultAbandonGrace = 10 * time.Second
+)
 
 // Options wire a Cache.
 type Options struct {
@@ -49,8 +68,18 @@ type Options struct {
 	// file system, so that committing is cheap.
 	SpoolDir string
 	// Allow, when not empty, lists the only registries served.
-	Allow  []string
-	Logger *slog.Logger
+	Allow []string
+	// Registries are the registries the config names (cache.upstreams):
+	// they, Allow's and docker.io get their own metric series; any other
+	// registry is counted in one series, "other".
+	Registries []string
+	// IdleTimeout gives up a source that sends no byte for this long
+	// (0: DefaultIdleTimeout). Its flight goes on from the next source.
+	IdleTimeout time.Duration
+	// AbandonGrace cancels a flight this long after its last client left
+	// (0: DefaultAbandonGrace), unless it is a prewarm (Warm).
+	AbandonGrace time.Duration
+	Logger       *slog.Logger
 	// Metrics records figures; nil records nothing.
 	Metrics *Metrics
 }
@@ -65,8 +94,14 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	idle, grace time.Duration
+	allow       map[string]bool // normalized Options.Allow
+	known       map[string]bool // registries with their own metric series
+	budget      reserver        // the nearest tier, when it keeps the spool within its size
+
 	mu      sync.Mutex
-	flights map[cas.Digest]*flight
+	flights map[flightKey]*flight
+	seq     int // names spool files
 }
 
 // maxManifest bounds a manifest: real ones are a few KiB.
@@ -83,9 +118,39 @@ func New(o Options) (*Cache, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	c := &Cache{o: o, log: o.Logger.With("component", "imagecache"), m: o.Metrics, flights: map[cas.Digest]*flight{}}
+	c := &Cache{o: o, log: o.Logger.With("component", "imagecache"), m: o.Metrics, flights: map[flightKey]*flight{},
+		idle: cmp.Or(o.IdleTimeout, DefaultIdleTimeout), grace: cmp.Or(o.AbandonGrace, DefaultAbandonGrace),
+		allow: normalizeAll(o.Allow), known: normalizeAll(append(append([]string{DockerHub}, o.Registries...), o.Allow...))}
+	if len(o.Tiers) > 0 {
+		c.budget, _ = o.Tiers[0].(reserver)
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
+}
+
+// allowed reports whether cache.allow lets a registry (a normalized name)
+// be served. cache.allow is the fence of which registries this host may
+// pull from: without it, any name a local client sends is fetched.
+func (c *Cache) allowed(registry string) bool {
+	return len(c.allow) == 0 || c.allow[registry]
+}
+
+func errNotAllowed(registry string) error {
+	return &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", clip.String(registry, 64))}
+}
+
+// registryLabel is a registry's metric label: its name when the config
+// names it, else "other", so that names sent by clients cannot grow the
+// metrics without bound.
+func (c *Cache) registryLabel(registry string) string {
+	return registryLabel(c.known, registry)
+}
+
+func registryLabel(known map[string]bool, registry string) string {
+	if known[registry] {
+		return registry
+	}
+	return "other"
 }
 
 // Start prepares the spool folder, removing what a crash left in it.
@@ -134,8 +199,8 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if len(c.o.Allow) > 0 && !slices.Contains(c.o.Allow, req.Registry) {
-		writeError(w, &apiError{Status: http.StatusForbidden, Code: "DENIED", Message: fmt.Sprintf("registry %q is not in cache.allow", clip.String(req.Registry, 64))})
+	if !c.allowed(req.Registry) {
+		writeError(w, errNotAllowed(req.Registry))
 		return
 	}
 	if req.Kind == "manifests" {
@@ -245,14 +310,18 @@ func (c *Cache) manifestFromUpstream(ctx context.Context, req request, accept []
 	if err != nil {
 		return nil, "", "", err
 	}
-	body, mt, d, err := up.GetManifest(ctx, req.Repo, req.Reference, accept)
+	// A manifest is small: the idle deadline bounds the whole fetch, so a
+	// registry that stalls soon yields to the tag's last resolution.
+	gctx, cancel := context.WithTimeout(ctx, c.idle)
+	body, mt, d, err := up.GetManifest(gctx, req.Repo, req.Reference, accept)
+	cancel()
 	if err != nil {
 		return nil, "", "", err
 	}
 	if mt == "" {
 		mt = detectMediaType(body)
 	}
-	c.m.upstreamFetches.WithLabelValues(req.Registry).Inc()
+	c.m.upstreamFetches.WithLabelValues(c.registryLabel(req.Registry)).Inc()
 	rec, _ := json.Marshal(manifestRef{Digest: d, MediaType: mt, Size: int64(len(body))})
 	for _, t := range c.o.Tiers {
 		if err := t.Put(ctx, d, int64(len(body)), strings.NewReader(string(body))); err != nil {

@@ -342,6 +342,10 @@ func fakeRegistry(l lies) http.HandlerFunc {
 			h.Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusTooManyRequests)
 			w.Write([]byte(`{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`))
+		case "redirect-local": // a redirect to a service on this host
+			http.Redirect(w, r, "http://127.0.0.1:1/healthz", http.StatusFound)
+		case "redirect-imds": // to the instance metadata service
+			http.Redirect(w, r, "https://169.254.169.254/metadata/instance", http.StatusTemporaryRedirect)
 		case "error-body-forged": // a 404 whose body tries to forge log lines
 			h.Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
@@ -493,6 +497,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "ns with userinfo", target: "/v2/team/app/manifests/v1?ns=user@" + w.reg.Addr, status: 400, codes: []string{"NAME_INVALID"}},
 		{name: "ns of 64 KiB", target: "/v2/team/app/manifests/v1?ns=" + long(64<<10), status: 403, codes: []string{"DENIED"}},
 		{name: "ns form works", target: "/v2/team/app/manifests/v1?ns=" + w.reg.Addr, status: 200, body: w.img.Manifest},
+		{name: "ns port 0", target: "/v2/team/app/manifests/v1?ns=127.0.0.1:0", status: 400, codes: []string{"NAME_INVALID"}},
+		{name: "ns port past 65535", target: "/v2/team/app/manifests/v1?ns=127.0.0.1:65536", status: 400, codes: []string{"NAME_INVALID"}},
 		{name: "not under /v2/", target: "/etc/passwd", status: 404},
 		{name: "catalog", target: "/v2/_catalog", status: 404, codes: []string{"UNSUPPORTED", "NAME_INVALID"}},
 		{name: "tags list", target: p + "/tags/list", status: 404, codes: []string{"UNSUPPORTED"}},
@@ -559,6 +565,10 @@ func (w *hostileWorld) lyingUpstream(t *testing.T, srv *httptest.Server, d *disk
 		{name: "blob without any length", target: p("blob-no-length") + "/blobs/" + string(l.blobD), status: 502, codes: []string{"UNAVAILABLE"}},
 		{name: "upstream 500", target: p("status-500") + "/blobs/" + string(l.blobD), status: 502, codes: []string{"UNAVAILABLE"}},
 		{name: "upstream 429", target: p("status-429") + "/manifests/v1", status: 502, codes: []string{"UNAVAILABLE", "TOOMANYREQUESTS"}},
+		{name: "manifest redirected to this host", target: p("redirect-local") + "/manifests/v1", status: 502, codes: []string{"UNAVAILABLE"}},
+		{name: "blob redirected to this host", target: p("redirect-local") + "/blobs/" + string(l.blobD), status: 502, codes: []string{"UNAVAILABLE"}},
+		{name: "blob HEAD redirected to this host", method: "HEAD", target: p("redirect-local") + "/blobs/" + string(l.blobD), status: 502},
+		{name: "blob redirected to IMDS", target: p("redirect-imds") + "/blobs/" + string(l.blobD), status: 502, codes: []string{"UNAVAILABLE"}},
 		{name: "upstream error body forging log lines", target: p("error-body-forged") + "/blobs/" + string(l.blobD), status: 404, codes: []string{"BLOB_UNKNOWN"}},
 		{name: "blob HEAD of a lying upstream", method: "HEAD", target: p("blob-other-content") + "/blobs/" + string(l.blobD), status: 200,
 			check: func(r rawResponse) []string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/berthhq/berth/internal/clip"
@@ -82,7 +83,11 @@ func parseRequest(path string, query url.Values) (request, error) {
 	} else {
 		req.Registry, req.Repo = DockerHub, name
 	}
-	req.Registry = canonicalRegistry(req.Registry)
+	reg, ok := NormalizeRegistry(req.Registry)
+	if !ok {
+		return request{}, errNameInvalid("registry %q: the port must be 1 to 65535", clip.String(req.Registry, 64))
+	}
+	req.Registry = reg
 	if req.Registry == DockerHub && !strings.Contains(req.Repo, "/") {
 		req.Repo = "library/" + req.Repo
 	}
@@ -134,13 +139,44 @@ func pathHost(component string) string {
 // path-prefix form (the inverse of pathHost).
 func pathComponent(registry string) string { return strings.Replace(registry, ":", "_", 1) }
 
-// canonicalRegistry names Docker Hub one way.
+// NormalizeRegistry returns the one name the cache keys a registry by:
+// host names are case-insensitive (LocalHost:5000 is localhost:5000), a
+// port is written without leading zeros, and Docker Hub's aliases are
+// docker.io. Flights, tag records, upstream clients, cache.allow and
+// cache.upstreams all go by this name. It reports false for a port outside
+// 1–65535.
+func NormalizeRegistry(r string) (string, bool) {
+	r = strings.ToLower(strings.TrimSpace(r))
+	if host, port, ok := strings.Cut(r, ":"); ok {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return r, false
+		}
+		r = host + ":" + strconv.FormatUint(n, 10)
+	}
+	return canonicalRegistry(r), true
+}
+
+// canonicalRegistry names Docker Hub one way. (An image reference keeps
+// its registry as written otherwise: Docker tags images by it.)
 func canonicalRegistry(r string) string {
-	switch r {
+	switch strings.ToLower(r) {
 	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
 		return DockerHub
 	}
 	return r
+}
+
+// normalizeAll normalizes a list of names from the config; a name that
+// does not normalize is kept lower-cased (the config's validation reports
+// it).
+func normalizeAll(names []string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		norm, _ := NormalizeRegistry(n)
+		out[norm] = true
+	}
+	return out
 }
 
 func checkRepo(repo string) error {

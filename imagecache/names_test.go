@@ -30,6 +30,12 @@ func TestParseRequest(t *testing.T) {
 		{path: "my_org/app/manifests/t", want: request{Registry: "docker.io", Repo: "my_org/app", Kind: "manifests", Reference: "t"}},
 		{path: "localhost/a/b/manifests/t", want: request{Registry: "localhost", Repo: "a/b", Kind: "manifests", Reference: "t"}},
 		{path: "index.docker.io/busybox/manifests/1", want: request{Registry: "docker.io", Repo: "library/busybox", Kind: "manifests", Reference: "1"}},
+		// Host names are case-insensitive, ports have one spelling.
+		{path: "LocalHost_5000/a/manifests/t", want: request{Registry: "localhost:5000", Repo: "a", Kind: "manifests", Reference: "t"}},
+		{path: "MyRegistry.AzureCR.io/a/manifests/t", want: request{Registry: "myregistry.azurecr.io", Repo: "a", Kind: "manifests", Reference: "t"}},
+		{path: "a/manifests/t", query: "ns=LocalHost:5000", want: request{Registry: "localhost:5000", Repo: "a", Kind: "manifests", Reference: "t"}},
+		{path: "a/manifests/t", query: "ns=localhost:05000", want: request{Registry: "localhost:5000", Repo: "a", Kind: "manifests", Reference: "t"}},
+		{path: "a/manifests/t", query: "ns=Index.Docker.IO", want: request{Registry: "docker.io", Repo: "library/a", Kind: "manifests", Reference: "t"}},
 		// containerd's mirror form.
 		{path: "library/busybox/manifests/latest", query: "ns=docker.io", want: request{Registry: "docker.io", Repo: "library/busybox", Kind: "manifests", Reference: "latest"}},
 		{path: "app/blobs/" + dgst, query: "ns=registry.internal:5000", want: request{Registry: "registry.internal:5000", Repo: "app", Kind: "blobs", Reference: dgst, Digest: cas.Digest(dgst)}},
@@ -50,6 +56,10 @@ func TestParseRequest(t *testing.T) {
 		{path: "a/manifests/" + strings.Repeat("t", 129), code: "MANIFEST_INVALID"},
 		{path: "a/tags/list", code: "UNSUPPORTED"},
 		{path: "a/manifests/t", query: "ns=evil/../x", code: "NAME_INVALID"},
+		{path: "a/manifests/t", query: "ns=localhost:0", code: "NAME_INVALID"},
+		{path: "a/manifests/t", query: "ns=localhost:65536", code: "NAME_INVALID"},
+		{path: "a/manifests/t", query: "ns=localhost:99999", code: "NAME_INVALID"},
+		{path: "localhost_0/a/manifests/t", code: "NAME_INVALID"},
 	} {
 		q, _ := url.ParseQuery(tc.query)
 		got, err := parseRequest(tc.path, q)
@@ -90,10 +100,39 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatalf("accepted repo %q", req.Repo)
 			}
 		}
+		if norm, _ := NormalizeRegistry(req.Registry); norm != req.Registry {
+			t.Fatalf("registry %q is not normalized (%q)", req.Registry, norm)
+		}
 		if strings.ContainsAny(req.Registry, "/\\ ") || strings.Contains(refName(req.Registry, req.Repo, req.Reference), "..") && req.Digest == "" {
 			t.Fatalf("accepted %+v", req)
 		}
 	})
+}
+
+func TestNormalizeRegistry(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"localhost:5000", "localhost:5000", true},
+		{"LocalHost:5000", "localhost:5000", true},
+		{"LOCALHOST:05000", "localhost:5000", true},
+		{" MCR.Microsoft.com ", "mcr.microsoft.com", true},
+		{"registry-1.docker.io", "docker.io", true},
+		{"Registry.Hub.Docker.com", "docker.io", true},
+		{"docker.io:443", "docker.io:443", true},
+		{"127.0.0.1:5000", "127.0.0.1:5000", true},
+		{"host:0", "host:0", false},
+		{"host:65536", "host:65536", false},
+		{"host:", "host:", false},
+		{"host:-1", "host:-1", false},
+		{"host:+80", "host:+80", false},
+	} {
+		got, ok := NormalizeRegistry(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("NormalizeRegistry(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
 }
 
 func TestParseRange(t *testing.T) {

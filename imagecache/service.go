@@ -1,13 +1,16 @@
 package imagecache
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,16 +42,24 @@ type Service struct {
 	ln   net.Listener
 	done chan error
 
+	confs map[string]upstream.Config // cache.upstreams by normalized name
+
 	mu        sync.Mutex
-	upstreams map[string]*upstream.Client
+	upstreams *clientCache
 	mi        *azidentity.ManagedIdentityCredential
 }
+
+// maxUnlistedClients bounds the upstream clients kept for registries that
+// cache.upstreams does not list: names a client sends are not trusted to
+// be few.
+const maxUnlistedClients = 64
 
 // NewService builds the cache's tiers and handler from the cache block of
 // the config, with the disk tier in dir. It opens no listener and touches
 // no network until Start.
 func NewService(c Config, dir string, db *statedb.DB, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
-	s := &Service{cfg: c, log: log.With("component", "cache"), upstreams: map[string]*upstream.Client{}}
+	s := &Service{cfg: c, log: log.With("component", "cache"), upstreams: newClientCache(maxUnlistedClients)}
+	s.confs = normalizeConfs(c.Upstreams, s.log)
 	d, err := disk.New(disk.Options{Dir: dir, MaxSize: int64(c.Local.MaxSize), DB: db, Logger: log})
 	if err != nil {
 		return nil, err
@@ -64,12 +75,13 @@ func NewService(c Config, dir string, db *statedb.DB, reg prometheus.Registerer,
 		tiers = append(tiers, t)
 	}
 	s.Cache, err = New(Options{
-		Tiers:    tiers,
-		Upstream: s.upstream,
-		SpoolDir: filepath.Join(dir, "spool"),
-		Allow:    c.Allow,
-		Logger:   log,
-		Metrics:  NewMetrics(reg),
+		Tiers:      tiers,
+		Upstream:   s.upstream,
+		SpoolDir:   filepath.Join(dir, "spool"),
+		Allow:      c.Allow,
+		Registries: slices.Collect(maps.Keys(s.confs)),
+		Logger:     log,
+		Metrics:    NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
@@ -77,21 +89,40 @@ func NewService(c Config, dir string, db *statedb.DB, reg prometheus.Registerer,
 	return s, nil
 }
 
-// upstream returns the client of a registry, made on first use from its
-// entry in cache.upstreams (or the defaults).
+// normalizeConfs keys cache.upstreams by normalized registry name; of
+// two entries that name one registry, the first in sorted order wins.
+func normalizeConfs(in map[string]upstream.Config, log *slog.Logger) map[string]upstream.Config {
+	out := make(map[string]upstream.Config, len(in))
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		norm, _ := NormalizeRegistry(name)
+		if _, dup := out[norm]; dup {
+			log.Warn("cache.upstreams names a registry twice; the first entry is used", "registry", norm, "ignored", name)
+			continue
+		}
+		out[norm] = in[name]
+	}
+	return out
+}
+
+// upstream returns the client of a registry (a normalized name), made on
+// first use from its entry in cache.upstreams (or the defaults). Clients
+// of listed registries are kept; others in a small LRU.
 func (s *Service) upstream(registry string) (Upstream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.upstreams[registry]; ok {
+	if c, ok := s.upstreams.get(registry); ok {
 		return c, nil
 	}
-	conf, ok := s.cfg.Upstreams[registry]
-	if !ok {
+	conf, listed := s.confs[registry]
+	if !listed {
 		conf = upstream.DefaultConfig()
 	}
-	// Few, short retries: an engine waits on the other end, and a tag's
-	// last resolution in a tier beats a minute of backoff against an
-	// upstream that is down. Broken blob bodies resume on their own.
+	// A client of its own per registry (its connections go to that
+	// registry anyway), so that dropping the client frees what its
+	// transport keeps per host. Few, short retries: an engine waits on the
+	// other end, and a tag's last resolution in a tier beats a minute of
+	// backoff against an upstream that is down. Broken blob bodies resume
+	// on their own.
 	hc := httpclient.NewStandard(httpclient.Options{Logger: s.log, RetryMax: 2, WaitMin: 100 * time.Millisecond, WaitMax: time.Second})
 	o := upstream.Options{Registry: registry, Config: conf, HTTPClient: hc, Logger: s.log}
 	if conf.Auth == "managed-identity" {
@@ -112,7 +143,7 @@ func (s *Service) upstream(registry string) (Upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.upstreams[registry] = c
+	s.upstreams.put(registry, c, listed)
 	return c, nil
 }
 
@@ -241,3 +272,49 @@ func (s *Service) checkListener(ctx context.Context) telemetry.Check {
 	conn.Close()
 	return c
 }
+
+// clientCache holds upstream clients: those of listed registries for
+// good, the others least recently used first out past max. Not safe for
+// concurrent use (the Service locks around it).
+type clientCache struct {
+	max    int
+	listed map[string]*upstream.Client
+	lru    *list.List // of *cachedClient, most recent in front
+	byName map[string]*list.Element
+}
+
+type cachedClient struct {
+	name string
+	c    *upstream.Client
+}
+
+func newClientCache(max int) *clientCache {
+	return &clientCache{max: max, listed: map[string]*upstream.Client{}, lru: list.New(), byName: map[string]*list.Element{}}
+}
+
+func (cc *clientCache) get(name string) (*upstream.Client, bool) {
+	if c, ok := cc.listed[name]; ok {
+		return c, true
+	}
+	if e, ok := cc.byName[name]; ok {
+		cc.lru.MoveToFront(e)
+		return e.Value.(*cachedClient).c, true
+	}
+	return nil, false
+}
+
+func (cc *clientCache) put(name string, c *upstream.Client, listed bool) {
+	if listed {
+		cc.listed[name] = c
+		return
+	}
+	cc.byName[name] = cc.lru.PushFront(&cachedClient{name, c})
+	for cc.lru.Len() > cc.max {
+		old := cc.lru.Remove(cc.lru.Back()).(*cachedClient)
+		delete(cc.byName, old.name)
+		old.c.CloseIdleConnections() // requests under way keep theirs
+	}
+}
+
+// len is how many clients are held.
+func (cc *clientCache) len() int { return len(cc.listed) + cc.lru.Len() }

@@ -82,6 +82,7 @@ type Disk struct {
 	mu           sync.Mutex
 	idx          map[string]*entry // by digest hex
 	total        int64
+	reserved     int64           // set aside by Reserve for blobs on their way in
 	clock        int64           // last access stamp handed out, unix nanoseconds, strictly increasing
 	dirty        map[string]bool // index records to write (or delete, when no longer in idx)
 	evictions    int64
@@ -596,8 +597,8 @@ func (d *Disk) commitTemp(ctx context.Context, dg cas.Digest, h string, size int
 		d.total += size
 		d.dirty[h] = true
 	}
-	if d.max > 0 && d.total > d.max {
-		d.evictLocked(int64(float64(d.max)*lowWater), h)
+	if d.max > 0 && d.total+d.reserved > d.max {
+		d.evictLocked(int64(float64(d.max)*lowWater)-d.reserved, h)
 	}
 	d.mu.Unlock()
 
@@ -607,6 +608,51 @@ func (d *Disk) commitTemp(ctx context.Context, dg cas.Digest, h string, size int
 	// The content was hashed on its way in: the file is verified as it is.
 	_ = d.MarkVerified(dg)
 	return nil
+}
+
+// ErrNoRoom is Reserve's refusal: the bytes do not fit in MaxSize.
+var ErrNoRoom = errors.New("no room within the cache's maxSize")
+
+// Reserve sets n bytes of MaxSize aside for a blob on its way in — the
+// cache's spool, which lives on this tier's file system — evicting least
+// recently used blobs to make room, so that blobs and spool together stay
+// within MaxSize. It fails with ErrNoRoom when n cannot fit beside the
+// blobs being read and the other reservations. release gives the bytes
+// back (once; later calls do nothing): call it when the blob is committed
+// or dropped.
+func (d *Disk) Reserve(n int64) (release func(), err error) {
+	if n < 0 {
+		return nil, fmt.Errorf("disk reserve: negative size %d", n)
+	}
+	if d.max == 0 {
+		return func() {}, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if need := reserveNeed(d.max, d.total, d.reserved, n); need > 0 {
+		if n > d.max-d.reserved {
+			return nil, fmt.Errorf("%w: %d bytes, with %d of %d already reserved", ErrNoRoom, n, d.reserved, d.max)
+		}
+		d.evictLocked(d.total-need, "")
+		if need = reserveNeed(d.max, d.total, d.reserved, n); need > 0 {
+			return nil, fmt.Errorf("%w: %d bytes; %d held by blobs being read and %d reserved, of %d", ErrNoRoom, n, d.total, d.reserved, d.max)
+		}
+	}
+	d.reserved += n
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			d.reserved -= n
+			d.mu.Unlock()
+		})
+	}, nil
+}
+
+// reserveNeed is how many bytes of blobs must go for n more to be
+// reserved within max (0 or less: none).
+func reserveNeed(max, total, reserved, n int64) int64 {
+	return total + reserved + n - max
 }
 
 // present reports whether the tier holds h, checking that its file is

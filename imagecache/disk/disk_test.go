@@ -167,6 +167,68 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+func TestReserveNeed(t *testing.T) {
+	for _, tc := range []struct {
+		max, total, reserved, n, want int64
+	}{
+		{100, 0, 0, 100, 0},
+		{100, 60, 0, 30, -10},
+		{100, 60, 30, 30, 20},
+		{100, 0, 90, 20, 10},
+		{100, 100, 0, 0, 0},
+	} {
+		if got := reserveNeed(tc.max, tc.total, tc.reserved, tc.n); got != tc.want {
+			t.Errorf("reserveNeed(%d, %d, %d, %d) = %d, want %d", tc.max, tc.total, tc.reserved, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestReserve: reservations and blobs together stay within MaxSize;
+// blobs are evicted to make room, but not those being read.
+func TestReserve(t *testing.T) {
+	const kib = 1 << 10
+	d := newDisk(t, Options{MaxSize: 100 * kib})
+	a := putBlob(t, d, 1, 30*kib)
+	b := putBlob(t, d, 2, 30*kib)
+	relA, err := d.Reserve(30 * kib) // 90 KiB: fits
+	if err != nil {
+		t.Fatal(err)
+	}
+	relB, err := d.Reserve(30 * kib) // 120 KiB: a goes
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]bool{false, true}, present(t, d, a, b)); diff != "" {
+		t.Errorf("after reserving 60 KiB, present a,b (-want +got):\n%s", diff)
+	}
+	rc, _, err := d.Open(t.Context(), b, 0) // b is being read: it stays
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Reserve(20 * kib); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("reserving past MaxSize beside a blob being read: %v, want ErrNoRoom", err)
+	}
+	if _, err := d.Reserve(101 * kib); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("reserving more than MaxSize: %v, want ErrNoRoom", err)
+	}
+	rc.Close()
+	relA()
+	relA() // a second release gives nothing back twice
+	if _, err := d.Reserve(10 * kib); err != nil {
+		t.Errorf("after a release: %v", err)
+	}
+	// A Put past the limit counts the reservations too.
+	relB()
+	c := putBlob(t, d, 3, 50*kib) // 30 b + 10 reserved + 50 c = 90: fits
+	if diff := cmp.Diff([]bool{true, true}, present(t, d, b, c)); diff != "" {
+		t.Errorf("present b,c (-want +got):\n%s", diff)
+	}
+	putBlob(t, d, 4, 20*kib) // 110: evict down to 90−10 reserved
+	if got := d.Stats().Bytes; got > 80*kib {
+		t.Errorf("blobs hold %d KiB beside 10 KiB reserved; want at most 80", got/kib)
+	}
+}
+
 func TestIndexSurvivesRestart(t *testing.T) {
 	const kib = 1 << 10
 	dir := filepath.Join(t.TempDir(), "cache")

@@ -73,6 +73,7 @@ type fakeACR struct {
 }
 
 func startFakeACR(t *testing.T) *fakeACR {
+	allowLoopbackRedirects(t) // the storage is another loopback server
 	a := &fakeACR{t: t}
 	a.storage = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()

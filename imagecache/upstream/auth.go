@@ -171,7 +171,7 @@ func (c *Client) registryToken(ctx context.Context, ch challenge, scope string) 
 			c.log.Warn("token realm is not on the registry's site: asking for an anonymous token", "realm", safeURL(realm))
 		}
 	}
-	resp, err := c.send(ctx, http.MethodGet, realm, nil, authz)
+	resp, err := c.send(ctx, http.MethodGet, realm, nil, authz, false)
 	if err != nil {
 		return cachedToken{}, fmt.Errorf("token from %s: %w", safeURL(realm), err)
 	}

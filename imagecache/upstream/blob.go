@@ -23,7 +23,7 @@ func (c *Client) HeadBlob(ctx context.Context, repo string, d cas.Digest) (int64
 		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	what := fmt.Sprintf("blob %s/%s@%s", c.registry, name, d)
-	resp, err := c.do(ctx, request{method: http.MethodHead, path: "/v2/" + name + "/blobs/" + string(d), scope: pullScope(name)})
+	resp, err := c.do(ctx, request{method: http.MethodHead, path: "/v2/" + name + "/blobs/" + string(d), scope: pullScope(name), blob: true})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
@@ -73,7 +73,7 @@ func (c *Client) getBlob(ctx context.Context, name string, d cas.Digest, offset 
 	if offset > 0 {
 		h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v2/" + name + "/blobs/" + string(d), header: h, scope: pullScope(name)})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v2/" + name + "/blobs/" + string(d), header: h, scope: pullScope(name), blob: true})
 	if err != nil {
 		var re *RegistryError
 		if offset > 0 && errors.As(err, &re) && re.Status == http.StatusRequestedRangeNotSatisfiable {

@@ -51,6 +51,9 @@ func TestManifestChecks(t *testing.T) {
 		{"by tag, lying digest header", "v1", map[string]string{"Docker-Content-Digest": string(other)}, good, cas.ErrDigestMismatch},
 		{"by digest, lying digest header", string(gd), map[string]string{"Docker-Content-Digest": string(other)}, good, cas.ErrDigestMismatch},
 		{"by tag, not JSON", "v1", nil, []byte("<html>"), ErrUpstreamUnavailable},
+		{"by tag, JSON but not a manifest", "v1", nil, []byte(`{"status":"ok"}`), ErrUpstreamUnavailable},
+		{"by tag, a JSON array", "v1", nil, []byte(`[{"schemaVersion":2}]`), ErrUpstreamUnavailable},
+		{"by tag, schemaVersion 3", "v1", nil, []byte(`{"schemaVersion":3}`), ErrUpstreamUnavailable},
 		{"by tag, empty", "v1", nil, nil, ErrUpstreamUnavailable},
 		{"too large", "v1", nil, bytes.Repeat([]byte(" "), DefaultMaxManifestSize+1), ErrTooLarge},
 	} {
@@ -353,6 +356,7 @@ func TestRedirects(t *testing.T) {
 
 	reg := startBearerRegistry(t, blob)
 	c, logs := newTestClient(t, "fake.example", Config{Endpoint: reg.srv.URL})
+	allowLoopbackRedirects(t) // the storage is another loopback server
 
 	// Same host: the token goes along.
 	got, _, err := readBlob(c, d, 0)

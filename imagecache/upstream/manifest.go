@@ -89,8 +89,10 @@ func (c *Client) GetManifest(ctx context.Context, repo, reference string, accept
 	if announced, ok := announcedDigest(resp.Header); ok && announced != digest {
 		return nil, "", "", fmt.Errorf("%s: %w: content hashes to %s, the registry announced %s", what, cas.ErrDigestMismatch, digest, announced)
 	}
-	if tag != "" && !json.Valid(body) {
-		return nil, "", "", fmt.Errorf("%w: %s: the body is not JSON", ErrUpstreamUnavailable, what)
+	if tag != "" && !looksLikeManifest(body) {
+		// Asked by tag, nothing else vouches for the body: it must at
+		// least be a manifest before a tier keeps it under its digest.
+		return nil, "", "", fmt.Errorf("%w: %s: the body is not a manifest (a JSON object with schemaVersion 1 or 2)", ErrUpstreamUnavailable, what)
 	}
 	return body, manifestMediaType(resp.Header.Get("Content-Type"), body), digest, nil
 }
@@ -137,6 +139,15 @@ func (c *Client) HeadManifest(ctx context.Context, repo, reference string, accep
 		return Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}, nil
 	}
 	return Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}, nil
+}
+
+// looksLikeManifest reports whether body is a JSON object with the
+// schemaVersion every image manifest and index carries.
+func looksLikeManifest(body []byte) bool {
+	var m struct {
+		SchemaVersion *int `json:"schemaVersion"`
+	}
+	return json.Unmarshal(body, &m) == nil && m.SchemaVersion != nil && (*m.SchemaVersion == 1 || *m.SchemaVersion == 2)
 }
 
 // announcedDigest reads Docker-Content-Digest; a missing header, or one in

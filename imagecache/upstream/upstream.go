@@ -91,7 +91,10 @@ type Client struct {
 	registry  string
 	base      *url.URL // endpoint, without a trailing slash
 	dockerHub bool
-	hc        *http.Client
+	hc        *http.Client // follows no redirects
+	given     *http.Client // as given in Options
+	hopOnce   sync.Once
+	hopHC     *http.Client // follows redirects off the registry's host, see hop
 	log       *slog.Logger
 	mode      string
 	user      secret.Value
@@ -175,8 +178,37 @@ func New(o Options) (*Client, error) {
 	if hc == nil {
 		hc = httpclient.NewStandard(httpclient.Options{Logger: o.Logger})
 	}
-	c.hc = withoutRedirects(hc)
+	c.given, c.hc = hc, withoutRedirects(hc)
 	return c, nil
+}
+
+// hop returns the client that fetches redirect targets off the registry's
+// host, made on first use: the given client's retries and TLS settings,
+// its transport copied with a dialer that refuses addresses that are not
+// public (guardTransport).
+func (c *Client) hop() *http.Client {
+	c.hopOnce.Do(func() { c.hopHC = rebuild(c.given, guardTransport) })
+	return c.hopHC
+}
+
+// CloseIdleConnections closes the client's idle connections, the
+// redirect client's too: for a client that will not be used again.
+func (c *Client) CloseIdleConnections() {
+	closeIdle(c.hc)
+	c.hopOnce.Do(func() {}) // no redirect client is made after this
+	if c.hopHC != nil {
+		closeIdle(c.hopHC)
+	}
+}
+
+// closeIdle closes hc's idle connections, reaching through httpclient's
+// retrying transport to the one that holds them.
+func closeIdle(hc *http.Client) {
+	if rt, ok := hc.Transport.(*retryablehttp.RoundTripper); ok && rt.Client != nil && rt.Client.HTTPClient != nil {
+		rt.Client.HTTPClient.CloseIdleConnections()
+		return
+	}
+	hc.CloseIdleConnections()
 }
 
 // Registry returns the registry's name as images use it.
@@ -277,6 +309,7 @@ type request struct {
 	path   string // below the endpoint, e.g. /v2/library/busybox/manifests/latest
 	header http.Header
 	scope  string // token scope, "" for /v2/
+	blob   bool   // a blob: its redirects to storage are followed
 }
 
 // do sends r with whatever auth the registry asks for and follows its
@@ -290,7 +323,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.send(ctx, r.method, &u, r.header, authz)
+		resp, err := c.send(ctx, r.method, &u, r.header, authz, r.blob)
 		if err != nil {
 			return nil, err
 		}
@@ -384,13 +417,14 @@ func basicAuth(user, pass secret.Value) string {
 	return base64.StdEncoding.EncodeToString([]byte(user.Reveal() + ":" + pass.Reveal()))
 }
 
-// send makes one request and follows redirects by hand: at most
-// maxRedirects, never from https to plain http (except to loopback), and
-// with the Authorization header only while the request stays on the
-// registry's own scheme and host.
-func (c *Client) send(ctx context.Context, method string, u *url.URL, header http.Header, authz string) (*http.Response, error) {
+// send makes one request. With follow (blob requests only), it follows
+// redirects by hand, at most maxRedirects, where redirectTarget allows;
+// the Authorization header goes along only while the request stays on the
+// registry's own scheme and host. Without follow, a redirect is an error.
+func (c *Client) send(ctx context.Context, method string, u *url.URL, header http.Header, authz string, follow bool) (*http.Response, error) {
 	origin := u
 	cur := u
+	hc := c.hc
 	for hop := 0; ; hop++ {
 		req, err := http.NewRequestWithContext(ctx, method, cur.String(), nil)
 		if err != nil {
@@ -404,7 +438,7 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, header htt
 		if authz != "" && sameOrigin(cur, origin) {
 			req.Header.Set("Authorization", authz)
 		}
-		resp, err := c.hc.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return nil, transportError(ctx, method+" "+safeURL(cur), redactError(err))
 		}
@@ -416,17 +450,21 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, header htt
 		}
 		loc := resp.Header.Get("Location")
 		drain(resp)
+		if !follow {
+			return nil, fmt.Errorf("%w: %s %s: answered %d: redirects are followed for blobs only", ErrUpstreamUnavailable, method, safeURL(cur), resp.StatusCode)
+		}
 		if hop >= maxRedirects {
 			return nil, fmt.Errorf("%w: %s %s: more than %d redirects", ErrUpstreamUnavailable, method, safeURL(origin), maxRedirects)
 		}
-		next, err := cur.Parse(loc)
-		if err != nil || loc == "" || (next.Scheme != "https" && next.Scheme != "http") || next.Host == "" {
-			return nil, fmt.Errorf("%w: %s %s: redirect to an unusable location", ErrUpstreamUnavailable, method, safeURL(cur))
+		next, own, err := redirectTarget(c.base, cur, loc)
+		if err != nil {
+			c.log.Warn("refused a redirect", "from", safeURL(cur), "err", err)
+			return nil, fmt.Errorf("%w: %s %s: %w", ErrUpstreamUnavailable, method, safeURL(cur), err)
 		}
-		if cur.Scheme == "https" && next.Scheme == "http" && !isLoopback(next.Hostname()) {
-			return nil, fmt.Errorf("%w: %s %s: redirect from https to plain http %s", ErrUpstreamUnavailable, method, safeURL(cur), safeURL(next))
+		hc = c.hc
+		if !own {
+			hc = c.hop()
 		}
-		next.User = nil
 		c.log.Debug("following redirect", "from", safeURL(cur), "to", safeURL(next), "credentials", authz != "" && sameOrigin(next, origin))
 		cur = next
 	}
@@ -448,38 +486,51 @@ func drain(resp *http.Response) {
 func noFollow(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // withoutRedirects returns a copy of hc that does not follow redirects,
-// since the client follows them itself to control where credentials go.
-// httpclient's clients do their retries in an inner http.Client, which
-// would follow redirects on its own: that one is copied and stopped too,
-// and its logger made to drop URL queries (storage signatures).
-func withoutRedirects(hc *http.Client) *http.Client {
+// since the client follows them itself to control where they lead and
+// where credentials go.
+func withoutRedirects(hc *http.Client) *http.Client { return rebuild(hc, nil) }
+
+// rebuild returns a copy of hc that does not follow redirects, its
+// transport wrapped by wrap (nil: kept). httpclient's clients do their
+// retries in an inner http.Client, which would follow redirects on its
+// own: that one is copied and stopped too, wrap applies to its transport,
+// and its logger is made to drop URL queries (storage signatures).
+func rebuild(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	out := *hc
 	out.CheckRedirect = noFollow
-	if rt, ok := hc.Transport.(*retryablehttp.RoundTripper); ok && rt.Client != nil {
-		in := rt.Client
-		inner := &http.Client{}
-		if in.HTTPClient != nil {
-			*inner = *in.HTTPClient
+	rt, ok := hc.Transport.(*retryablehttp.RoundTripper)
+	if !ok || rt.Client == nil {
+		if wrap != nil {
+			out.Transport = wrap(hc.Transport)
 		}
-		inner.CheckRedirect = noFollow
-		rc := &retryablehttp.Client{
-			HTTPClient:      inner,
-			Logger:          in.Logger,
-			RetryWaitMin:    in.RetryWaitMin,
-			RetryWaitMax:    in.RetryWaitMax,
-			RetryMax:        in.RetryMax,
-			RequestLogHook:  in.RequestLogHook,
-			ResponseLogHook: in.ResponseLogHook,
-			CheckRetry:      in.CheckRetry,
-			Backoff:         in.Backoff,
-			ErrorHandler:    in.ErrorHandler,
-			PrepareRetry:    in.PrepareRetry,
-		}
-		if l, ok := in.Logger.(retryablehttp.LeveledLogger); ok {
-			rc.Logger = redactingLogger{l}
-		}
-		out.Transport = &retryablehttp.RoundTripper{Client: rc}
+		return &out
 	}
+	in := rt.Client
+	inner := &http.Client{}
+	if in.HTTPClient != nil {
+		*inner = *in.HTTPClient
+	}
+	inner.CheckRedirect = noFollow
+	if wrap != nil {
+		inner.Transport = wrap(inner.Transport)
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:      inner,
+		Logger:          in.Logger,
+		RetryWaitMin:    in.RetryWaitMin,
+		RetryWaitMax:    in.RetryWaitMax,
+		RetryMax:        in.RetryMax,
+		RequestLogHook:  in.RequestLogHook,
+		ResponseLogHook: in.ResponseLogHook,
+		CheckRetry:      in.CheckRetry,
+		Backoff:         in.Backoff,
+		ErrorHandler:    in.ErrorHandler,
+		PrepareRetry:    in.PrepareRetry,
+	}
+	if l, ok := in.Logger.(retryablehttp.LeveledLogger); ok {
+		rc.Logger = redactingLogger{l}
+	}
+	out.Transport = &retryablehttp.RoundTripper{Client: rc}
 	return &out
 }
 
@@ -488,7 +539,7 @@ func withoutRedirects(hc *http.Client) *http.Client {
 func (c *Client) Ping(ctx context.Context) error {
 	u := *c.base
 	u.Path = c.base.Path + "/v2/"
-	resp, err := c.send(ctx, http.MethodGet, &u, nil, "")
+	resp, err := c.send(ctx, http.MethodGet, &u, nil, "", false)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package imagecache_test
+
+const raceEnabled = false
