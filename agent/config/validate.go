@@ -121,8 +121,16 @@ func (v *validator) cache(c imagecache.Config) {
 		}
 		v.credential(base, s.Credential)
 	}
+	seen := map[string]string{} // normalized name → the key that had it first
 	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
-		v.upstream(joinKey("cache.upstreams", name), name, c.Upstreams[name])
+		key := joinKey("cache.upstreams", name)
+		v.upstream(key, name, c.Upstreams[name])
+		if n, ok := imagecache.NormalizeRegistry(name); ok {
+			if first, dup := seen[n]; dup {
+				v.fail(key, "", "names the same registry as %s (%s: host names ignore case, and Docker Hub's aliases are docker.io); keep one of them", first, n)
+			}
+			seen[n] = key
+		}
 	}
 	for i, name := range c.Allow {
 		v.registryName(indexKey("cache.allow", i), name)

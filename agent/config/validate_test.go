@@ -85,6 +85,19 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "two keys for one registry",
+			change: func(c *Config) {
+				c.Cache.Upstreams["Registry.Example:5000"] = DefaultUpstream()
+				c.Cache.Upstreams["registry.example:5000"] = DefaultUpstream()
+				c.Cache.Upstreams["docker.io"] = DefaultUpstream()
+				c.Cache.Upstreams["index.docker.io"] = DefaultUpstream()
+			},
+			want: []string{
+				`cache.upstreams["index.docker.io"]: names the same registry as cache.upstreams["docker.io"] (docker.io: host names ignore case, and Docker Hub's aliases are docker.io); keep one of them`,
+				`cache.upstreams["registry.example:5000"]: names the same registry as cache.upstreams["Registry.Example:5000"] (registry.example:5000: host names ignore case, and Docker Hub's aliases are docker.io); keep one of them`,
+			},
+		},
+		{
 			name: "windows and loopback forms are accepted",
 			change: func(c *Config) {
 				c.Agent.StateDir = `\\server\share\berth`
