@@ -25,7 +25,7 @@ soak() { # name package test
 	# The tests log their tally with t.Logf ("kills per point ...",
 	# "N kills, M of them ...").
 	local tally
-	tally=$(grep -E '^\s+[a-z_]+_test\.go:[0-9]+: .*kills' "$log" | sed -E 's/^\s+[a-z_]+_test\.go:[0-9]+: //' | tail -n 3)
+	tally=$(grep -E '^\s+[a-z0-9_]+_test\.go:[0-9]+: .*kills' "$log" | sed -E 's/^\s+[a-z0-9_]+_test\.go:[0-9]+: //' | tail -n 3)
 	local verdict=passed
 	if [ $rc -ne 0 ] || grep -q -- "--- SKIP: $test" "$log"; then
 		verdict="FAILED (exit $rc; see $log)"
