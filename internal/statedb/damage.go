@@ -1,6 +1,7 @@
 package statedb
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -135,10 +136,13 @@ func (d *DB) check(ctx context.Context) error {
 		if err := walk(tx.Cursor()); err != nil {
 			return err
 		}
+		// The check's goroutine uses tx until it closes the channel:
+		// read it to the end, keeping the first error, which says enough.
+		var first error
 		for err := range tx.Check() {
-			return err // the first says enough
+			first = cmp.Or(first, err)
 		}
-		return nil
+		return first
 	})
 	var p *panicError
 	if errors.As(err, &p) || (err != nil && !errors.Is(err, ErrUnusable)) {
