@@ -3,10 +3,12 @@ package statedb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,5 +218,65 @@ func TestDamagedCopiesArePruned(t *testing.T) {
 	}
 	if len(names) != 3 || !strings.HasSuffix(names[0], "agent.db.damaged-20261204T120000.000Z") || !strings.HasSuffix(names[2], "agent.db.damaged-20261204T140000.000Z") {
 		t.Errorf("copies %v; want the newest three", names)
+	}
+}
+
+// A file damaged while the agent runs (not at its start) is found by the
+// transactions that meet it, and replaced once, however many meet it at
+// the same time; every one of them then lands in the new file. Truncated,
+// the file is refused before bbolt opens it; with its bucket pages zeroed,
+// bbolt opens it and panics inside the transaction.
+func TestDamagedWhileRunning(t *testing.T) {
+	for name, damage := range map[string]func(t *testing.T, path string){
+		"truncated": func(t *testing.T, path string) {
+			if err := os.Truncate(path, 3*statedbtest.PageSize); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"bucket pages zeroed": func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for id, kind := range statedbtest.PageKinds(t, path) {
+				if kind == "branch" || kind == "leaf" {
+					if _, err := f.WriteAt(make([]byte, statedbtest.PageSize), id*statedbtest.PageSize); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "agent.db")
+			statedbtest.Sample(t, path)
+			db, err := statedb.OpenWith(ctx, path, statedb.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			damage(t, path)
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					if err := db.Put(ctx, "queue", fmt.Sprint(i), rec{N: i}); err != nil {
+						t.Errorf("Put %d: %v", i, err)
+					}
+				})
+			}
+			wg.Wait()
+			r, _, _ := db.LastRebuild(ctx)
+			if c := db.Copies(); len(c) != 1 {
+				t.Fatalf("copies %v; want one", c)
+			}
+			t.Logf("replaced: %s", r.Reason)
+			for i := range 8 {
+				var got rec
+				if found, err := db.Get(ctx, "queue", fmt.Sprint(i), &got); err != nil || !found || got.N != i {
+					t.Errorf("record %d: %v, %v, %+v", i, found, err, got)
+				}
+			}
+		})
 	}
 }

@@ -197,6 +197,7 @@ func (d *DB) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // a bug of fn's); then the file is replaced and fn runs once more.
 func (d *DB) tx(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) error) error {
 	for attempt := 0; ; attempt++ {
+		ran, _ := os.Lstat(d.path)
 		db, err := d.open(ctx, readOnly)
 		if err != nil {
 			return err
@@ -207,6 +208,9 @@ func (d *DB) tx(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) error) 
 			return err
 		}
 		cerr := d.check(ctx)
+		if now, serr := os.Lstat(d.path); serr != nil || ran == nil || !os.SameFile(ran, now) {
+			continue // replaced meanwhile, by another goroutine that met the same damage
+		}
 		if !errors.Is(cerr, ErrDamaged) {
 			return err // the file is sound: the panic was fn's own
 		}
