@@ -185,13 +185,8 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 // damage: the file stays.
 func TestPanicInTransactionOfASoundFile(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "agent.db")
-	statedbtest.Sample(t, path)
-	db, err := statedb.OpenWith(ctx, path, statedb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(ctx, func(*bolt.Tx) error { panic("a bug") })
+	db, _ := openSample(t)
+	err := db.Update(ctx, func(*bolt.Tx) error { panic("a bug") })
 	if err == nil || !strings.Contains(err.Error(), "a bug") {
 		t.Errorf("Update = %v; want the panic as an error", err)
 	}
@@ -250,12 +245,7 @@ func TestDamagedWhileRunning(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			path := filepath.Join(t.TempDir(), "agent.db")
-			statedbtest.Sample(t, path)
-			db, err := statedb.OpenWith(ctx, path, statedb.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, path := openSample(t)
 			damage(t, path)
 			var wg sync.WaitGroup
 			for i := range 8 {
@@ -279,4 +269,16 @@ func TestDamagedWhileRunning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openSample opens a sound sample file.
+func openSample(t *testing.T) (*statedb.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.db")
+	statedbtest.Sample(t, path)
+	db, err := statedb.OpenWith(context.Background(), path, statedb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, path
 }
