@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X github.com/berthhq/berth/internal/buildinfo.Version=$(VERSIO
 # Go tests run for a long time when they start real engines; keep within CI's budget.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help deps build build-windows lint test test-short bench demo package clean
+.PHONY: help deps build build-windows lint test test-short bench soak demo package clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ test-short: ## unit tests only, no real components
 
 bench: deps build ## benchmarks against the named peers; prints figures and ratios (medians of several runs)
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./cmd/control/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
+
+# SOAK_ROUNDS kills per fault-injection test under `make soak`.
+SOAK_ROUNDS ?= 200
+
+soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and reporter, SOAK_ROUNDS (200) kills each; prints the tally
+	bash scripts/soak.sh $(SOAK_ROUNDS)
 
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh

@@ -69,7 +69,7 @@ type Agent struct {
 // version is needed, and reports are sent only by Run.
 func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 	log := o.logger()
-	db, err := openDB(cfg)
+	db, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +89,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 	return a, nil
 }
 
-func openDB(cfg config.Config) (*statedb.DB, error) {
-	return statedb.Open(filepath.Join(cfg.StateDir(), paths.DBFile))
+// openDB opens agent.db; a damaged file is replaced on the way (statedb),
+// before anything reads it, so that every owner rebuilds its part from the
+// host.
+func openDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*statedb.DB, error) {
+	return statedb.OpenWith(ctx, filepath.Join(cfg.StateDir(), paths.DBFile), statedb.Options{Logger: log.With("component", "statedb")})
 }
 
 // newEngine builds the engine manager: the flavor, the platform's runner,
@@ -217,14 +220,14 @@ func (b brokenToken) Token(context.Context, bool) (string, error) { return "", b
 
 // checks are the host's health checks of SPEC: the engine (API, service,
 // version against the desired one; on Windows HCS and HNS), the data
-// root's disk space, the cache listener and each storage tier, the control
-// endpoint.
-func checks(cfg config.Config, m *engine.Manager, d *engine.Desired, c *imagecache.Service, r *report.Reporter) []telemetry.CheckFunc {
+// root's disk space, the agent's own state file, the cache listener and
+// each storage tier, the control endpoint.
+func checks(cfg config.Config, db *statedb.DB, m *engine.Manager, d *engine.Desired, c *imagecache.Service, r *report.Reporter) []telemetry.CheckFunc {
 	dataRoot := cfg.Engine.DataRoot
 	if dataRoot == "" {
 		dataRoot = cfg.StateDir()
 	}
-	cs := []telemetry.CheckFunc{m.Check(d, cfg.Engine.Version), telemetry.DiskCheck(dataRoot)}
+	cs := []telemetry.CheckFunc{m.Check(d, cfg.Engine.Version), telemetry.DiskCheck(dataRoot), stateCheck(db)}
 	if c != nil {
 		cs = append(cs, c.Checks()...)
 	}

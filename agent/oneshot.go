@@ -20,11 +20,11 @@ import (
 // OpenEngine is the engine manager for `berth-agent engine …`. Its events
 // are queued in agent.db's outbox for the daemon to send.
 func OpenEngine(ctx context.Context, cfg config.Config, o Options) (*engine.Manager, error) {
-	db, err := openDB(cfg)
+	log := o.logger()
+	db, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	log := o.logger()
 	q := report.Queue{Outbox: outbox.New(db, outbox.Options{})}
 	return newEngine(ctx, cfg, db, log, o.Progress, engineEvents(q, log))
 }
@@ -32,7 +32,7 @@ func OpenEngine(ctx context.Context, cfg config.Config, o Options) (*engine.Mana
 // OpenCache is the image cache for `berth-agent cache …`: its tiers opened,
 // no listener. The caller Closes it.
 func OpenCache(ctx context.Context, cfg config.Config, log *slog.Logger) (*imagecache.Service, error) {
-	db, err := openDB(cfg)
+	db, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func OpenCache(ctx context.Context, cfg config.Config, log *slog.Logger) (*image
 // outside the daemon: nothing is started, and the control check tells
 // reachability only (the daemon's reporter knows whether reports get through).
 func HealthChecks(ctx context.Context, cfg config.Config, log *slog.Logger) ([]telemetry.CheckFunc, error) {
-	db, err := openDB(cfg)
+	db, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func HealthChecks(ctx context.Context, cfg config.Config, log *slog.Logger) ([]t
 			return nil, err
 		}
 	}
-	return checks(cfg, m, nil, c, nil), nil
+	return checks(cfg, db, m, nil, c, nil), nil
 }
 
 // Puller pulls images into the engine through the cache (when

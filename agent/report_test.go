@@ -32,24 +32,12 @@ func TestAgentReports(t *testing.T) {
 	var mu sync.Mutex
 	var got []wire.Record
 	var agents []string
-	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		b, err := wire.DecodeBatch(zr, 0)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	ctl := fakeControl(t, func(b wire.Batch) {
 		mu.Lock()
 		got = append(got, b.Records...)
 		agents = append(agents, b.Agent)
 		mu.Unlock()
-		json.NewEncoder(w).Encode(wire.Ack{Agent: b.Agent, UpTo: b.Records[len(b.Records)-1].Seq, Stored: len(b.Records)})
-	}))
-	defer ctl.Close()
+	})
 
 	cfg := config.Default()
 	cfg.Agent.StateDir = t.TempDir()
@@ -99,6 +87,34 @@ func TestAgentReports(t *testing.T) {
 			t.Errorf("batch from agent %q, want %q", a, h.reporter.Agent())
 		}
 	}
+	stopRun(t, cancel, done)
+}
+
+// fakeControl is a control endpoint that hands every batch to got and
+// acknowledges it.
+func fakeControl(t *testing.T, got func(wire.Batch)) *httptest.Server {
+	t.Helper()
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		b, err := wire.DecodeBatch(zr, 0)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got(b)
+		json.NewEncoder(w).Encode(wire.Ack{Agent: b.Agent, UpTo: b.Records[len(b.Records)-1].Seq, Stored: len(b.Records)})
+	}))
+	t.Cleanup(ctl.Close)
+	return ctl
+}
+
+// stopRun cancels a Run and checks that it returns nil, promptly.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:

@@ -23,7 +23,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Checks run every 10 s and before every heartbeat (which refreshes
 	// /healthz too), so a host that fails shows so at control and on
 	// /healthz within one report interval.
-	mon := telemetry.NewMonitor(checks(a.cfg, a.engine, a.desired, a.cache, a.reporter), 10*time.Second)
+	mon := telemetry.NewMonitor(checks(a.cfg, a.db, a.engine, a.desired, a.cache, a.reporter), 10*time.Second)
 	a.monitor.Store(mon)
 	// The Monitor, the reporter and the health watcher are this loop's
 	// goroutines: they stop, and are waited for, when Run returns.
@@ -59,6 +59,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	tick := time.NewTicker(superviseEvery)
 	defer tick.Stop()
 	for {
+		// First, so that the event is queued before a long engine change.
+		a.logStateErr(ctx, "queue the state.rebuilt event", a.reportRebuild(ctx))
 		desired := ""
 		if a.cfg.Engine.Managed {
 			// Resolution backs off by itself while the release source

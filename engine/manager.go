@@ -181,7 +181,7 @@ func (m *Manager) Install(ctx context.Context, v string) error {
 	if err := m.fetch(ctx, v); err != nil {
 		return err
 	}
-	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+	st, err := m.loadState(ctx)
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (m *Manager) begin(ctx context.Context, v string) (func(), error) {
 
 // upgradeLocked switches to v; the caller holds the lock and has recovered.
 func (m *Manager) upgradeLocked(ctx context.Context, v string) error {
-	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+	st, err := m.loadState(ctx)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (m *Manager) Rollback(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+	st, err := m.loadState(ctx)
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 }
 
 func (m *Manager) recover(ctx context.Context) error {
-	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+	st, err := m.loadState(ctx)
 	if err != nil {
 		return err
 	}
@@ -663,7 +663,7 @@ func (m *Manager) Converge(ctx context.Context, desired string) error {
 	if err := m.recover(ctx); err != nil {
 		return err
 	}
-	st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+	st, err := m.loadState(ctx)
 	if err != nil {
 		return err
 	}
@@ -687,7 +687,7 @@ func (m *Manager) Converge(ctx context.Context, desired string) error {
 		} else if err := m.upgradeLocked(ctx, desired); err != nil {
 			return err
 		}
-		if st, err = loadState(ctx, m.o.DB, m.o.Flavor.Name()); err != nil {
+		if st, err = m.loadState(ctx); err != nil {
 			return err
 		}
 	}

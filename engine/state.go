@@ -53,15 +53,59 @@ const (
 
 const stateBucket = "engine"
 
-func loadState(ctx context.Context, db *statedb.DB, flavor string) (State, error) {
+// loadState reads the flavor's state. When agent.db has no record of it
+// (a new host, or an agent.db that was lost or replaced because it was
+// damaged), the state is rebuilt from what runs: see adopt.
+func (m *Manager) loadState(ctx context.Context) (State, error) {
 	var st State
-	if _, err := db.Get(ctx, stateBucket, flavor, &st); err != nil {
+	found, err := m.o.DB.Get(ctx, stateBucket, m.o.Flavor.Name(), &st)
+	if err != nil {
 		return State{}, err
 	}
 	if st.Failed == nil {
 		st.Failed = map[string]Failure{}
 	}
+	if found || !m.o.Managed {
+		return st, nil
+	}
+	return m.adopt(ctx, st)
+}
+
+// adopt rebuilds the state of an engine agent.db has no record of: an
+// engine daemon that runs from an installed version's folder is that
+// version, active, and is recorded so. What the record held beyond that is
+// lost (the previous version for a rollback, the versions that failed, a
+// switch under way); a host with nothing running stays as it was, with
+// nothing active, and installs the desired version.
+func (m *Manager) adopt(ctx context.Context, st State) (State, error) {
+	rs, err := m.o.Runner.State(ctx)
+	if err != nil {
+		m.log.Warn("agent.db has no record of the engine, and what runs cannot be told", "err", err)
+		return st, nil
+	}
+	v := m.adoptable(rs)
+	if v == "" {
+		return st, nil
+	}
+	st.Active = v
+	if err := saveState(ctx, m.o.DB, m.o.Flavor.Name(), st); err != nil {
+		return State{}, err
+	}
+	m.log.Warn("agent.db had no record of the engine; the version that runs is recorded as active", "version", v, "pid", rs.PID)
 	return st, nil
+}
+
+// adoptable is the version a running daemon is, when it runs from an
+// installed version's folder; "" otherwise.
+func (m *Manager) adoptable(rs RunState) string {
+	if !rs.Running {
+		return ""
+	}
+	v := m.versionOf(rs.Exe)
+	if CheckVersion(v) != nil || !m.isInstalled(v) {
+		return ""
+	}
+	return v
 }
 
 func saveState(ctx context.Context, db *statedb.DB, flavor string, st State) error {

@@ -30,7 +30,7 @@ type Status struct {
 func (m *Manager) Status(ctx context.Context) (Status, error) {
 	s := Status{Flavor: m.o.Flavor.Name(), Managed: m.o.Managed, Runner: m.o.Runner.Kind(), Endpoint: m.o.Config.Endpoint}
 	if m.o.Managed {
-		st, err := loadState(ctx, m.o.DB, m.o.Flavor.Name())
+		st, err := m.loadState(ctx)
 		if err != nil {
 			return s, err
 		}

@@ -76,13 +76,26 @@ func (s *Supervised) Start(ctx context.Context, d Daemon) error {
 // /proc still has ("pid file found, ensure docker is not running").
 const zombieGrace = 10 * time.Second
 
-// Stop sends SIGTERM to every engine daemon and waits for them to exit and
-// be reaped; SIGKILL after StopTimeout.
+// stopPoll is how often Stop looks whether the daemons have exited. It is
+// most of the engine API's downtime in a switch beyond the daemons' own
+// shutdown and start, so it is short; a poll is one scan of /proc.
+const stopPoll = 20 * time.Millisecond
+
+// Stop sends SIGTERM to every engine daemon and waits for them to exit;
+// SIGKILL after StopTimeout. A daemon that exited with status 0 ran its own
+// shutdown, which removes its pid file, so Stop does not wait for it to be
+// reaped: the host's init may take seconds to reap an orphan (about 1.5 s
+// here), and that wait was most of the engine API's downtime in an upgrade.
+// One killed by a signal (SIGTERM before it set up its handler, SIGKILL) or
+// that failed may have left its pid file naming it, and is waited for until
+// it is reaped (at most zombieGrace).
 func (s *Supervised) Stop(ctx context.Context) error {
 	pids, err := s.find()
 	if err != nil || len(pids) == 0 {
 		return err
 	}
+	began := time.Now()
+	s.logger().Info("stopping engine daemon", "pids", pidsOf(pids))
 	for _, p := range pids {
 		_ = syscall.Kill(p.pid, syscall.SIGTERM)
 	}
@@ -91,24 +104,26 @@ func (s *Supervised) Stop(ctx context.Context) error {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	var reapWait time.Time
+	var exited time.Time // when the last daemon exited (it may be unreaped)
 	for {
 		left, err := s.find()
 		if err != nil {
 			return err
 		}
 		if len(left) == 0 {
-			z, err := s.findZombies(pids)
+			if exited.IsZero() {
+				exited = time.Now()
+			}
+			z, err := s.findUnreaped(pids)
 			if err != nil {
 				return err
 			}
 			if len(z) == 0 {
-				s.logger().Info("engine daemon stopped")
+				s.logger().Info("engine daemon stopped", "after", time.Since(began).Round(time.Millisecond),
+					"exited_after", exited.Sub(began).Round(time.Millisecond))
 				return nil
 			}
-			if reapWait.IsZero() {
-				reapWait = time.Now()
-			} else if time.Since(reapWait) > zombieGrace {
+			if time.Since(exited) > zombieGrace {
 				s.logger().Warn("engine daemon exited but was not reaped; its pid file may block the next start", "pids", z, "after", zombieGrace)
 				return nil
 			}
@@ -123,9 +138,17 @@ func (s *Supervised) Stop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stop engine daemon: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(stopPoll):
 		}
 	}
+}
+
+func pidsOf(ps []proc) []int {
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = p.pid
+	}
+	return out
 }
 
 // State reports the engine daemon that runs, if any.
@@ -178,21 +201,59 @@ func (s *Supervised) find() ([]proc, error) {
 	return out, nil
 }
 
-// findZombies returns which of ps have exited but are not reaped yet.
-func (s *Supervised) findZombies(ps []proc) ([]int, error) {
+// findUnreaped returns which of ps have exited but are not reaped yet and
+// did not exit cleanly (see Stop): those whose pid file may still name them.
+func (s *Supervised) findUnreaped(ps []proc) ([]int, error) {
 	var out []int
 	for _, p := range ps {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p.pid))); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "stat"))
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue // reaped
+		}
+		if err != nil {
 			return nil, fmt.Errorf("look for process %d: %w", p.pid, err)
 		}
-		if zombie(p.pid) {
+		if st := parseStat(string(b)); st.state == 'Z' && !st.cleanExit() {
 			out = append(out, p.pid)
 		}
 	}
 	return out, nil
+}
+
+// procStat is what Stop reads of /proc/<pid>/stat.
+type procStat struct {
+	state byte // 'R', 'S', 'Z', …; 0 when the line cannot be parsed
+	// exitCode is the wait status of an exited process (field 52, Linux
+	// 3.5 and later); -1 when absent.
+	exitCode int
+}
+
+// cleanExit reports whether the process exited by itself with status 0
+// (not killed by a signal, not failed).
+func (p procStat) cleanExit() bool { return p.exitCode == 0 }
+
+// parseStat reads the state (field 3) and the exit code (field 52) of a
+// /proc/<pid>/stat line. The command name (field 2) is in parentheses and
+// may hold spaces and parentheses itself, so fields are counted from the
+// last ')'.
+func parseStat(line string) procStat {
+	ps := procStat{exitCode: -1}
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return ps
+	}
+	fields := strings.Fields(line[i+1:])
+	if len(fields) == 0 || len(fields[0]) != 1 {
+		return ps
+	}
+	ps.state = fields[0][0]
+	const exitCodeField = 52 - 3 // fields[0] is field 3
+	if len(fields) > exitCodeField {
+		if n, err := strconv.Atoi(fields[exitCodeField]); err == nil && n >= 0 {
+			ps.exitCode = n
+		}
+	}
+	return ps
 }
 
 // zombie reports whether pid has exited but not been reaped yet.
@@ -201,11 +262,7 @@ func zombie(pid int) bool {
 	if err != nil {
 		return errors.Is(err, os.ErrNotExist)
 	}
-	// The state follows the parenthesised command name.
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
-		return b[i+2] == 'Z'
-	}
-	return false
+	return parseStat(string(b)).state == 'Z'
 }
 
 func (s *Supervised) logger() *slog.Logger {

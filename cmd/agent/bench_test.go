@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,11 @@ const benchRuns = 5
 
 // BenchmarkUpgradeDowntime measures how long the engine API does not answer
 // while the agent upgrades the engine with a container running (target:
-// at most 3 s), and checks the container keeps running.
+// at most 1 s; issue 9 item 14), and checks the container keeps running.
+// The gap is split into its parts, from the agent's log: stop (SIGTERM to
+// the old daemon gone), start (from there to the new daemon launched:
+// journal, config, exec) and first API answer (from the launch to the first
+// ping that succeeds).
 func BenchmarkUpgradeDowntime(b *testing.B) {
 	r := newRig(b, verA, verB)
 	r.mustRun("engine", "install", verA)
@@ -42,7 +47,7 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	var gaps, totals []time.Duration
+	var gaps, totals, stops, reaps, starts, answers []time.Duration
 	for i := range benchRuns {
 		to := verB
 		if i%2 == 1 {
@@ -51,6 +56,7 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		var longest time.Duration
+		var answered time.Time // the end of the longest gap
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -61,19 +67,30 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 				pcancel()
 				now := time.Now()
 				if err == nil {
-					longest = max(longest, now.Sub(last))
+					if now.Sub(last) > longest {
+						longest, answered = now.Sub(last), now
+					}
 					last = now
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 		}()
 		start := time.Now()
-		r.mustRun("engine", "upgrade", to)
+		code, _, stderr := r.run("engine", "upgrade", to)
+		if code != 0 {
+			b.Fatalf("berth-agent engine upgrade %s: exit %d\n%s", to, code, stderr)
+		}
 		totals = append(totals, time.Since(start))
 		time.Sleep(200 * time.Millisecond) // let the poller see the new engine
 		cancel()
 		wg.Wait()
 		gaps = append(gaps, longest)
+		p, err := parseSwitchLog(stderr)
+		if err != nil {
+			b.Fatalf("upgrade %d: %v", i, err)
+		}
+		stops, reaps = append(stops, p.stop), append(reaps, p.reap)
+		starts, answers = append(starts, p.start), append(answers, answered.Sub(p.launched))
 		if got := r.containerPID("keep"); got != pid {
 			b.Fatalf("upgrade %d: container pid %d, want %d: it did not survive", i, got, pid)
 		}
@@ -81,8 +98,59 @@ func BenchmarkUpgradeDowntime(b *testing.B) {
 	med := measure.Median(gaps)
 	b.ReportMetric(med.Seconds(), "downtime-s")
 	b.ReportMetric(measure.Median(totals).Seconds(), "upgrade-s")
-	fmt.Printf("\n(a) engine API downtime during an upgrade, container kept running: median %.2fs (runs %v; whole upgrade median %.2fs); target <= 3s: %s\n",
-		med.Seconds(), measure.Round(gaps), measure.Median(totals).Seconds(), measure.Verdict(med <= 3*time.Second))
+	fmt.Printf("\n(a) engine API downtime during an upgrade, container kept running: median %.2fs (runs %v; whole upgrade median %.2fs); target <= 1s: %s\n",
+		med.Seconds(), measure.Round(gaps), measure.Median(totals).Seconds(), measure.Verdict(med <= time.Second))
+	fmt.Printf("    parts (medians): stop %.2fs (runs %v; of which waiting for the reap %.2fs, runs %v), start %.2fs (runs %v), first API answer %.2fs (runs %v)\n",
+		measure.Median(stops).Seconds(), measure.Round(stops), measure.Median(reaps).Seconds(), measure.Round(reaps),
+		measure.Median(starts).Seconds(), measure.Round(starts), measure.Median(answers).Seconds(), measure.Round(answers))
+}
+
+// switchParts are the times of one engine switch, from the agent's log.
+type switchParts struct {
+	stop, start time.Duration
+	reap        time.Duration // the part of stop after the old daemon exited
+	launched    time.Time     // the new daemon was started
+}
+
+// parseSwitchLog reads the agent's log lines (slog's text format)
+// "stopping engine daemon", "engine daemon stopped" and "engine daemon
+// started".
+func parseSwitchLog(stderr string) (switchParts, error) {
+	at := map[string]time.Time{}
+	var reap time.Duration
+	for line := range strings.Lines(stderr) {
+		if strings.Contains(line, `msg="engine daemon stopped"`) {
+			reap = logDuration(line, "after") - logDuration(line, "exited_after")
+		}
+		stamp, rest, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if !ok || len(stamp) == len(line) {
+			continue
+		}
+		for _, msg := range []string{"stopping engine daemon", "engine daemon stopped", "engine daemon started"} {
+			if strings.Contains(rest, `msg="`+msg+`"`) {
+				if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
+					at[msg] = t
+				}
+			}
+		}
+	}
+	stopping, stopped, started := at["stopping engine daemon"], at["engine daemon stopped"], at["engine daemon started"]
+	if stopping.IsZero() || stopped.IsZero() || started.IsZero() {
+		return switchParts{}, fmt.Errorf("the agent's log lacks the stop and start lines:\n%s", stderr)
+	}
+	return switchParts{stop: stopped.Sub(stopping), start: started.Sub(stopped), reap: reap, launched: started}, nil
+}
+
+// logDuration reads the duration attribute key of a text log line; 0 when
+// it has none.
+func logDuration(line, key string) time.Duration {
+	for f := range strings.FieldsSeq(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			d, _ := time.ParseDuration(v)
+			return d
+		}
+	}
+	return 0
 }
 
 // BenchmarkInstallOverhead compares installing a package from Azurite

@@ -404,8 +404,10 @@ var killPoints = []string{
 const roundTimeout = 4 * time.Minute
 
 // TestUpgradeSurvivesSIGKILL kills the agent with SIGKILL at random moments
-// after each step of upgrades between A and B, 21 times in all, and checks that after a restart the host always ends on a healthy A or B
-// with consistent state, and that the container never stops.
+// after each step of upgrades between A and B, 21 times in all
+// ($BERTH_SOAK_ROUNDS under `make soak`), and checks that after a restart the
+// host always ends on a healthy A or B with consistent state, and that the
+// container never stops.
 func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 	b := newRig(t, verA, verB, verC)
 	b.mustRun("engine", "install", verA)
@@ -417,8 +419,12 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 
 	// Rounds go on until 21 kills have landed mid-upgrade (a kill that
-	// comes after the agent finished does not count), at most 60 rounds.
-	const wantKills, maxRounds = 21, 60
+	// comes after the agent finished does not count), at most 60 rounds;
+	// `make soak` asks for more ($BERTH_SOAK_ROUNDS kills, in as many as
+	// three times the rounds), and as many rollback kills as one in seven.
+	wantKills := testenv.SoakRounds(t, 21)
+	maxRounds := wantKills * 60 / 21
+	rollbackKills := max(3, wantKills/7)
 	hit := map[string]int{}
 	midSwitch := map[string]int{} // journal step the kill left behind
 	kills, rounds := 0, 0
@@ -470,7 +476,7 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 
 	// Kills while a failed upgrade rolls back: the restarted agent finishes
 	// the rollback, and the host is back on the version it came from.
-	for i := 0; i < 3; i++ {
+	for i := 0; i < rollbackKills; i++ {
 		rounds++
 		from := b.status().Active
 		delay := time.Duration(rng.IntN(300)) * time.Millisecond

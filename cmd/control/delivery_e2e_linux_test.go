@@ -226,15 +226,15 @@ func TestReportsSurviveControlOutage(t *testing.T) {
 	}
 }
 
-// TestReportsSurviveSIGKILL kills the agent with SIGKILL 24 times,
-// restarting it each time: every other kill lands while a batch is in
-// flight — stored by control, its answer held back by a proxy — and the
-// others at random moments.
+// TestReportsSurviveSIGKILL kills the agent with SIGKILL 24 times
+// ($BERTH_SOAK_ROUNDS under `make soak`), restarting it each time: every
+// other kill lands while a batch is in flight — stored by control, its
+// answer held back by a proxy — and the others at random moments.
 func TestReportsSurviveSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the binaries many times")
 	}
-	const kills = 24
+	kills := testenv.SoakRounds(t, 24)
 	inFlight := make(chan struct{}, 1)
 	var cut atomic.Int32 // answers the agent did not live to read
 	r := newReliabilityRig(t, "killed-host", func(real string) string {
@@ -287,7 +287,7 @@ func TestReportsSurviveSIGKILL(t *testing.T) {
 	r.agent.start()
 	recs := r.drainAndCheck(t)
 	t.Logf("%d kills, %d of them with a stored batch's answer unread; %d records stored", kills, cut.Load(), len(recs))
-	if cut.Load() < kills/4 {
+	if int(cut.Load()) < kills/4 {
 		t.Errorf("only %d kills landed between a batch being stored and its answer; the test means to land about half there", cut.Load())
 	}
 }

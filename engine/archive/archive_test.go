@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -238,6 +239,21 @@ func TestExtractRefuses(t *testing.T) {
 		{name: "too many entries", entries: []tEntry{
 			{name: "1"}, {name: "2"}, {name: "3"}, {name: "4"}, {name: "5"}, {name: "6"},
 		}, lim: small, want: ErrTooLarge},
+		// Issue 9, item 11: PAX global headers were skipped uncounted, so
+		// an archive could hold any number of them.
+		{name: "PAX global headers count as entries", entries: []tEntry{
+			globalHeader, globalHeader, globalHeader, globalHeader, globalHeader, {name: "f", body: "x"},
+		}, lim: small, want: ErrTooLarge, entry: "f", only: []string{"tar.gz", "tar"}},
+		{name: "PAX global headers alone count", entries: slices.Repeat([]tEntry{globalHeader}, 6),
+			lim: small, want: ErrTooLarge, entry: "pax_global_header", only: []string{"tar.gz", "tar"}},
+		{name: "PAX global header over the header budget", entries: []tEntry{
+			{name: "pax_global_header", typ: tar.TypeXGlobalHeader, pax: map[string]string{"comment": strings.Repeat("g", maxHeaderBytes)}},
+			{name: "f", body: "x"},
+		}, want: ErrTooLarge, only: []string{"tar.gz", "tar"}},
+		{name: "PAX records over the header budget", entries: []tEntry{
+			{name: "f", body: "x"},
+			{name: "g", body: "y", pax: map[string]string{"BERTH.pad": strings.Repeat("p", maxHeaderBytes)}},
+		}, want: ErrTooLarge, entry: "f", only: []string{"tar.gz", "tar"}},
 	}
 	for _, tc := range tests {
 		for _, f := range formats {
@@ -257,6 +273,55 @@ func TestExtractRefuses(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// globalHeader is a PAX global header as git archive writes one.
+var globalHeader = tEntry{name: "pax_global_header", typ: tar.TypeXGlobalHeader, pax: map[string]string{"comment": "0123456789abcdef0123456789abcdef01234567"}}
+
+// A PAX global header (git archive writes one) writes nothing and does not
+// stop the archive from extracting; it counts as an entry (see tarSource).
+func TestExtractGlobalHeader(t *testing.T) {
+	for _, f := range []format{{"tar.gz", tarGz}, {"tar", tarBytes}} {
+		t.Run(f.name, func(t *testing.T) {
+			src := writeSrc(t, f.build(t, append([]tEntry{globalHeader}, dockerLayout...)...))
+			dest := filepath.Join(t.TempDir(), "v1")
+			if err := Extract(context.Background(), src, dest, Limits{MaxEntries: len(dockerLayout) + 1}); err != nil {
+				t.Fatalf("Extract: %v", err)
+			}
+			if got := tree(t, dest); len(got) != len(dockerLayout) {
+				t.Errorf("tree = %q; want the %d entries of the Docker layout only", got, len(dockerLayout))
+			}
+		})
+	}
+}
+
+// Headers that archive/tar folds into the next entry (PAX extended
+// headers, GNU long names) are not entries, so the entry limit cannot see
+// a run of them: the bytes read to reach one entry are bounded instead.
+// Here 200 extended headers come before one small file.
+func TestExtractRefusesHeaderChains(t *testing.T) {
+	one := tarBytes(t, tEntry{name: "f", body: "x", pax: map[string]string{"BERTH.pad": strings.Repeat("p", 900)}})
+	// one is [x header][x records][f header][f content][end]; the first two
+	// are 512 + 1024 bytes.
+	if one[156] != tar.TypeXHeader {
+		t.Fatalf("test archive does not start with a PAX extended header (type %q)", one[156])
+	}
+	chain := append(bytes.Repeat(one[:1536], 200), one...)
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{"tar", chain}, {"tar.gz", gzipBytes(t, chain)}} {
+		t.Run(f.name, func(t *testing.T) {
+			dest := filepath.Join(t.TempDir(), "v1")
+			err := Extract(context.Background(), writeSrc(t, f.b), dest, Limits{})
+			checkRefused(t, err, ErrTooLarge, dest)
+		})
+	}
+	// The same file behind one extended header extracts.
+	dest := filepath.Join(t.TempDir(), "v1")
+	if err := Extract(context.Background(), writeSrc(t, one), dest, Limits{}); err != nil {
+		t.Fatalf("Extract of one extended header: %v", err)
 	}
 }
 

@@ -39,6 +39,8 @@ func FuzzExtract(f *testing.F) {
 		f.Add(zipOf(f, s...))
 		f.Add(tarBytes(f, s...))
 	}
+	// PAX global and extended headers: tar only.
+	f.Add(tarGz(f, globalHeader, globalHeader, tEntry{name: "f", body: "x", pax: map[string]string{"BERTH.x": "y"}}))
 	f.Add([]byte{0x1f, 0x8b})
 	f.Add([]byte("PK\x03\x04"))
 

@@ -22,6 +22,9 @@ type tEntry struct {
 	link string
 	// size overrides the declared size when not zero (-1 declares 0).
 	size int64
+	// pax are PAX records: of the entry's extended header, or of a
+	// global header (typ tar.TypeXGlobalHeader, tar only).
+	pax map[string]string
 }
 
 func (e tEntry) declared() int64 {
@@ -48,6 +51,12 @@ func tarBytes(t testing.TB, entries ...tEntry) []byte {
 		if typ == 0 {
 			typ = tar.TypeReg
 		}
+		if typ == tar.TypeXGlobalHeader {
+			if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: typ, PAXRecords: e.pax}); err != nil {
+				t.Fatalf("tar global header %q: %v", e.name, err)
+			}
+			continue
+		}
 		mode := e.mode
 		if mode == 0 {
 			mode = 0o644
@@ -57,7 +66,7 @@ func tarBytes(t testing.TB, entries ...tEntry) []byte {
 		}
 		hdr := &tar.Header{
 			Name: e.name, Typeflag: typ, Mode: mode, Linkname: e.link,
-			ModTime: modTime, Format: tar.FormatPAX,
+			ModTime: modTime, Format: tar.FormatPAX, PAXRecords: e.pax,
 		}
 		if typ == tar.TypeReg {
 			hdr.Size = e.declared()

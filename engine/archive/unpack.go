@@ -22,6 +22,9 @@ const (
 	kindDir
 	kindSymlink
 	kindHardlink
+	// kindGlobal is a PAX global header: a record of its own in the tar
+	// stream that makes nothing on disk but counts as an entry.
+	kindGlobal
 )
 
 func (k kind) String() string {
@@ -34,6 +37,8 @@ func (k kind) String() string {
 		return "symbolic link"
 	case kindHardlink:
 		return "hard link"
+	case kindGlobal:
+		return "PAX global header"
 	}
 	return "entry"
 }
@@ -125,6 +130,9 @@ func (u *unpacker) add(ctx context.Context, e entry) error {
 	u.count++
 	if u.count > u.lim.MaxEntries {
 		return tooLarge(e.name, "more than %d entries", u.lim.MaxEntries)
+	}
+	if e.kind == kindGlobal {
+		return nil // counted; nothing to write
 	}
 	name, err := cleanName(e.name)
 	if err != nil {

@@ -104,8 +104,13 @@ const (
 var ErrInvalid = errors.New("invalid agent id")
 
 // Resolve returns the agent id; see the package comment for the order. Its
-// errors are a bad agent.id (wrapping ErrInvalid) and agent.db failures;
-// IMDS and machine-id failures only move on to the next source.
+// only error is a bad agent.id (wrapping ErrInvalid): IMDS and machine-id
+// failures move on to the next source, and an agent.db that cannot be read
+// or written is logged and resolved around (the agent must start to say
+// what is wrong with it). An id lost with agent.db (a damaged file is
+// replaced by an empty one) comes back from IMDS or the machine id; a
+// random one does not, which is why agent.id should be set where neither
+// exists.
 func Resolve(ctx context.Context, o Options) (ID, error) {
 	log := o.Logger
 	if log == nil {
@@ -134,7 +139,10 @@ func Resolve(ctx context.Context, o Options) (ID, error) {
 		var rem remembered
 		found, err := o.DB.Get(ctx, dbBucket, dbKey, &rem)
 		if err != nil {
-			return ID{}, fmt.Errorf("read the remembered agent id: %w", err)
+			// agent.db unusable (its error says why and what to do):
+			// the id is resolved afresh, as on a first boot, rather
+			// than the agent not starting.
+			log.Error("cannot read the remembered agent id; resolving it again", "err", err)
 		}
 		switch {
 		case found && Validate(rem.ID) == nil && rem.MachineID == machine:
@@ -164,7 +172,7 @@ func Resolve(ctx context.Context, o Options) (ID, error) {
 	}
 	if o.DB != nil {
 		if err := o.DB.Put(ctx, dbBucket, dbKey, remembered{ID: id.Value, Source: id.Source, MachineID: machine}); err != nil {
-			return ID{}, fmt.Errorf("remember the agent id: %w", err)
+			log.Error("cannot remember the agent id; it is resolved again at the next start", "err", err)
 		}
 	}
 	log.Info("agent id resolved", "id", id.Value, "source", id.Source)

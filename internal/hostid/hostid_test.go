@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -202,5 +203,22 @@ func TestMachineID(t *testing.T) {
 	}
 	if _, err := normalize(id); err != nil {
 		t.Errorf("machine id %q does not normalize: %v", id, err)
+	}
+}
+
+// An agent.db the agent cannot use (a directory in its place) does not stop
+// the id from being resolved: the agent must start to report it.
+func TestResolveWithUnusableDB(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := Resolve(context.Background(), Options{DB: db, IMDS: imds(t, 200, "vm-1", false), IMDSTimeout: time.Second, MachineID: machine("m1", nil)})
+	if err != nil || id.Value != "vm-1" {
+		t.Fatalf("Resolve = %+v, %v; want vm-1 from IMDS", id, err)
 	}
 }

@@ -49,3 +49,25 @@ func TestTail(t *testing.T) {
 		}
 	}
 }
+
+func TestSoakRounds(t *testing.T) {
+	tests := []struct {
+		v       string
+		want    int
+		wantErr bool
+	}{
+		{"", 21, false},
+		{"200", 200, false},
+		{"1", 1, false},
+		{"0", 0, true},
+		{"-3", 0, true},
+		{"many", 0, true},
+		{"2e2", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := soakRounds(tc.v, 21)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("soakRounds(%q, 21) = %d, %v; want %d, error %v", tc.v, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
