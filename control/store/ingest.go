@@ -57,7 +57,7 @@ type prepRec struct {
 	event  bool
 	timeMs int64
 	// heartbeat
-	state, body string
+	state string
 	// event
 	kind, message, fields string
 }
@@ -134,11 +134,7 @@ func prepare(b wire.Batch, now time.Time) (*ingestReq, error) {
 		p := prepRec{seq: int64(r.Seq), timeMs: r.Time.UnixMilli()}
 		switch {
 		case r.Kind == wire.KindHeartbeat && r.Heartbeat != nil:
-			body, err := json.Marshal(r.Heartbeat)
-			if err != nil {
-				return nil, fmt.Errorf("%w: records[%d].heartbeat: %v", wire.ErrInvalid, i, err)
-			}
-			p.state, p.body = r.Heartbeat.State, string(body)
+			p.state = r.Heartbeat.State
 		case r.Kind == wire.KindEvent && r.Event != nil:
 			fields, err := jsonObject(r.Event.Fields)
 			if err != nil {
@@ -312,6 +308,20 @@ type hostState struct {
 	touched   bool
 	checkLo   int64
 	checkHi   int64
+	// heartbeats and events count the records stored since the host was
+	// last counted, as read under the lock and then as written (see
+	// overCount); prunedSeq and prunedTime are the newest record pruned
+	// for its count (see Retention.pruned).
+	heartbeats, events    int64
+	prunedSeq, prunedTime int64
+}
+
+// pruned reports whether rec, at or below the host's last number and not
+// stored, is one the store removed: older than the retention keeps its
+// kind at now, or among those pruned for the host's count. A retry of one
+// is a duplicate; any other record there is a numbering gone back.
+func (h *hostState) pruned(rec prepRec, ret Retention, now int64) bool {
+	return ret.expired(rec.event, rec.timeMs, now) || (rec.seq <= h.prunedSeq && rec.timeMs <= h.prunedTime)
 }
 
 // commitTx commits reqs in one transaction. It returns one result per
@@ -342,8 +352,7 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 			return nil, err
 		}
 	}
-	results, w := decide(reqs, order, hosts)
-	hostWrites(agents, hosts, &w)
+	results, w := decide(reqs, order, hosts, s.retention)
 
 	if err := s.insertRows(ctx, tx, insHistory, w.hist); err != nil {
 		return nil, fmt.Errorf("insert history: %w", err)
@@ -351,6 +360,10 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 	if err := s.insertRows(ctx, tx, insEvents, w.evs); err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
+	if err := s.pruneCounts(ctx, tx, agents, hosts); err != nil {
+		return nil, err
+	}
+	hostWrites(agents, hosts, &w)
 	if err := s.insertRows(ctx, tx, upsertHosts, w.full); err != nil {
 		return nil, fmt.Errorf("update hosts: %w", err)
 	}
@@ -412,11 +425,11 @@ func markChecks(reqs []*ingestReq, hosts map[string]*hostState) {
 }
 
 // decide settles every batch in memory, in order: a batch with a record
-// below its host's last that was never stored is refused whole
-// (ErrSeqBackwards); otherwise records above the last are stored and the
-// rest count as duplicates. It advances the hosts' state and returns the
-// history and event rows to insert.
-func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]ingestRes, groupWrites) {
+// below its host's last that was never stored, nor pruned (see
+// hostState.pruned), is refused whole (ErrSeqBackwards); otherwise records
+// above the last are stored and the rest count as duplicates. It advances
+// the hosts' state and returns the history and event rows to insert.
+func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState, ret Retention) ([]ingestRes, groupWrites) {
 	results := make([]ingestRes, len(reqs))
 	var w groupWrites
 	for _, i := range order {
@@ -424,7 +437,7 @@ func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]inge
 		h := hosts[r.agent]
 		var bad error
 		for _, rec := range r.recs {
-			if rec.seq <= h.lastSeq && !h.inDB[rec.seq] && !h.inTx[rec.seq] {
+			if rec.seq <= h.lastSeq && !h.inDB[rec.seq] && !h.inTx[rec.seq] && !h.pruned(rec, ret, r.now) {
 				bad = fmt.Errorf("ingest for %s: record %d is below the stored %d and was never stored: %w", r.agent, rec.seq, h.lastSeq, ErrSeqBackwards)
 				break
 			}
@@ -447,9 +460,11 @@ func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]inge
 			h.inTx[rec.seq] = true
 			h.lastSeq = rec.seq
 			if rec.event {
+				h.events++
 				w.evs = append(w.evs, r.agent, rec.seq, rec.timeMs, r.now, rec.kind, rec.message, rec.fields)
 			} else {
-				w.hist = append(w.hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state, rec.body)
+				h.heartbeats++
+				w.hist = append(w.hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state)
 			}
 		}
 		if r.hb != nil && r.hb.seq > before {
@@ -474,12 +489,13 @@ func hostWrites(agents []string, hosts map[string]*hostState, w *groupWrites) {
 		}
 		hb := h.hb
 		if hb == nil {
-			w.touch = append(w.touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq)
+			w.touch = append(w.touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq,
+				h.heartbeats, h.events, h.prunedSeq, h.prunedTime)
 			continue
 		}
 		w.full = append(w.full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
 			hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
-			hb.lastHeartbeatMs, h.lastSeq)
+			hb.lastHeartbeatMs, h.lastSeq, h.heartbeats, h.events, h.prunedSeq, h.prunedTime)
 		if hb.labels != h.dbLabels {
 			if h.exists {
 				w.delLabels = append(w.delLabels, a)
@@ -501,14 +517,15 @@ func (s *Store) lockHosts(ctx context.Context, tx *sql.Tx, agents []string, host
 		if s.d == dialectPostgres {
 			suffix += " FOR UPDATE"
 		}
-		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels FROM hosts WHERE id IN", ids, suffix, func(rows *sql.Rows) error {
+		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels, heartbeats, events, pruned_seq, pruned_time_ms FROM hosts WHERE id IN", ids, suffix, func(rows *sql.Rows) error {
 			var id, labels string
-			var seq int64
-			if err := rows.Scan(&id, &seq, &labels); err != nil {
+			var seq, hbs, evs, pseq, ptime int64
+			if err := rows.Scan(&id, &seq, &labels, &hbs, &evs, &pseq, &ptime); err != nil {
 				return err
 			}
 			if h := hosts[id]; h != nil {
 				h.exists, h.dbLastSeq, h.lastSeq, h.dbLabels = true, seq, seq, labels
+				h.heartbeats, h.events, h.prunedSeq, h.prunedTime = hbs, evs, pseq, ptime
 			}
 			return nil
 		})
@@ -568,6 +585,52 @@ func (s *Store) storedSeqs(ctx context.Context, tx *sql.Tx, agent string, h *hos
 		return fmt.Errorf("read stored records of %s: %w", agent, err)
 	}
 	return nil
+}
+
+// pruneCounts prunes, in tx, the oldest records of the hosts that may
+// hold more than the retention's count of a kind (overCount), and sets
+// their counts and pruned marks for hostWrites.
+func (s *Store) pruneCounts(ctx context.Context, tx *sql.Tx, agents []string, hosts map[string]*hostState) error {
+	for _, a := range agents {
+		h := hosts[a]
+		for _, k := range []struct {
+			table string
+			bound int64
+			count *int64
+		}{{"history", s.retention.HeartbeatsPerHost, &h.heartbeats}, {"events", s.retention.EventsPerHost, &h.events}} {
+			if !overCount(*k.count, k.bound) {
+				continue
+			}
+			kept, seq, t, err := pruneCount(ctx, tx, k.table, a, k.bound)
+			if err != nil {
+				return fmt.Errorf("prune %s of %s to %d: %w", k.table, a, k.bound, err)
+			}
+			*k.count = kept
+			h.prunedSeq, h.prunedTime = max(h.prunedSeq, seq), max(h.prunedTime, t)
+		}
+	}
+	return nil
+}
+
+// pruneCount deletes agent's oldest rows of table beyond bound and returns
+// how many rows are kept, and the highest number and time deleted (0 when
+// none were).
+func pruneCount(ctx context.Context, tx *sql.Tx, table, agent string, bound int64) (kept, seq, t int64, err error) {
+	var n int64
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table+" WHERE host_id = $1", agent).Scan(&n); err != nil {
+		return 0, 0, 0, err
+	}
+	if n <= bound {
+		return n, 0, 0, nil
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq), MAX(time_ms) FROM (SELECT seq, time_ms FROM "+table+
+		" WHERE host_id = $1 ORDER BY seq LIMIT $2) AS oldest", agent, n-bound).Scan(&seq, &t); err != nil {
+		return 0, 0, 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE host_id = $1 AND seq <= $2", agent, seq); err != nil {
+		return 0, 0, 0, err
+	}
+	return bound, seq, t, nil
 }
 
 // param writes the i-th (from 1) placeholder of a generated statement:
@@ -651,22 +714,28 @@ type insert struct {
 
 // The inserts of Ingest.
 var (
-	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state, body)", 6,
+	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state)", 5,
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
 	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", 7,
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
 	upsertHosts = insert{`INSERT INTO hosts (id, state, engine_flavor, engine_version, engine_active,
 		engine_healthy, agent_version, os_build, labels, checks, cache, dropped_heartbeats, dropped_events,
-		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq)`, 18,
+		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq, heartbeats, events,
+		pruned_seq, pruned_time_ms)`, 22,
 		`ON CONFLICT (id) DO UPDATE SET state = excluded.state, engine_flavor = excluded.engine_flavor,
 		engine_version = excluded.engine_version, engine_active = excluded.engine_active,
 		engine_healthy = excluded.engine_healthy, agent_version = excluded.agent_version,
 		os_build = excluded.os_build, labels = excluded.labels, checks = excluded.checks, cache = excluded.cache,
 		dropped_heartbeats = excluded.dropped_heartbeats, dropped_events = excluded.dropped_events,
 		interval_ms = excluded.interval_ms, last_report_ms = excluded.last_report_ms,
-		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq`}
-	touchHosts = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq)", 5,
-		"ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq"}
+		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq,
+		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
+		pruned_time_ms = excluded.pruned_time_ms`}
+	touchHosts = insert{`INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq, heartbeats, events,
+		pruned_seq, pruned_time_ms)`, 9,
+		`ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq,
+		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
+		pruned_time_ms = excluded.pruned_time_ms`}
 	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", 4, "ON CONFLICT (id) DO NOTHING"}
 	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", 3, ""}
 	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels}

@@ -80,6 +80,20 @@ var migrations = []string{
 		created_ms BIGINT NOT NULL,
 		revoked_ms BIGINT NOT NULL DEFAULT 0
 	)`,
+	// 2: retention. History keeps each heartbeat's state, not the whole
+	// heartbeat: nothing read the body, and it was nine tenths of a row
+	// (the host's latest heartbeat is whole in hosts). Records are pruned
+	// by their time, hence its indexes; hosts count what they stored since
+	// their last count (an upper bound of what is kept) and remember the
+	// newest record pruned for its count, so that a late retry of one is a
+	// duplicate, not a numbering gone back.
+	`ALTER TABLE history DROP COLUMN body;
+	CREATE INDEX history_time ON history (time_ms);
+	CREATE INDEX events_time ON events (time_ms);
+	ALTER TABLE hosts ADD COLUMN heartbeats BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN events BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN pruned_seq BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN pruned_time_ms BIGINT NOT NULL DEFAULT 0`,
 }
 
 // migrateLock is the PostgreSQL advisory lock that keeps several serve

@@ -51,6 +51,14 @@ type Options struct {
 	// token commands must not create an empty store beside the one serve
 	// uses. Without it Open creates the store.
 	Existing bool
+	// Retention bounds the records kept per host; the zero value keeps
+	// every record (berth-control serve passes DefaultRetention or
+	// --retention).
+	Retention Retention
+	// PruneEvery is how often the store deletes records older than the
+	// retention's ages, in the background; 0 means every minute, below 0
+	// never (Prune is then the caller's).
+	PruneEvery time.Duration
 }
 
 type dialect int
@@ -81,6 +89,12 @@ type Store struct {
 	// bound caches agent → subject bindings seen in the database: a
 	// binding never changes once made, so a hit needs no query.
 	bound sync.Map
+
+	retention Retention
+	// bg owns the background pruner; bgCtx ends when the store closes.
+	bg     sync.WaitGroup
+	bgCtx  context.Context
+	bgStop context.CancelFunc
 }
 
 // Open opens the store that dsn names, creating or migrating its schema:
@@ -100,11 +114,12 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		o.BusyTimeout = 5 * time.Second
 	}
 	s := &Store{
-		log:      o.Logger.With("component", "store"),
-		maxGroup: o.MaxGroup,
-		queue:    make(chan *ingestReq, o.MaxGroup*4),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		log:       o.Logger.With("component", "store"),
+		maxGroup:  o.MaxGroup,
+		queue:     make(chan *ingestReq, o.MaxGroup*4),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+		retention: o.Retention,
 	}
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
@@ -123,7 +138,15 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	go s.writer()
+	if every := o.PruneEvery; every >= 0 && (o.Retention.Heartbeats > 0 || o.Retention.Events > 0) {
+		if every == 0 {
+			every = time.Minute
+		}
+		s.bg.Add(1)
+		go s.pruner(every)
+	}
 	return s, nil
 }
 
@@ -228,6 +251,8 @@ func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
 		close(s.quit)
+		s.bgStop()
+		s.bg.Wait()
 		<-s.done
 		err = s.w.Close()
 		if s.r != s.w {

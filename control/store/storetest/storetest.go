@@ -57,6 +57,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"BindIdentityConcurrent", testBindIdentityConcurrent},
 		{"Tokens", testTokens},
 		{"Closed", testClosed},
+		{"Forget", testForget},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -94,6 +95,26 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 			t.Errorf("retry after reopen: %+v, want 2 duplicates", ack)
 		}
 	})
+	// The retention cases open their own store, with its options.
+	for _, c := range []struct {
+		name string
+		o    store.Options
+		run  func(t *testing.T, s *store.Store)
+	}{
+		{"RetentionAge", store.Options{Retention: store.Retention{Heartbeats: 30 * day, Events: 90 * day}, PruneEvery: -1}, testRetentionAge},
+		{"RetentionCount", store.Options{Retention: store.Retention{HeartbeatsPerHost: 5, EventsPerHost: 3}, PruneEvery: -1}, testRetentionCount},
+		{"Pruner", store.Options{Retention: store.Retention{Heartbeats: 30 * day}, PruneEvery: 20 * time.Millisecond}, testPruner},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := store.Open(context.Background(), newDSN(t), c.o)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { s.Close() })
+			c.run(t, s)
+		})
+	}
 	t.Run("TwoStoresShareDatabase", func(t *testing.T) {
 		t.Parallel()
 		dsn := newDSN(t)
