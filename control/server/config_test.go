@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/control/server"
+	"github.com/berthhq/berth/control/store"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -15,6 +16,8 @@ func TestParseConfig(t *testing.T) {
 	want.DB = "sqlite:///var/lib/berth-control/control.db"
 	want.Auth = "entra,token"
 	want.Entra = server.EntraConfig{Tenant: "t", Audience: "api://berth-control", OperatorRole: "Ops"}
+	want.Retention = "heartbeats=7d,eventsPerHost=500"
+	want.Quota.RecordsPerMinute = 1200
 	tests := []struct {
 		name, data string
 	}{
@@ -26,9 +29,13 @@ entra:
   tenant: t
   audience: api://berth-control
   operatorRole: Ops
+retention: heartbeats=7d,eventsPerHost=500
+quota:
+  recordsPerMinute: 1200
 `},
 		{"json", `{"listen": ":9090", "db": "sqlite:///var/lib/berth-control/control.db", "auth": "entra,token",
- "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops"}}`},
+ "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops"},
+ "retention": "heartbeats=7d,eventsPerHost=500", "quota": {"recordsPerMinute": 1200}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +79,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad listen", func(c *server.Config) { c.DB = "sqlite://x"; c.Listen = "8080" }, "host:port"},
 		{"bad auth", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "magic" }, "magic"},
 		{"entra without tenant", func(c *server.Config) { c.DB = "sqlite://x"; c.Auth = "entra" }, "--entra-tenant"},
+		{"bad retention", func(c *server.Config) { c.Retention = "history=1d" }, `--retention: retention: unknown key "history"`},
+		{"negative quota", func(c *server.Config) { c.Quota.BytesPerMinute = -1 }, "cannot be negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := server.DefaultConfig()
@@ -107,5 +116,23 @@ func TestRedactDSN(t *testing.T) {
 		if got := server.RedactDSN(in); got != want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestRetentionAndQuotaOptions(t *testing.T) {
+	c := server.DefaultConfig()
+	r, err := c.RetentionPolicy()
+	if err != nil || r != store.DefaultRetention {
+		t.Errorf("default retention %+v, %v; want %+v", r, err, store.DefaultRetention)
+	}
+	var o server.Options
+	c.QuotaOptions(&o)
+	if o.QuotaRecords != server.DefaultQuotaRecords || o.QuotaBytes != server.DefaultQuotaBytes {
+		t.Errorf("default quota %d records, %d bytes", o.QuotaRecords, o.QuotaBytes)
+	}
+	c.Quota = server.QuotaConfig{RecordsPerMinute: 0, BytesPerMinute: 1 << 20}
+	c.QuotaOptions(&o)
+	if o.QuotaRecords != -1 || o.QuotaBytes != 1<<20 {
+		t.Errorf("quota of 0 records: options %d records, %d bytes; want -1 (no bound) and 1 MiB", o.QuotaRecords, o.QuotaBytes)
 	}
 }

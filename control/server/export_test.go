@@ -8,3 +8,9 @@ func SetSlotWait(d time.Duration) func() {
 	slotWait = d
 	return func() { slotWait = old }
 }
+
+// ParseDropHistory is parseDropHistory, for its table test.
+var ParseDropHistory = parseDropHistory
+
+// GCRA is gcra, for its table test.
+var GCRA = gcra
