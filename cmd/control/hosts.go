@@ -30,12 +30,13 @@ func (l labelFlags) Set(s string) error {
 	return nil
 }
 
-// hostsCommand is berth-control hosts list|show, through the operator API.
+// hostsCommand is berth-control hosts list|show|forget, through the
+// operator API.
 func hostsCommand() *cli.Command {
 	var serverURL, tokenFile string
 	var f wire.HostFilter
 	labels := labelFlags{}
-	var all bool
+	var all, dropHistory bool
 	var history int
 	connect := func(in *cli.Invocation) (*client.Client, error) {
 		token, err := client.LoadToken(tokenFile, in.Getenv("BERTH_TOKEN"))
@@ -115,8 +116,35 @@ func hostsCommand() *cli.Command {
 					return in.Print(hostDetailOut{HostDetail: d, Interval: cli.Duration(d.Interval)},
 						func(w io.Writer) error { return client.WriteHost(w, d, time.Now()) })
 				}},
+			{Name: "forget", Args: "ID", ArgsDoc: "one host ID",
+				Summary: "reset a host: its next reports are taken whatever their numbers (its history is kept unless --drop-history)",
+				Flags: func(fs *flag.FlagSet) {
+					fs.BoolVar(&dropHistory, "drop-history", false, "delete the host's heartbeats and events too")
+				},
+				Run: func(ctx context.Context, in *cli.Invocation) error {
+					c, err := connect(in)
+					if err != nil {
+						return err
+					}
+					f, err := c.Forget(ctx, in.Args[0], dropHistory)
+					if err != nil {
+						return badRequestIsUsage(err)
+					}
+					return in.Print(f, func(w io.Writer) error { return writeForgotten(w, f) })
+				}},
 		},
 	}
+}
+
+// writeForgotten is hosts forget's text output.
+func writeForgotten(w io.Writer, f wire.Forgotten) error {
+	var err error
+	if f.HistoryDropped {
+		_, err = fmt.Fprintf(w, "forgot host %s and deleted its %d heartbeats and %d events; its next report starts it anew\n", f.ID, f.Heartbeats, f.Events)
+	} else {
+		_, err = fmt.Fprintf(w, "forgot host %s (its heartbeats and events are kept); its next report starts it anew\n", f.ID)
+	}
+	return err
 }
 
 // The --output json forms of hosts list and show: the API's types with

@@ -41,6 +41,7 @@ func serveCommand() *cli.Command {
 			fs.StringVar(&f.Entra.Authority, "entra-authority", "", "Entra ID login endpoint (default "+auth.DefaultAuthority+")")
 			fs.StringVar(&f.Entra.OperatorRole, "entra-operator-role", "", "app role that makes an Entra principal an operator (default "+auth.DefaultOperatorRole+")")
 			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
+			fs.StringVar(&f.Retention, "retention", "", "what the store keeps of each host's records, as `KEY=VALUE,…`: heartbeats and events by age (30d, 12h; 0 keeps for ever), heartbeatsPerHost and eventsPerHost by count (0: no bound); keys not given keep their defaults, "+store.DefaultRetention.String())
 		},
 		Run: func(ctx context.Context, in *cli.Invocation) error {
 			cfg := def
@@ -79,6 +80,8 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 		cfg.Log.Level = f.Log.Level
 	case "log-format":
 		cfg.Log.Format = f.Log.Format
+	case "retention":
+		cfg.Retention = f.Retention
 	}
 }
 
@@ -96,7 +99,12 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		fmt.Fprintln(stderr, w)
 		log.Warn(w)
 	}
-	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods)
+	retention, err := cfg.RetentionPolicy()
+	if err != nil {
+		return cli.Usage(err)
+	}
+	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods, "retention", retention.String(),
+		"quota_records_per_minute", cfg.Quota.RecordsPerMinute, "quota_bytes_per_minute", cfg.Quota.BytesPerMinute)
 	// A report is a few KiB of short-lived garbage and the live heap is
 	// small, so the default GC target spends a fifth of the CPU collecting;
 	// a higher one trades a few MiB for ingest rate. GOGC still wins.
@@ -104,7 +112,7 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		debug.SetGCPercent(400)
 	}
 
-	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log, Retention: retention})
 	if errors.Is(err, store.ErrBadDSN) {
 		return cli.Usage(err)
 	}
@@ -129,7 +137,9 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		Login:     server.OperatorLogin(authn),
 		Logger:    log,
 	})
-	srv := server.New(server.Options{Store: st, Auth: authn, Logger: log, Web: page})
+	so := server.Options{Store: st, Auth: authn, Logger: log, Web: page}
+	cfg.QuotaOptions(&so)
+	srv := server.New(so)
 	err = srv.ListenAndServe(ctx, cfg.Listen, func(a net.Addr) {
 		fmt.Fprintf(stderr, "berth-control serving http://%s (auth %s, db %s); Ctrl-C stops\n", a, cfg.Auth, server.RedactDSN(cfg.DB))
 	})
