@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -44,56 +45,69 @@ const (
 	DefaultQuotaBytes   = 4 << 20
 )
 
-// identityKey names who sends a report, for the per-identity bound: the
-// agent an issued token names, or the Entra subject. Under --auth none
-// there are no identities, and no bound ("").
-func identityKey(p auth.Principal) string {
+// identity names who sends a report, for the per-identity bound: the
+// agent an issued token names, or the subject of another method. It is a
+// pair rather than one joined string so that naming it costs nothing.
+type identity struct{ kind, name string }
+
+func (id identity) String() string { return id.kind + " " + id.name }
+
+// identityOf is p's identity. Under --auth none there are no identities,
+// and no bound (the zero identity).
+func identityOf(p auth.Principal) identity {
 	switch {
 	case p.Method == auth.MethodNone:
-		return ""
+		return identity{}
 	case p.Agent != "":
-		return "agent:" + p.Agent
+		return identity{"agent", p.Agent}
 	}
-	return string(p.Method) + ":" + p.Subject
+	return identity{string(p.Method), p.Subject}
 }
 
 // inProgress counts the reports each identity has in progress.
 type inProgress struct {
 	mu  sync.Mutex
-	n   map[string]int
+	n   map[identity]int
 	max int
 }
 
-// enter takes one of key's places, or says false when it has max; leave
-// gives it back. The empty key is never bounded.
-func (p *inProgress) enter(key string) bool {
-	if key == "" {
+// enter takes one of id's places, or says false when it has max; leave
+// gives it back. The zero identity is never bounded.
+func (p *inProgress) enter(id identity) bool {
+	if id == (identity{}) {
 		return true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.n[key] >= p.max {
+	if p.n[id] >= p.max {
 		return false
 	}
-	p.n[key]++
+	p.n[id]++
 	return true
 }
 
-func (p *inProgress) leave(key string) {
-	if key == "" {
+func (p *inProgress) leave(id identity) {
+	if id == (identity{}) {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.n[key] <= 1 {
-		delete(p.n, key)
+	if p.n[id] <= 1 {
+		delete(p.n, id)
 		return
 	}
-	p.n[key]--
+	p.n[id]--
 }
 
-// bodies are reused buffers of report bodies; most are a few KiB.
-var bodies = sync.Pool{New: func() any { return new([]byte) }}
+// body is a report's body, read whole; the server pools them.
+type body struct {
+	buf  []byte
+	held int64 // bytes counted against Server.maxBuffered
+	rd   bytes.Reader
+}
+
+// bodies are reused: most bodies are a few KiB.
+var bodies = sync.Pool{New: func() any { return new(body) }}
 
 // maxPooledBody is the largest buffer kept for reuse: the rare large
 // batch's buffer goes back to the collector.
@@ -105,60 +119,66 @@ const readChunk = 32 << 10
 
 // readBody reads the whole body of r, at most s.maxBody bytes, by the
 // body deadline. The bytes it holds count against the server's bound on
-// buffered bodies as they arrive; done gives them back.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, done func(), err error) {
+// buffered bodies as they arrive; releaseBody gives them back.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*body, error) {
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return nil, nil, fmt.Errorf("set the body's deadline: %w", err)
+		return nil, fmt.Errorf("set the body's deadline: %w", err)
 	}
-	bp := bodies.Get().(*[]byte)
-	buf := (*bp)[:0]
-	var held int64
-	reserve := func(n int64) bool {
-		if s.buffered.Add(n) > s.maxBuffered {
-			s.buffered.Add(-n)
-			return false
-		}
-		held += n
-		return true
-	}
-	done = func() {
-		s.buffered.Add(-held)
-		if cap(buf) <= maxPooledBody {
-			*bp = buf[:0]
-			bodies.Put(bp)
-		}
-	}
-	fail := func(err error) ([]byte, func(), error) {
-		done()
-		return nil, nil, err
-	}
-	if !reserve(int64(cap(buf))) {
-		return fail(s.busyBuffering())
+	b := bodies.Get().(*body)
+	b.buf = b.buf[:0]
+	if !s.reserve(b, int64(cap(b.buf))) {
+		return nil, s.fail(b, s.busyBuffering())
 	}
 	for {
-		if len(buf) == cap(buf) {
+		if len(b.buf) == cap(b.buf) {
 			// Grow geometrically, counting the bytes before holding them;
 			// one byte past the limit tells a body over it.
-			grow := min(max(cap(buf), readChunk), int(s.maxBody)+1-len(buf))
-			if !reserve(int64(grow)) {
-				return fail(s.busyBuffering())
+			grow := min(max(cap(b.buf), readChunk), int(s.maxBody)+1-len(b.buf))
+			if !s.reserve(b, int64(grow)) {
+				return nil, s.fail(b, s.busyBuffering())
 			}
-			nb := make([]byte, len(buf), cap(buf)+grow)
-			copy(nb, buf)
-			buf = nb
+			nb := make([]byte, len(b.buf), cap(b.buf)+grow)
+			copy(nb, b.buf)
+			b.buf = nb
 		}
-		n, rerr := r.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		n, rerr := r.Body.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
 		switch {
-		case int64(len(buf)) > s.maxBody:
-			return fail(apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body over the limit of %d bytes; send fewer records per batch", s.maxBody))
+		case int64(len(b.buf)) > s.maxBody:
+			return nil, s.fail(b, apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body over the limit of %d bytes; send fewer records per batch", s.maxBody))
 		case rerr == io.EOF:
-			return buf, done, nil
+			return b, nil
 		case rerr != nil:
-			return fail(s.bodyError(rerr))
+			return nil, s.fail(b, s.bodyError(rerr))
 		}
 	}
+}
+
+// reserve counts n more bytes of b against the bound, or says false.
+func (s *Server) reserve(b *body, n int64) bool {
+	if s.buffered.Add(n) > s.maxBuffered {
+		s.buffered.Add(-n)
+		return false
+	}
+	b.held += n
+	return true
+}
+
+// releaseBody gives b's bytes back to the bound and b to the pool.
+func (s *Server) releaseBody(b *body) {
+	s.buffered.Add(-b.held)
+	b.held = 0
+	b.rd.Reset(nil)
+	if cap(b.buf) <= maxPooledBody {
+		bodies.Put(b)
+	}
+}
+
+// fail releases b and returns err.
+func (s *Server) fail(b *body, err error) error {
+	s.releaseBody(b)
+	return err
 }
 
 // busyBuffering is the answer when the server holds all the report bytes
@@ -282,8 +302,8 @@ func (s *Server) chargeQuota(b wire.Batch, size int64) error {
 
 // tooMany is the answer to an identity with DefaultPerIdentity reports in
 // progress.
-func tooMany(key string, n int) error {
+func tooMany(id identity, n int) error {
 	return &apiError{status: http.StatusTooManyRequests, code: wire.CodeRateLimited,
-		msg:        fmt.Sprintf("%s has %d reports in progress already; send one batch at a time", key, n),
+		msg:        fmt.Sprintf("%s has %d reports in progress already; send one batch at a time", id, n),
 		retryAfter: jitter(1, 5)}
 }

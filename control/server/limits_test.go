@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/wire"
 )
@@ -247,6 +248,24 @@ func TestGCRA(t *testing.T) {
 		due, wait, ok := server.GCRA(c.due, now, c.cost, c.limit, window)
 		if due != c.wantDue || wait != c.wait || ok != c.ok {
 			t.Errorf("%s: gcra = %v, %v, %v; want %v, %v, %v", c.name, time.Duration(due-now), wait, ok, time.Duration(c.wantDue-now), c.wait, c.ok)
+		}
+	}
+}
+
+// TestIdentityOf: what the per-identity bound counts a report against.
+func TestIdentityOf(t *testing.T) {
+	for _, c := range []struct {
+		p    auth.Principal
+		want string
+	}{
+		{auth.Principal{Method: auth.MethodToken, Role: "agent", Subject: "vm-1", Agent: "vm-1"}, "agent vm-1"},
+		{auth.Principal{Method: auth.MethodEntra, Role: "agent", Subject: "oid-1"}, "entra oid-1"},
+		// Two Entra principals binding to one agent id are two identities.
+		{auth.Principal{Method: auth.MethodEntra, Role: "agent", Subject: "oid-2"}, "entra oid-2"},
+		{auth.Anonymous, ""},
+	} {
+		if got := server.IdentityOf(c.p); got != c.want {
+			t.Errorf("identityOf(%+v) = %q, want %q", c.p, got, c.want)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,16 +56,16 @@ func (s *Server) postReports(w http.ResponseWriter, r *http.Request) (err error)
 	if r.ContentLength > s.maxBody {
 		return apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body of %d bytes is over the limit of %d bytes; send fewer records per batch", r.ContentLength, s.maxBody)
 	}
-	key := identityKey(p)
-	if !s.inProgress.enter(key) {
-		return tooMany(key, s.inProgress.max)
+	id := identityOf(p)
+	if !s.inProgress.enter(id) {
+		return tooMany(id, s.inProgress.max)
 	}
-	defer s.inProgress.leave(key)
-	raw, done, err := s.readBody(w, r)
+	defer s.inProgress.leave(id)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer s.releaseBody(body)
 	read = true
 
 	release, err := s.acquire(r.Context())
@@ -74,7 +73,7 @@ func (s *Server) postReports(w http.ResponseWriter, r *http.Request) (err error)
 		return err
 	}
 	defer release()
-	batch, size, err := s.decode(raw, gz)
+	batch, size, err := s.decode(body, gz)
 	if err != nil {
 		return err
 	}
@@ -156,20 +155,21 @@ func isGzip(values []string) (bool, error) {
 // tables, too much to allocate per report.
 var gzipReaders sync.Pool
 
-// decode reads one batch from raw, the body, and returns it with the size
-// of its JSON. Gzipped, it is bounded to maxBody bytes decompressed too,
-// so that a small gzip bomb cannot make the server hold or parse more.
-func (s *Server) decode(raw []byte, gz bool) (wire.Batch, int64, error) {
+// decode reads one batch from the body and returns it with the size of
+// its JSON. Gzipped, it is bounded to maxBody bytes decompressed too, so
+// that a small gzip bomb cannot make the server hold or parse more.
+func (s *Server) decode(body *body, gz bool) (wire.Batch, int64, error) {
+	body.rd.Reset(body.buf)
 	if !gz {
-		b, err := wire.DecodeBatch(bytes.NewReader(raw), s.maxBody)
-		return b, int64(len(raw)), err
+		b, err := wire.DecodeBatch(&body.rd, s.maxBody)
+		return b, int64(len(body.buf)), err
 	}
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
 	if zr == nil {
 		zr = new(gzip.Reader)
 	}
 	defer gzipReaders.Put(zr)
-	if err := zr.Reset(bytes.NewReader(raw)); err != nil {
+	if err := zr.Reset(&body.rd); err != nil {
 		return wire.Batch{}, 0, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "Content-Encoding is gzip but the body is not gzip: %v", err)
 	}
 	gr := gzipErrReader{r: zr}

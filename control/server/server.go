@@ -170,7 +170,7 @@ func New(o Options) *Server {
 	s.slots = make(chan struct{}, n)
 	s.bodyTimeout = cmp.Or(max(o.BodyTimeout, 0), DefaultBodyTimeout)
 	s.maxBuffered = cmp.Or(max(o.MaxBufferedBytes, 0), DefaultMaxBuffered)
-	s.inProgress = inProgress{n: map[string]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
+	s.inProgress = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
 	// A measure below 0 is unbounded (a limit of 0 in the quota).
 	records, bytes := max(cmp.Or(o.QuotaRecords, DefaultQuotaRecords), 0), max(cmp.Or(o.QuotaBytes, DefaultQuotaBytes), 0)
 	if records > 0 || bytes > 0 {
