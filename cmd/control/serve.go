@@ -85,6 +85,11 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 	}
 }
 
+// countsMaxAge is how old the counts of /v1/counts and the web page may
+// be: counting a large fleet reads every host, and the page refreshes
+// every 10 s.
+const countsMaxAge = 5 * time.Second
+
 // serve runs the endpoint cfg describes until ctx ends.
 func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	methods, err := cfg.Methods()
@@ -112,7 +117,7 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		debug.SetGCPercent(400)
 	}
 
-	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log, Retention: retention})
+	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log, Retention: retention, CountsMaxAge: countsMaxAge})
 	if errors.Is(err, store.ErrBadDSN) {
 		return cli.Usage(err)
 	}

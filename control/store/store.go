@@ -59,6 +59,10 @@ type Options struct {
 	// retention's ages, in the background; 0 means every minute, below 0
 	// never (Prune is then the caller's).
 	PruneEvery time.Duration
+	// CountsMaxAge lets Counts answer from a copy up to this old, read
+	// again in the background once older (see countsCache); 0 reads the
+	// database every time.
+	CountsMaxAge time.Duration
 }
 
 type dialect int
@@ -90,7 +94,9 @@ type Store struct {
 	// binding never changes once made, so a hit needs no query.
 	bound sync.Map
 
-	retention Retention
+	retention    Retention
+	countsMaxAge time.Duration
+	counts       countsCache
 	// bg owns the background pruner; bgCtx ends when the store closes.
 	bg     sync.WaitGroup
 	bgCtx  context.Context
@@ -114,12 +120,13 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		o.BusyTimeout = 5 * time.Second
 	}
 	s := &Store{
-		log:       o.Logger.With("component", "store"),
-		maxGroup:  o.MaxGroup,
-		queue:     make(chan *ingestReq, o.MaxGroup*4),
-		quit:      make(chan struct{}),
-		done:      make(chan struct{}),
-		retention: o.Retention,
+		log:          o.Logger.With("component", "store"),
+		maxGroup:     o.MaxGroup,
+		queue:        make(chan *ingestReq, o.MaxGroup*4),
+		quit:         make(chan struct{}),
+		done:         make(chan struct{}),
+		retention:    o.Retention,
+		countsMaxAge: o.CountsMaxAge,
 	}
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
@@ -251,6 +258,7 @@ func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
 		close(s.quit)
+		s.counts.close()
 		s.bgStop()
 		s.bg.Wait()
 		<-s.done

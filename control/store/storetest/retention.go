@@ -187,3 +187,31 @@ func testForget(t *testing.T, s *store.Store) {
 		t.Errorf("Forget(h2, drop) of its kept history = %+v, %v", f, err)
 	}
 }
+
+// testCountsCached: with CountsMaxAge, Counts answers from a copy until
+// it is that old, then from the old copy while a new one is read, and
+// never hands out the copy's own maps.
+func testCountsCached(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	ingestFleet(t, s)
+	first, err := s.Counts(ctx, fleetNow)
+	if err != nil || first.Total != len(fleet) {
+		t.Fatalf("Counts = %+v, %v; want %d hosts", first, err, len(fleet))
+	}
+	first.ByState["Healthy"] = 1000 // the caller's copy, not the store's
+	mustIngest(t, s, batch("new-host", HB(1, "Healthy")), fleetNow)
+	c, err := s.Counts(ctx, fleetNow)
+	if err != nil || c.Total != len(fleet) || c.ByState["Healthy"] != 3 {
+		t.Errorf("Counts within the age = %+v, %v; want the copy: %d hosts, 3 Healthy", c, err, len(fleet))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Total != len(fleet)+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Counts still %d hosts long after the copy's age", c.Total)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if c, err = s.Counts(ctx, fleetNow); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

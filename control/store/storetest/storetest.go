@@ -104,6 +104,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"RetentionAge", store.Options{Retention: store.Retention{Heartbeats: 30 * day, Events: 90 * day}, PruneEvery: -1}, testRetentionAge},
 		{"RetentionCount", store.Options{Retention: store.Retention{HeartbeatsPerHost: 5, EventsPerHost: 3}, PruneEvery: -1}, testRetentionCount},
 		{"Pruner", store.Options{Retention: store.Retention{Heartbeats: 30 * day}, PruneEvery: 20 * time.Millisecond}, testPruner},
+		{"CountsCached", store.Options{CountsMaxAge: 200 * time.Millisecond}, testCountsCached},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
