@@ -370,7 +370,7 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 	if err := s.insertRows(ctx, tx, touchHosts, w.touch); err != nil {
 		return nil, fmt.Errorf("update hosts: %w", err)
 	}
-	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id IN", w.delLabels, ""); err != nil {
+	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id", w.delLabels, ""); err != nil {
 		return nil, fmt.Errorf("update labels: %w", err)
 	}
 	if err := s.insertRows(ctx, tx, insLabels, w.labels); err != nil {
@@ -517,7 +517,7 @@ func (s *Store) lockHosts(ctx context.Context, tx *sql.Tx, agents []string, host
 		if s.d == dialectPostgres {
 			suffix += " FOR UPDATE"
 		}
-		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels, heartbeats, events, pruned_seq, pruned_time_ms FROM hosts WHERE id IN", ids, suffix, func(rows *sql.Rows) error {
+		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels, heartbeats, events, pruned_seq, pruned_time_ms FROM hosts WHERE id", ids, suffix, func(rows *sql.Rows) error {
 			var id, labels string
 			var seq, hbs, evs, pseq, ptime int64
 			if err := rows.Scan(&id, &seq, &labels, &hbs, &evs, &pseq, &ptime); err != nil {
@@ -646,82 +646,116 @@ func (s *Store) param(b *strings.Builder, i int) {
 	b.WriteString(strconv.Itoa(i))
 }
 
-// maxParams keeps a statement under SQLite's limit of 32766 bound
-// parameters (PostgreSQL allows 65535).
-const maxParams = 30000
-
-// insertRows runs head VALUES (…) tail for args, ncols per row. On
-// PostgreSQL it sends multi-row statements, as few as the parameter limit
-// allows, since each statement is a round trip. On SQLite, in process, a
-// round trip costs nothing and parsing a statement of thousands of
-// parameters costs much: it runs one prepared single-row statement per row.
+// insertRows runs ins for args, rows of len(ins.types) values one after
+// another. On PostgreSQL it sends one statement whatever the rows: INSERT
+// … SELECT * FROM unnest($1::type[], …), one array per column. A multi-row VALUES list of one parameter per
+// value, as it once sent, cost PostgreSQL more to parse and plan than to
+// execute (the planner copies the list several times over); arrays keep
+// the plan as small for a thousand rows as for one. On SQLite, in
+// process, a round trip costs nothing and parsing a statement of
+// thousands of parameters costs much: it runs one prepared single-row
+// statement per row.
 func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, ins insert, args []any) error {
-	head, ncols, tail := ins.head, ins.ncols, ins.tail
 	if len(args) == 0 {
 		return nil
 	}
-	if s.d == dialectSQLite {
-		stmt := s.stmts[ins]
-		if stmt == nil {
-			return fmt.Errorf("statement %q not prepared", head)
+	if s.d == dialectPostgres {
+		cols, err := columns(ins.types, args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ins.head, err)
 		}
-		st := tx.StmtContext(ctx, stmt)
-		for ; len(args) > 0; args = args[ncols:] {
-			if _, err := st.ExecContext(ctx, args[:ncols]...); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = tx.ExecContext(ctx, ins.head+" SELECT * FROM unnest("+arrayParams(ins.types)+") "+ins.tail, cols...)
+		return err
 	}
-	per := maxParams / ncols
-	for len(args) > 0 {
-		n := min(len(args)/ncols, per)
-		var b strings.Builder
-		b.Grow(len(head) + len(tail) + n*ncols*6)
-		b.WriteString(head)
-		b.WriteString(" VALUES ")
-		p := 1
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for c := 0; c < ncols; c++ {
-				if c > 0 {
-					b.WriteByte(',')
-				}
-				s.param(&b, p)
-				p++
-			}
-			b.WriteByte(')')
-		}
-		b.WriteByte(' ')
-		b.WriteString(tail)
-		if _, err := tx.ExecContext(ctx, b.String(), args[:n*ncols]...); err != nil {
+	stmt := s.stmts[ins.head]
+	if stmt == nil {
+		return fmt.Errorf("statement %q not prepared", ins.head)
+	}
+	st := tx.StmtContext(ctx, stmt)
+	for ; len(args) > 0; args = args[len(ins.types):] {
+		if _, err := st.ExecContext(ctx, args[:len(ins.types)]...); err != nil {
 			return err
 		}
-		args = args[n*ncols:]
 	}
 	return nil
 }
 
+// columns turns args, rows of len(types) values, into one slice per
+// column: []string for text, []int64 for bigint, as arrays are sent.
+func columns(types []string, args []any) ([]any, error) {
+	n := len(args) / len(types)
+	cols := make([]any, len(types))
+	for c, t := range types {
+		switch t {
+		case "text":
+			col := make([]string, n)
+			for r := range n {
+				v, ok := args[r*len(types)+c].(string)
+				if !ok {
+					return nil, fmt.Errorf("column %d row %d: %T, want a string", c, r, args[r*len(types)+c])
+				}
+				col[r] = v
+			}
+			cols[c] = col
+		case "bigint":
+			col := make([]int64, n)
+			for r := range n {
+				v, ok := args[r*len(types)+c].(int64)
+				if !ok {
+					return nil, fmt.Errorf("column %d row %d: %T, want an int64", c, r, args[r*len(types)+c])
+				}
+				col[r] = v
+			}
+			cols[c] = col
+		default:
+			return nil, fmt.Errorf("column %d: type %q has no array form", c, t)
+		}
+	}
+	return cols, nil
+}
+
+// arrayParams is "$1::text[], $2::bigint[], …" for types.
+func arrayParams(types []string) string {
+	var b strings.Builder
+	for i, t := range types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(i + 1))
+		b.WriteString("::")
+		b.WriteString(t)
+		b.WriteString("[]")
+	}
+	return b.String()
+}
+
 // insert is a statement insertRows runs for many rows.
 type insert struct {
-	head  string // INSERT INTO t (columns)
-	ncols int
-	tail  string // ON CONFLICT …
+	head  string   // INSERT INTO t (columns)
+	types []string // the columns' types: text or bigint
+	tail  string   // ON CONFLICT …
+}
+
+// colTypes spells an insert's column types, t for text and b for bigint.
+func colTypes(tb string) []string {
+	out := make([]string, len(tb))
+	for i, c := range tb {
+		out[i] = map[rune]string{'t': "text", 'b': "bigint"}[c]
+	}
+	return out
 }
 
 // The inserts of Ingest.
 var (
-	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state)", 5,
+	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state)", colTypes("tbbbt"),
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
-	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", 7,
+	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", colTypes("tbbbttt"),
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
 	upsertHosts = insert{`INSERT INTO hosts (id, state, engine_flavor, engine_version, engine_active,
 		engine_healthy, agent_version, os_build, labels, checks, cache, dropped_heartbeats, dropped_events,
 		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq, heartbeats, events,
-		pruned_seq, pruned_time_ms)`, 22,
+		pruned_seq, pruned_time_ms)`, colTypes("ttttbbttttt" + "bbbbbbbbbbb"),
 		`ON CONFLICT (id) DO UPDATE SET state = excluded.state, engine_flavor = excluded.engine_flavor,
 		engine_version = excluded.engine_version, engine_active = excluded.engine_active,
 		engine_healthy = excluded.engine_healthy, agent_version = excluded.agent_version,
@@ -732,12 +766,12 @@ var (
 		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
 		pruned_time_ms = excluded.pruned_time_ms`}
 	touchHosts = insert{`INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq, heartbeats, events,
-		pruned_seq, pruned_time_ms)`, 9,
+		pruned_seq, pruned_time_ms)`, colTypes("tbbbbbbbb"),
 		`ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq,
 		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
 		pruned_time_ms = excluded.pruned_time_ms`}
-	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", 4, "ON CONFLICT (id) DO NOTHING"}
-	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", 3, ""}
+	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", colTypes("tbbb"), "ON CONFLICT (id) DO NOTHING"}
+	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", colTypes("ttt"), ""}
 	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels}
 )
 
@@ -745,35 +779,30 @@ var (
 // before the writer starts: inside a transaction, which holds that
 // connection, preparing would wait for it for ever.
 func (s *Store) prepareInserts(ctx context.Context) error {
-	s.stmts = map[insert]*sql.Stmt{}
+	s.stmts = map[string]*sql.Stmt{}
 	for _, ins := range inserts {
-		st, err := s.w.PrepareContext(ctx, ins.head+" VALUES "+s.placeholders("", ins.ncols, ins.tail))
+		st, err := s.w.PrepareContext(ctx, ins.head+" VALUES "+s.placeholders("", len(ins.types), ins.tail))
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", ins.head, err)
 		}
-		s.stmts[ins] = st
+		s.stmts[ins.head] = st
 	}
 	return nil
 }
 
-// inList runs head ($1, …, $n) tail for ids, in chunks.
+// inList runs head IN (ids) tail for ids; head ends with the column.
 func (s *Store) inList(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		if _, err := tx.ExecContext(ctx, s.placeholders(head, n, tail), ids[:n]...); err != nil {
-			return err
-		}
-		ids = ids[n:]
-	}
-	return nil
+	return s.eachChunk(ids, func(q string, args []any) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	}, head, tail)
 }
 
-// inListQuery runs the query head ($1, …, $n) tail for ids, in chunks,
-// calling scan for each row.
+// inListQuery runs the query head IN (ids) tail, calling scan for each
+// row; head ends with the column.
 func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string, scan func(*sql.Rows) error) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		rows, err := tx.QueryContext(ctx, s.placeholders(head, n, tail), ids[:n]...)
+	return s.eachChunk(ids, func(q string, args []any) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -783,7 +812,25 @@ func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []
 				return err
 			}
 		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return errors.Join(rows.Err(), rows.Close())
+	}, head, tail)
+}
+
+// eachChunk calls run with the statement head IN (ids) tail and its
+// arguments: on PostgreSQL once, with the ids as one array (= ANY($1),
+// which plans as cheaply for a thousand ids as for one); on SQLite in
+// chunks of a thousand placeholders.
+func (s *Store) eachChunk(ids []any, run func(q string, args []any) error, head, tail string) error {
+	if s.d == dialectPostgres {
+		strs := make([]string, len(ids))
+		for i, id := range ids {
+			strs[i], _ = id.(string)
+		}
+		return run(head+" = ANY($1::text[]) "+tail, []any{strs})
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		if err := run(s.placeholders(head+" IN", n, tail), ids[:n]); err != nil {
 			return err
 		}
 		ids = ids[n:]

@@ -87,8 +87,9 @@ type Store struct {
 	done     chan struct{}
 	close    sync.Once
 
-	// stmts are the writer's prepared statements on SQLite, by text.
-	stmts map[insert]*sql.Stmt
+	// stmts are the writer's prepared statements on SQLite, by the head of
+	// their insert.
+	stmts map[string]*sql.Stmt
 
 	// bound caches agent → subject bindings seen in the database: a
 	// binding never changes once made, so a hit needs no query.
