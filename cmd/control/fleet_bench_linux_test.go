@@ -392,7 +392,7 @@ func printStoreSize(b *testing.B, conn *pgx.Conn, n int, pruned store.Pruned, pr
 	day := 1440*perHB + 10*perEv
 	r := store.DefaultRetention
 	kept := perHost + float64(r.Heartbeats/(24*time.Hour))*1440*perHB + float64(min(int64(r.Events/(24*time.Hour))*10, r.EventsPerHost))*perEv
-	fmt.Printf("(12) store size, measured: a heartbeat %.0f B and an event %.0f B with their indexes, a host's row, labels and token %.0f B; "+
+	fmt.Printf("(12) store size, measured: a heartbeat %.0f B and an event %.0f B with their indexes, a host's row, labels and token %.0f B (with the dead row versions the run left); "+
 		"a host at a 60 s interval with 10 events a day adds %.0f KiB a day; under --retention %s it holds %.1f MiB, %.2f TiB for a million hosts\n",
 		perHB, perEv, perHost, day/1024, r, kept/(1<<20), kept*1e6/(1<<40))
 	fmt.Printf("(12) pruning: %d heartbeats past 30 days deleted in %v (%.0f rows/s), beside what ingest writes\n",
