@@ -683,35 +683,35 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, ins insert, args []a
 // columns turns args, rows of len(types) values, into one slice per
 // column: []string for text, []int64 for bigint, as arrays are sent.
 func columns(types []string, args []any) ([]any, error) {
-	n := len(args) / len(types)
 	cols := make([]any, len(types))
+	var err error
 	for c, t := range types {
 		switch t {
 		case "text":
-			col := make([]string, n)
-			for r := range n {
-				v, ok := args[r*len(types)+c].(string)
-				if !ok {
-					return nil, fmt.Errorf("column %d row %d: %T, want a string", c, r, args[r*len(types)+c])
-				}
-				col[r] = v
-			}
-			cols[c] = col
+			cols[c], err = column[string](args, c, len(types))
 		case "bigint":
-			col := make([]int64, n)
-			for r := range n {
-				v, ok := args[r*len(types)+c].(int64)
-				if !ok {
-					return nil, fmt.Errorf("column %d row %d: %T, want an int64", c, r, args[r*len(types)+c])
-				}
-				col[r] = v
-			}
-			cols[c] = col
+			cols[c], err = column[int64](args, c, len(types))
 		default:
-			return nil, fmt.Errorf("column %d: type %q has no array form", c, t)
+			err = fmt.Errorf("column %d: type %q has no array form", c, t)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return cols, nil
+}
+
+// column is column c of args, rows of width values, as a []T.
+func column[T any](args []any, c, width int) ([]T, error) {
+	col := make([]T, len(args)/width)
+	for r := range col {
+		v, ok := args[r*width+c].(T)
+		if !ok {
+			return nil, fmt.Errorf("column %d row %d: %T, want a %T", c, r, args[r*width+c], v)
+		}
+		col[r] = v
+	}
+	return col, nil
 }
 
 // arrayParams is "$1::text[], $2::bigint[], …" for types.

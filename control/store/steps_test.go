@@ -413,3 +413,29 @@ func FuzzParseRetention(f *testing.F) {
 		}
 	})
 }
+
+func TestColumns(t *testing.T) {
+	got, err := columns(colTypes("tb"), []any{"a", int64(1), "b", int64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]any{[]string{"a", "b"}, []int64{1, 2}}, got); diff != "" {
+		t.Errorf("columns (-want +got):\n%s", diff)
+	}
+	for _, c := range []struct {
+		types []string
+		args  []any
+		err   string
+	}{
+		{colTypes("tb"), []any{"a", "1"}, "column 1 row 0: string, want a int64"},
+		{colTypes("t"), []any{int64(1)}, "column 0 row 0: int64, want a string"},
+		{[]string{"json"}, []any{"{}"}, `type "json" has no array form`},
+	} {
+		if _, err := columns(c.types, c.args); !contains(err, c.err) {
+			t.Errorf("columns(%v, %v) = %v, want an error saying %q", c.types, c.args, err, c.err)
+		}
+	}
+	if got := arrayParams(colTypes("tbt")); got != "$1::text[], $2::bigint[], $3::text[]" {
+		t.Errorf("arrayParams = %q", got)
+	}
+}
