@@ -310,17 +310,9 @@ func rssBytes(b *testing.B, pid int) int64 {
 
 // cpuTime reads a process's user and system CPU time from /proc.
 func cpuTime(b *testing.B, pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
+	d, ok := procCPU(pid)
+	if !ok {
+		b.Fatalf("read /proc/%d/stat", pid)
 	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: utime and stime are the 12th and 13th.
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("parse /proc/%d/stat: %v %v", pid, err1, err2)
-	}
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	return d
 }

@@ -30,7 +30,8 @@ func (l labelFlags) Set(s string) error {
 	return nil
 }
 
-// hostsCommand is berth-control hosts list|show, through the operator API.
+// hostsCommand is berth-control hosts list|show|forget, through the
+// operator API.
 func hostsCommand() *cli.Command {
 	h := &hostsCmd{labels: labelFlags{}}
 	return &cli.Command{
@@ -42,6 +43,9 @@ func hostsCommand() *cli.Command {
 				Summary: "list hosts, filtered, sorted and paged on the server", Flags: h.listFlags, Run: h.list},
 			{Name: "show", Args: "ID", ArgsDoc: "one host ID", Summary: "show one host: its state, checks, events and health history",
 				Flags: h.showFlags, Run: h.show},
+			{Name: "forget", Args: "ID", ArgsDoc: "one host ID",
+				Summary: "reset a host: its next reports are taken whatever their numbers (its history is kept unless --drop-history)",
+				Flags:   h.forgetFlags, Run: h.forget},
 		},
 	}
 }
@@ -54,6 +58,7 @@ type hostsCmd struct {
 	labels               labelFlags
 	all                  bool
 	history              int
+	dropHistory          bool
 }
 
 func (h *hostsCmd) flags(fs *flag.FlagSet) {
@@ -205,4 +210,32 @@ func retryLogger(in *cli.Invocation) *slog.Logger {
 		return in.Log
 	}
 	return nil
+}
+
+func (h *hostsCmd) forgetFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&h.dropHistory, "drop-history", false, "delete the host's heartbeats and events too")
+}
+
+// forget is berth-control hosts forget.
+func (h *hostsCmd) forget(ctx context.Context, in *cli.Invocation) error {
+	c, err := h.connect(in)
+	if err != nil {
+		return err
+	}
+	f, err := c.Forget(ctx, in.Args[0], h.dropHistory)
+	if err != nil {
+		return badRequestIsUsage(err)
+	}
+	return in.Print(f, func(w io.Writer) error { return writeForgotten(w, f) })
+}
+
+// writeForgotten is hosts forget's text output.
+func writeForgotten(w io.Writer, f wire.Forgotten) error {
+	var err error
+	if f.HistoryDropped {
+		_, err = fmt.Fprintf(w, "forgot host %s and deleted its %d heartbeats and %d events; its next report starts it anew\n", f.ID, f.Heartbeats, f.Events)
+	} else {
+		_, err = fmt.Fprintf(w, "forgot host %s (its heartbeats and events are kept); its next report starts it anew\n", f.ID)
+	}
+	return err
 }

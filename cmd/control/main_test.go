@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -30,7 +31,8 @@ func TestMain(m *testing.M) {
 //
 //	waitserver URL                 wait until URL/healthz answers 200
 //	report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]
-//	                               post one heartbeat with those labels
+//	                               post one heartbeat with those labels;
+//	                               its status and answer go to stdout
 //	envjson VAR FILE FIELD         set $VAR to a string field of a JSON file
 //	status N PROGRAM [ARGS…]       run PROGRAM like exec and want exit status N
 //	                               (exec and ! exec tell only 0 from not 0)
@@ -104,9 +106,18 @@ func cmdReport(ts *testscript.TestScript, neg bool, args []string) {
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(ts.ReadFile(args[1])))
 	resp, err := http.DefaultClient.Do(req)
 	ts.Check(err)
-	resp.Body.Close()
+	defer resp.Body.Close()
+	// The status and the answer go to stdout, for the script to match.
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	ts.Check(err)
+	var we wire.Error
+	if json.Unmarshal(answer, &we) == nil && we.Code != "" {
+		fmt.Fprintf(ts.Stdout(), "%d %s: %s\n", resp.StatusCode, we.Code, we.Message)
+	} else {
+		fmt.Fprintf(ts.Stdout(), "%d %s\n", resp.StatusCode, bytes.TrimSpace(answer))
+	}
 	if ok := resp.StatusCode == http.StatusOK; ok == neg {
-		ts.Fatalf("report of %s: status %d", args[2], resp.StatusCode)
+		ts.Fatalf("report of %s: status %d: %s", args[2], resp.StatusCode, answer)
 	}
 }
 

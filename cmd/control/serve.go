@@ -45,6 +45,7 @@ func serveCommand() *cli.Command {
 			fs.StringVar(&f.TLS.Key, "tls-key", "", "the private key of --tls-cert (PEM)")
 			fs.StringVar(&f.TLS.TrustedProxies, "trusted-proxies", "", "TLS-terminating proxies (addresses or CIDR prefixes, comma-separated) whose X-Forwarded-Proto: https is believed")
 			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
+			fs.StringVar(&f.Retention, "retention", "", "what the store keeps of each host's records, as `KEY=VALUE,…`: heartbeats and events by age (30d, 12h; 0 keeps for ever), heartbeatsPerHost and eventsPerHost by count (0: no bound); keys not given keep their defaults, "+store.DefaultRetention.String())
 		},
 		Run: func(ctx context.Context, in *cli.Invocation) error {
 			cfg := def
@@ -91,8 +92,15 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 		cfg.Log.Level = f.Log.Level
 	case "log-format":
 		cfg.Log.Format = f.Log.Format
+	case "retention":
+		cfg.Retention = f.Retention
 	}
 }
+
+// countsMaxAge is how old the counts of /v1/counts and the web page may
+// be: counting a large fleet reads every host, and the page refreshes
+// every 10 s.
+const countsMaxAge = 5 * time.Second
 
 // serve runs the endpoint cfg describes until ctx ends.
 func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
@@ -108,7 +116,12 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		fmt.Fprintln(stderr, w)
 		log.Warn(w)
 	}
-	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods)
+	retention, err := cfg.RetentionPolicy()
+	if err != nil {
+		return cli.Usage(err)
+	}
+	log.Info("starting", "listen", cfg.Listen, "db", server.RedactDSN(cfg.DB), "auth", methods, "retention", retention.String(),
+		"quota_records_per_minute", cfg.Quota.RecordsPerMinute, "quota_bytes_per_minute", cfg.Quota.BytesPerMinute)
 	tlsConfig, err := server.LoadTLS(cfg.TLS.Cert, cfg.TLS.Key, log)
 	if err != nil {
 		return cli.Usage(err)
@@ -124,7 +137,7 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		debug.SetGCPercent(400)
 	}
 
-	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log, Retention: retention, CountsMaxAge: countsMaxAge})
 	if errors.Is(err, store.ErrBadDSN) {
 		return cli.Usage(err)
 	}
@@ -152,7 +165,9 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		IsHTTPS:   signIn.IsHTTPS,
 		Logger:    log,
 	})
-	srv := server.New(server.Options{Store: st, Auth: authn, Logger: log, Web: page, TLS: tlsConfig})
+	so := server.Options{Store: st, Auth: authn, Logger: log, Web: page, TLS: tlsConfig}
+	cfg.QuotaOptions(&so)
+	srv := server.New(so)
 	err = srv.ListenAndServe(ctx, cfg.Listen, func(a net.Addr) {
 		fmt.Fprintf(stderr, "berth-control serving %s://%s (auth %s, db %s); Ctrl-C stops\n", srv.Scheme(), a, cfg.Auth, server.RedactDSN(cfg.DB))
 	})

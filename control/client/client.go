@@ -1,5 +1,5 @@
-// Package client is a typed client of berth-control's operator API (hosts
-// and counts), for the berth-control CLI and for tools that want the
+// Package client is a typed client of berth-control's operator API (hosts,
+// counts, and forgetting a host), for the berth-control CLI and for tools that want the
 // fleet without parsing JSON themselves. Errors from the server come back
 // as *APIError with the status, code and message the server sent.
 package client
@@ -172,8 +172,29 @@ func (c *Client) Counts(ctx context.Context) (wire.Counts, error) {
 	return cs, err
 }
 
+// Forget forgets host id (DELETE /v1/hosts/{id}): its next reports are
+// taken whatever their numbers; its heartbeats and events are deleted too
+// when dropHistory.
+func (c *Client) Forget(ctx context.Context, id string, dropHistory bool) (wire.Forgotten, error) {
+	var f wire.Forgotten
+	if id == "" {
+		return f, errors.New("no host id given")
+	}
+	var q url.Values
+	if dropHistory {
+		q = url.Values{"dropHistory": {"true"}}
+	}
+	err := c.call(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id), q, &f)
+	return f, err
+}
+
 // get fetches path?q into v.
 func (c *Client) get(ctx context.Context, path string, q url.Values, v any) error {
+	return c.call(ctx, http.MethodGet, path, q, v)
+}
+
+// call sends method path?q and decodes the answer into v.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	u := *c.base
@@ -182,9 +203,9 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) erro
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -201,7 +222,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) erro
 		return decodeError(resp.StatusCode, body)
 	}
 	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: decode the answer: %w", path, err)
+		return fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
 	}
 	return nil
 }

@@ -84,6 +84,17 @@ func TestClient(t *testing.T) {
 		t.Fatalf("Counts: %+v %v", counts, err)
 	}
 
+	f, err := c.Forget(ctx, "vm-3", true)
+	if err != nil || f != (wire.Forgotten{ID: "vm-3", HistoryDropped: true, Heartbeats: 1, Events: 1}) {
+		t.Fatalf("Forget: %+v %v", f, err)
+	}
+	if _, err := c.Host(ctx, "vm-3", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Host after Forget: %v, want not found", err)
+	}
+	if _, err := c.Forget(ctx, "vm-3", false); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Forget again: %v, want not found", err)
+	}
+
 	_, err = c.Host(ctx, "vm-nobody", 0)
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != 404 || ae.Code != wire.CodeNotFound || !errors.Is(err, store.ErrNotFound) {

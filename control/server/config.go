@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/internal/paths"
 )
 
@@ -39,6 +40,19 @@ type Config struct {
 	Entra EntraConfig `yaml:"entra" json:"entra"`
 	TLS   TLSConfig   `yaml:"tls" json:"tls"`
 	Log   LogConfig   `yaml:"log" json:"log"`
+	// Retention is what the store keeps of each host's records
+	// (--retention, store.ParseRetention's syntax); the keys not given
+	// keep store.DefaultRetention's values.
+	Retention string `yaml:"retention" json:"retention"`
+	// Quota is what one agent may send a minute.
+	Quota QuotaConfig `yaml:"quota" json:"quota"`
+}
+
+// QuotaConfig is what one agent may send a minute, past which its reports
+// are answered 429 with Retry-After; 0 is no bound.
+type QuotaConfig struct {
+	RecordsPerMinute int64 `yaml:"recordsPerMinute" json:"recordsPerMinute"`
+	BytesPerMinute   int64 `yaml:"bytesPerMinute" json:"bytesPerMinute"`
 }
 
 // TLSConfig is how the endpoint is reached over https: its own
@@ -75,6 +89,7 @@ func DefaultConfig() Config {
 		DB:     "sqlite://" + paths.ControlDB(),
 		Auth:   DefaultAuth,
 		Log:    LogConfig{Level: "info", Format: "text"},
+		Quota:  QuotaConfig{RecordsPerMinute: DefaultQuotaRecords, BytesPerMinute: DefaultQuotaBytes},
 	}
 }
 
@@ -133,6 +148,12 @@ func (c Config) Methods() ([]auth.Method, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := c.RetentionPolicy(); err != nil {
+		return nil, err
+	}
+	if c.Quota.RecordsPerMinute < 0 || c.Quota.BytesPerMinute < 0 {
+		return nil, errors.New("quota: recordsPerMinute and bytesPerMinute cannot be negative (0 is no bound)")
+	}
 	if slices.Contains(ms, auth.MethodEntra) {
 		if c.Entra.Tenant == "" || c.Entra.Audience == "" {
 			return nil, errors.New("--auth entra needs --entra-tenant and --entra-audience (or entra.tenant and entra.audience in the config file)")
@@ -150,6 +171,26 @@ func (c Config) Methods() ([]auth.Method, error) {
 		return nil, err
 	}
 	return ms, nil
+}
+
+// RetentionPolicy returns the store.Retention of the settings.
+func (c Config) RetentionPolicy() (store.Retention, error) {
+	r, err := store.ParseRetention(c.Retention, store.DefaultRetention)
+	if err != nil {
+		return r, fmt.Errorf("--retention: %w", err)
+	}
+	return r, nil
+}
+
+// QuotaOptions sets o's quota from the settings.
+func (c Config) QuotaOptions(o *Options) {
+	off := func(n int64) int64 {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	o.QuotaRecords, o.QuotaBytes = off(c.Quota.RecordsPerMinute), off(c.Quota.BytesPerMinute)
 }
 
 // EntraOptions returns the auth.Entra of the settings.

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/berthhq/berth/control/server"
+	"github.com/berthhq/berth/control/store"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -16,6 +17,8 @@ func TestParseConfig(t *testing.T) {
 	want.Auth = "entra,token"
 	want.Entra = server.EntraConfig{Tenant: "t", Audience: "api://berth-control", OperatorRole: "Ops",
 		AgentScope: "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"}
+	want.Retention = "heartbeats=7d,eventsPerHost=500"
+	want.Quota.RecordsPerMinute = 1200
 	tests := []struct {
 		name, data string
 	}{
@@ -28,10 +31,14 @@ entra:
   audience: api://berth-control
   operatorRole: Ops
   agentScope: /subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet
+retention: heartbeats=7d,eventsPerHost=500
+quota:
+  recordsPerMinute: 1200
 `},
 		{"json", `{"listen": ":9090", "db": "sqlite:///var/lib/berth-control/control.db", "auth": "entra,token",
  "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops",
- "agentScope": "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"}}`},
+ "agentScope": "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"},
+ "retention": "heartbeats=7d,eventsPerHost=500", "quota": {"recordsPerMinute": 1200}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +91,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad agent scope", func(c *server.Config) {
 			c.DB, c.Auth, c.Entra = "sqlite://x", "entra", server.EntraConfig{Tenant: "t", Audience: "a", AgentScope: "/subscriptions/prod"}
 		}, "--entra-agent-scope"},
+		{"bad retention", func(c *server.Config) { c.Retention = "history=1d" }, `--retention: retention: unknown key "history"`},
+		{"negative quota", func(c *server.Config) { c.Quota.BytesPerMinute = -1 }, "cannot be negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := server.DefaultConfig()
@@ -131,5 +140,23 @@ func TestRedactDSN(t *testing.T) {
 		if got := server.RedactDSN(in); got != want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestRetentionAndQuotaOptions(t *testing.T) {
+	c := server.DefaultConfig()
+	r, err := c.RetentionPolicy()
+	if err != nil || r != store.DefaultRetention {
+		t.Errorf("default retention %+v, %v; want %+v", r, err, store.DefaultRetention)
+	}
+	var o server.Options
+	c.QuotaOptions(&o)
+	if o.QuotaRecords != server.DefaultQuotaRecords || o.QuotaBytes != server.DefaultQuotaBytes {
+		t.Errorf("default quota %d records, %d bytes", o.QuotaRecords, o.QuotaBytes)
+	}
+	c.Quota = server.QuotaConfig{RecordsPerMinute: 0, BytesPerMinute: 1 << 20}
+	c.QuotaOptions(&o)
+	if o.QuotaRecords != -1 || o.QuotaBytes != 1<<20 {
+		t.Errorf("quota of 0 records: options %d records, %d bytes; want -1 (no bound) and 1 MiB", o.QuotaRecords, o.QuotaBytes)
 	}
 }

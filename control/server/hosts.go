@@ -86,6 +86,53 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, d)
 }
 
+// deleteHost is DELETE /v1/hosts/{id}[?dropHistory=true]: forget the
+// host, so that its next records are taken whatever their numbers (an
+// agent whose numbering went back, a host wedged by a stolen token), and
+// drop its heartbeats and events when asked.
+func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.requireOperator(w, r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	drop, err := parseDropHistory(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	f, err := s.st.Forget(r.Context(), id, drop)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErrorf(http.StatusNotFound, wire.CodeNotFound, "no host %q to forget: it has no record here (check the id with GET /v1/hosts)", clip.String(id, quoteLen))
+		}
+		return fmt.Errorf("forget host %s: %w", id, err)
+	}
+	s.log.Info("host forgotten", "request", requestID(w), "host", id, "by", p.Subject, "history_dropped", drop,
+		"heartbeats", f.Heartbeats, "events", f.Events)
+	return writeJSON(w, f)
+}
+
+// parseDropHistory reads the query of DELETE /v1/hosts/{id}: at most one
+// dropHistory, true or false.
+func parseDropHistory(q url.Values) (bool, error) {
+	for k, vs := range q {
+		if k != "dropHistory" {
+			return false, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "unknown query parameter %q; DELETE /v1/hosts/{id} takes dropHistory", clip.String(k, quoteLen))
+		}
+		if len(vs) != 1 {
+			return false, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "dropHistory given %d times; give it once", len(vs))
+		}
+	}
+	switch v := q.Get("dropHistory"); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "dropHistory=%q: want true or false", clip.String(v, quoteLen))
+	}
+}
+
 // getCounts is GET /v1/counts.
 func (s *Server) getCounts(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.requireOperator(w, r); err != nil {

@@ -25,9 +25,20 @@ import (
 var slotWait = 2 * time.Second
 
 // postReports is POST /v1/reports: authenticate, check the body's type
-// and encoding, decode it within the limits, check that the principal may
-// write as the batch's agent, store it, and acknowledge.
-func (s *Server) postReports(w http.ResponseWriter, r *http.Request) error {
+// and encoding, read the body within its deadline and the sender's share
+// (see limits.go), then, in a slot, decode it within the limits, check
+// that the principal may write as the batch's agent and that the agent is
+// within its quota, store it, and acknowledge.
+func (s *Server) postReports(w http.ResponseWriter, r *http.Request) (err error) {
+	read := false
+	defer func() {
+		// A report refused before its body was read is answered at once
+		// and its connection closed: otherwise net/http would read the
+		// rest of the body first, which a slow sender may never send.
+		if err != nil && !read {
+			w.Header().Set("Connection", "close")
+		}
+	}()
 	p, err := s.authenticate(w, r)
 	if err != nil {
 		return err
@@ -45,17 +56,31 @@ func (s *Server) postReports(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > s.maxBody {
 		return apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body of %d bytes is over the limit of %d bytes; send fewer records per batch", r.ContentLength, s.maxBody)
 	}
+	id := identityOf(p)
+	if !s.inProgress.enter(id) {
+		return tooMany(id, s.inProgress.max)
+	}
+	defer s.inProgress.leave(id)
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	defer s.releaseBody(body)
+	read = true
+
 	release, err := s.acquire(r.Context())
 	if err != nil {
 		return err
 	}
 	defer release()
-
-	batch, err := s.decode(r.Body, gz)
+	batch, size, err := s.decode(body, gz)
 	if err != nil {
 		return err
 	}
 	if err := s.allowWrite(r.Context(), p, batch.Agent); err != nil {
+		return err
+	}
+	if err := s.chargeQuota(batch, size); err != nil {
 		return err
 	}
 	// Store errors name the agent and the record already; the answer
@@ -130,104 +155,49 @@ func isGzip(values []string) (bool, error) {
 // tables, too much to allocate per report.
 var gzipReaders sync.Pool
 
-// decode reads one batch from body, which is at most maxBody bytes on the
-// wire and, gzipped, at most maxBody bytes decompressed too, so that a
-// small gzip bomb cannot make the server hold or parse more than that.
-func (s *Server) decode(body io.Reader, gz bool) (wire.Batch, error) {
-	lb := limitedBody{r: body, n: s.maxBody}
+// decode reads one batch from the body and returns it with the size of
+// its JSON. Gzipped, it is bounded to maxBody bytes decompressed too, so
+// that a small gzip bomb cannot make the server hold or parse more.
+func (s *Server) decode(body *body, gz bool) (wire.Batch, int64, error) {
+	body.rd.Reset(body.buf)
 	if !gz {
-		b, err := wire.DecodeBatch(&lb, s.maxBody)
-		if err != nil {
-			return wire.Batch{}, lb.explain(err, s.maxBody)
-		}
-		return b, nil
+		b, err := wire.DecodeBatch(&body.rd, s.maxBody)
+		return b, int64(len(body.buf)), err
 	}
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
 	if zr == nil {
 		zr = new(gzip.Reader)
 	}
 	defer gzipReaders.Put(zr)
-	if err := zr.Reset(&lb); err != nil {
-		if lb.err != nil || lb.over {
-			return wire.Batch{}, lb.explain(err, s.maxBody)
-		}
-		return wire.Batch{}, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "Content-Encoding is gzip but the body is not gzip: %v", err)
+	if err := zr.Reset(&body.rd); err != nil {
+		return wire.Batch{}, 0, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "Content-Encoding is gzip but the body is not gzip: %v", err)
 	}
 	gr := gzipErrReader{r: zr}
 	b, err := wire.DecodeBatch(&gr, s.maxBody)
 	if err != nil {
 		switch {
-		case lb.over || lb.err != nil:
-			return wire.Batch{}, lb.explain(err, s.maxBody)
 		case gr.err != nil:
-			return wire.Batch{}, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "the gzip body is corrupt: %v", gr.err)
+			return wire.Batch{}, 0, apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "the gzip body is corrupt: %v", gr.err)
 		case errors.Is(err, wire.ErrTooLarge):
-			return wire.Batch{}, apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "the gzip body decompresses to more than %d bytes, the limit; send fewer records per batch", s.maxBody)
+			return wire.Batch{}, 0, apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "the gzip body decompresses to more than %d bytes, the limit; send fewer records per batch", s.maxBody)
 		}
-		return wire.Batch{}, err
+		return wire.Batch{}, 0, err
 	}
-	return b, nil
+	return b, gr.n, nil
 }
 
-// limitedBody reads at most n bytes of the body and remembers why it
-// stopped, so that the answer can say "too large" or "the connection
-// failed" rather than the JSON decoder's view of a short read.
-type limitedBody struct {
-	r    io.Reader
-	n    int64
-	over bool
-	err  error
-}
-
-func (l *limitedBody) Read(p []byte) (int, error) {
-	if l.over {
-		return 0, errBodyTooLarge
-	}
-	if l.err != nil {
-		return 0, l.err
-	}
-	if int64(len(p)) > l.n+1 {
-		p = p[:l.n+1]
-	}
-	n, err := l.r.Read(p)
-	if int64(n) > l.n {
-		l.over = true
-		return int(l.n), errBodyTooLarge
-	}
-	l.n -= int64(n)
-	if err != nil && err != io.EOF {
-		l.err = err
-	}
-	return n, err
-}
-
-var errBodyTooLarge = errors.New("body too large")
-
-// explain turns a decoding failure into the answer for what really went
-// wrong with the body.
-func (l *limitedBody) explain(err error, limit int64) error {
-	switch {
-	case l.over:
-		return apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body over the limit of %d bytes; send fewer records per batch", limit)
-	case l.err != nil:
-		var mbe *http.MaxBytesError
-		if errors.As(l.err, &mbe) {
-			return apiErrorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "body over the limit of %d bytes; send fewer records per batch", mbe.Limit)
-		}
-		return apiErrorf(http.StatusBadRequest, wire.CodeBadRequest, "reading the body failed: %v", l.err)
-	}
-	return err
-}
-
-// gzipErrReader remembers a decompression error, which the JSON decoder
-// would otherwise report as a JSON problem.
+// gzipErrReader counts what it decompressed and remembers a
+// decompression error, which the JSON decoder would otherwise report as a
+// JSON problem.
 type gzipErrReader struct {
 	r   io.Reader
+	n   int64
 	err error
 }
 
 func (g *gzipErrReader) Read(p []byte) (int, error) {
 	n, err := g.r.Read(p)
+	g.n += int64(n)
 	if err != nil && err != io.EOF && g.err == nil {
 		g.err = err
 	}

@@ -1,6 +1,7 @@
 // Package server is berth-control's HTTP API: agents post their reports to
 // POST /v1/reports, operators read the fleet under /v1/hosts and
-// /v1/counts, and a load balancer probes /healthz. Every error, on every
+// /v1/counts (and forget a host with DELETE /v1/hosts/{id}), and a load
+// balancer probes /healthz. Every error, on every
 // route, is one wire.Error JSON body with a matching status.
 //
 // The server owns no state of its own: the store keeps the fleet, the
@@ -9,6 +10,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -43,6 +45,7 @@ type Store interface {
 	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
 	// Bind binds an agent id to the Entra identity that writes as it.
 	Bind(ctx context.Context, b store.Binding) error
+	Forget(ctx context.Context, id string, dropHistory bool) (wire.Forgotten, error)
 }
 
 // Authenticator turns the Authorization header of a request into the
@@ -59,9 +62,8 @@ var _ Authenticator = (*auth.Authenticator)(nil)
 const (
 	// DefaultMaxInFlight bounds the reports decoded and ingested at once;
 	// past it, agents wait up to 2 s, then get a 429 with a jittered
-	// Retry-After and come back later. A report holds about its own size
-	// while it decodes (a heartbeat is a few KiB), at most
-	// wire.MaxBatchBytes, so this also bounds the memory reports can take.
+	// Retry-After and come back later. A report takes a slot only once its
+	// body is read, so slots are held by work, never by a slow sender.
 	// Many in flight is what lets the store commit them in groups.
 	DefaultMaxInFlight = 256
 	// DefaultHistory and MaxHistory bound ?history= of GET /v1/hosts/{id}.
@@ -83,9 +85,24 @@ type Options struct {
 	// MaxBodyBytes bounds a report's body, compressed and decompressed
 	// alike (default and maximum wire.MaxBatchBytes).
 	MaxBodyBytes int64
-	// MaxInFlight bounds the reports processed at once (default
+	// MaxInFlight bounds the reports decoded and stored at once (default
 	// DefaultMaxInFlight).
 	MaxInFlight int
+	// BodyTimeout bounds the time a report's body takes to arrive
+	// (default DefaultBodyTimeout); past it the report is answered 408.
+	BodyTimeout time.Duration
+	// PerIdentity bounds the reports one agent identity has in progress
+	// (default DefaultPerIdentity); past it they are answered 429.
+	PerIdentity int
+	// MaxBufferedBytes bounds the bytes of report bodies held at once
+	// (default DefaultMaxBuffered).
+	MaxBufferedBytes int64
+	// QuotaRecords and QuotaBytes are what one agent may send a minute
+	// (default DefaultQuotaRecords and DefaultQuotaBytes; below 0, no
+	// bound on that measure); past them its reports are answered 429
+	// with Retry-After. Each replica meters what it receives.
+	QuotaRecords int64
+	QuotaBytes   int64
 	// Now is the server's clock (default time.Now).
 	Now func() time.Time
 	// TLS, when set, makes Serve and ListenAndServe speak https (see
@@ -105,6 +122,13 @@ type Server struct {
 	mux     *http.ServeMux
 	slots   chan struct{}
 	tls     *tls.Config
+
+	// The report path's bounds: see limits.go.
+	bodyTimeout time.Duration
+	maxBuffered int64
+	buffered    atomic.Int64
+	inProgress  inProgress
+	quota       *quota // nil: no quota
 
 	// bound remembers the bindings the store has accepted, by subject, so
 	// that a host's steady stream of reports does not cost a Bind round
@@ -152,6 +176,14 @@ func New(o Options) *Server {
 		n = DefaultMaxInFlight
 	}
 	s.slots = make(chan struct{}, n)
+	s.bodyTimeout = cmp.Or(max(o.BodyTimeout, 0), DefaultBodyTimeout)
+	s.maxBuffered = cmp.Or(max(o.MaxBufferedBytes, 0), DefaultMaxBuffered)
+	s.inProgress = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
+	// A measure below 0 is unbounded (a limit of 0 in the quota).
+	records, bytes := max(cmp.Or(o.QuotaRecords, DefaultQuotaRecords), 0), max(cmp.Or(o.QuotaBytes, DefaultQuotaBytes), 0)
+	if records > 0 || bytes > 0 {
+		s.quota = newQuota(records, bytes, time.Minute)
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	s.reqPrefix = hex.EncodeToString(b[:]) + "-"
@@ -173,6 +205,7 @@ func (s *Server) routes() {
 	handle(http.MethodPost, wire.ReportsPath, s.postReports)
 	handle(http.MethodGet, "/v1/hosts", s.getHosts)
 	handle(http.MethodGet, "/v1/hosts/{id}", s.getHost)
+	handle(http.MethodDelete, "/v1/hosts/{id}", s.deleteHost)
 	handle(http.MethodGet, "/v1/counts", s.getCounts)
 	handle(http.MethodGet, "/healthz", s.getHealthz)
 	for path, methods := range allow {

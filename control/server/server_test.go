@@ -124,7 +124,7 @@ func TestHostileInput(t *testing.T) {
 		{"bad history", request{Method: "GET", Path: "/v1/hosts/vm-a?history=lots", Token: f.Operator}, 400, wire.CodeBadRequest, "history"},
 		{"history too long", request{Method: "GET", Path: "/v1/hosts/vm-a?history=501", Token: f.Operator}, 400, wire.CodeBadRequest, "500"},
 		{"wrong method on reports", request{Method: "GET", Path: "/v1/reports", Token: f.AgentA}, 405, wire.CodeMethodNotAllowed, "use POST"},
-		{"wrong method on hosts", request{Method: "DELETE", Path: "/v1/hosts/vm-a", Token: f.Operator}, 405, wire.CodeMethodNotAllowed, "DELETE"},
+		{"wrong method on hosts", request{Method: "PATCH", Path: "/v1/hosts/vm-a", Token: f.Operator}, 405, wire.CodeMethodNotAllowed, "PATCH"},
 		{"unknown endpoint", request{Method: "GET", Path: "/v1/nothing", Token: f.Operator}, 404, wire.CodeNotFound, "/v1/nothing"},
 		{"no web page", request{Method: "GET", Path: "/", Token: f.Operator}, 404, wire.CodeNotFound, "web page"},
 	}

@@ -448,8 +448,17 @@ func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire
 
 // Counts counts the hosts by effective state (every filter state present,
 // 0 when none), by engine version and by agent version ("" for hosts that
-// sent no heartbeat yet).
+// sent no heartbeat yet). With Options.CountsMaxAge it answers from a copy
+// (see countsCache), whose Stale hosts are those of when it was made.
 func (s *Store) Counts(ctx context.Context, now time.Time) (wire.Counts, error) {
+	if s.countsMaxAge <= 0 {
+		return s.countHosts(ctx, now)
+	}
+	return s.counts.get(ctx, s, now)
+}
+
+// countHosts is Counts, read from the database.
+func (s *Store) countHosts(ctx context.Context, now time.Time) (wire.Counts, error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT "+stateExpr("$1")+`, h.engine_version, h.agent_version, COUNT(*)
 		FROM hosts h GROUP BY 1, 2, 3`, now.UnixMilli())
 	if err != nil {

@@ -57,7 +57,7 @@ type prepRec struct {
 	event  bool
 	timeMs int64
 	// heartbeat
-	state, body string
+	state string
 	// event
 	kind, message, fields string
 }
@@ -134,11 +134,7 @@ func prepare(b wire.Batch, now time.Time) (*ingestReq, error) {
 		p := prepRec{seq: int64(r.Seq), timeMs: r.Time.UnixMilli()}
 		switch {
 		case r.Kind == wire.KindHeartbeat && r.Heartbeat != nil:
-			body, err := json.Marshal(r.Heartbeat)
-			if err != nil {
-				return nil, fmt.Errorf("%w: records[%d].heartbeat: %v", wire.ErrInvalid, i, err)
-			}
-			p.state, p.body = r.Heartbeat.State, string(body)
+			p.state = r.Heartbeat.State
 		case r.Kind == wire.KindEvent && r.Event != nil:
 			fields, err := jsonObject(r.Event.Fields)
 			if err != nil {
@@ -312,6 +308,20 @@ type hostState struct {
 	touched   bool
 	checkLo   int64
 	checkHi   int64
+	// heartbeats and events count the records stored since the host was
+	// last counted, as read under the lock and then as written (see
+	// overCount); prunedSeq and prunedTime are the newest record pruned
+	// for its count (see Retention.pruned).
+	heartbeats, events    int64
+	prunedSeq, prunedTime int64
+}
+
+// pruned reports whether rec, at or below the host's last number and not
+// stored, is one the store removed: older than the retention keeps its
+// kind at now, or among those pruned for the host's count. A retry of one
+// is a duplicate; any other record there is a numbering gone back.
+func (h *hostState) pruned(rec prepRec, ret Retention, now int64) bool {
+	return ret.expired(rec.event, rec.timeMs, now) || (rec.seq <= h.prunedSeq && rec.timeMs <= h.prunedTime)
 }
 
 // commitTx commits reqs in one transaction. It returns one result per
@@ -342,8 +352,7 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 			return nil, err
 		}
 	}
-	results, w := decide(reqs, order, hosts)
-	hostWrites(agents, hosts, &w)
+	results, w := decide(reqs, order, hosts, s.retention)
 
 	if err := s.insertRows(ctx, tx, insHistory, w.hist); err != nil {
 		return nil, fmt.Errorf("insert history: %w", err)
@@ -351,13 +360,17 @@ func (s *Store) commitTx(ctx context.Context, reqs []*ingestReq) ([]ingestRes, e
 	if err := s.insertRows(ctx, tx, insEvents, w.evs); err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
+	if err := s.pruneCounts(ctx, tx, agents, hosts); err != nil {
+		return nil, err
+	}
+	hostWrites(agents, hosts, &w)
 	if err := s.insertRows(ctx, tx, upsertHosts, w.full); err != nil {
 		return nil, fmt.Errorf("update hosts: %w", err)
 	}
 	if err := s.insertRows(ctx, tx, touchHosts, w.touch); err != nil {
 		return nil, fmt.Errorf("update hosts: %w", err)
 	}
-	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id IN", w.delLabels, ""); err != nil {
+	if err := s.inList(ctx, tx, "DELETE FROM host_labels WHERE host_id", w.delLabels, ""); err != nil {
 		return nil, fmt.Errorf("update labels: %w", err)
 	}
 	if err := s.insertRows(ctx, tx, insLabels, w.labels); err != nil {
@@ -412,11 +425,11 @@ func markChecks(reqs []*ingestReq, hosts map[string]*hostState) {
 }
 
 // decide settles every batch in memory, in order: a batch with a record
-// below its host's last that was never stored is refused whole
-// (ErrSeqBackwards); otherwise records above the last are stored and the
-// rest count as duplicates. It advances the hosts' state and returns the
-// history and event rows to insert.
-func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]ingestRes, groupWrites) {
+// below its host's last that was never stored, nor pruned (see
+// hostState.pruned), is refused whole (ErrSeqBackwards); otherwise records
+// above the last are stored and the rest count as duplicates. It advances
+// the hosts' state and returns the history and event rows to insert.
+func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState, ret Retention) ([]ingestRes, groupWrites) {
 	results := make([]ingestRes, len(reqs))
 	var w groupWrites
 	for _, i := range order {
@@ -424,7 +437,7 @@ func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]inge
 		h := hosts[r.agent]
 		var bad error
 		for _, rec := range r.recs {
-			if rec.seq <= h.lastSeq && !h.inDB[rec.seq] && !h.inTx[rec.seq] {
+			if rec.seq <= h.lastSeq && !h.inDB[rec.seq] && !h.inTx[rec.seq] && !h.pruned(rec, ret, r.now) {
 				bad = fmt.Errorf("ingest for %s: record %d is below the stored %d and was never stored: %w", r.agent, rec.seq, h.lastSeq, ErrSeqBackwards)
 				break
 			}
@@ -447,9 +460,11 @@ func decide(reqs []*ingestReq, order []int, hosts map[string]*hostState) ([]inge
 			h.inTx[rec.seq] = true
 			h.lastSeq = rec.seq
 			if rec.event {
+				h.events++
 				w.evs = append(w.evs, r.agent, rec.seq, rec.timeMs, r.now, rec.kind, rec.message, rec.fields)
 			} else {
-				w.hist = append(w.hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state, rec.body)
+				h.heartbeats++
+				w.hist = append(w.hist, r.agent, rec.seq, rec.timeMs, r.now, rec.state)
 			}
 		}
 		if r.hb != nil && r.hb.seq > before {
@@ -474,12 +489,13 @@ func hostWrites(agents []string, hosts map[string]*hostState, w *groupWrites) {
 		}
 		hb := h.hb
 		if hb == nil {
-			w.touch = append(w.touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq)
+			w.touch = append(w.touch, a, DefaultInterval.Milliseconds(), h.firstSeen, h.report, h.lastSeq,
+				h.heartbeats, h.events, h.prunedSeq, h.prunedTime)
 			continue
 		}
 		w.full = append(w.full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
 			hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
-			hb.lastHeartbeatMs, h.lastSeq)
+			hb.lastHeartbeatMs, h.lastSeq, h.heartbeats, h.events, h.prunedSeq, h.prunedTime)
 		if hb.labels != h.dbLabels {
 			if h.exists {
 				w.delLabels = append(w.delLabels, a)
@@ -501,14 +517,15 @@ func (s *Store) lockHosts(ctx context.Context, tx *sql.Tx, agents []string, host
 		if s.d == dialectPostgres {
 			suffix += " FOR UPDATE"
 		}
-		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels FROM hosts WHERE id IN", ids, suffix, func(rows *sql.Rows) error {
+		return s.inListQuery(ctx, tx, "SELECT id, last_seq, labels, heartbeats, events, pruned_seq, pruned_time_ms FROM hosts WHERE id", ids, suffix, func(rows *sql.Rows) error {
 			var id, labels string
-			var seq int64
-			if err := rows.Scan(&id, &seq, &labels); err != nil {
+			var seq, hbs, evs, pseq, ptime int64
+			if err := rows.Scan(&id, &seq, &labels, &hbs, &evs, &pseq, &ptime); err != nil {
 				return err
 			}
 			if h := hosts[id]; h != nil {
 				h.exists, h.dbLastSeq, h.lastSeq, h.dbLabels = true, seq, seq, labels
+				h.heartbeats, h.events, h.prunedSeq, h.prunedTime = hbs, evs, pseq, ptime
 			}
 			return nil
 		})
@@ -570,6 +587,52 @@ func (s *Store) storedSeqs(ctx context.Context, tx *sql.Tx, agent string, h *hos
 	return nil
 }
 
+// pruneCounts prunes, in tx, the oldest records of the hosts that may
+// hold more than the retention's count of a kind (overCount), and sets
+// their counts and pruned marks for hostWrites.
+func (s *Store) pruneCounts(ctx context.Context, tx *sql.Tx, agents []string, hosts map[string]*hostState) error {
+	for _, a := range agents {
+		h := hosts[a]
+		for _, k := range []struct {
+			table string
+			bound int64
+			count *int64
+		}{{"history", s.retention.HeartbeatsPerHost, &h.heartbeats}, {"events", s.retention.EventsPerHost, &h.events}} {
+			if !overCount(*k.count, k.bound) {
+				continue
+			}
+			kept, seq, t, err := pruneCount(ctx, tx, k.table, a, k.bound)
+			if err != nil {
+				return fmt.Errorf("prune %s of %s to %d: %w", k.table, a, k.bound, err)
+			}
+			*k.count = kept
+			h.prunedSeq, h.prunedTime = max(h.prunedSeq, seq), max(h.prunedTime, t)
+		}
+	}
+	return nil
+}
+
+// pruneCount deletes agent's oldest rows of table beyond bound and returns
+// how many rows are kept, and the highest number and time deleted (0 when
+// none were).
+func pruneCount(ctx context.Context, tx *sql.Tx, table, agent string, bound int64) (kept, seq, t int64, err error) {
+	var n int64
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table+" WHERE host_id = $1", agent).Scan(&n); err != nil {
+		return 0, 0, 0, err
+	}
+	if n <= bound {
+		return n, 0, 0, nil
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq), MAX(time_ms) FROM (SELECT seq, time_ms FROM "+table+
+		" WHERE host_id = $1 ORDER BY seq LIMIT $2) AS oldest", agent, n-bound).Scan(&seq, &t); err != nil {
+		return 0, 0, 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE host_id = $1 AND seq <= $2", agent, seq); err != nil {
+		return 0, 0, 0, err
+	}
+	return bound, seq, t, nil
+}
+
 // param writes the i-th (from 1) placeholder of a generated statement:
 // $i on PostgreSQL, a bare ? on SQLite, whose parser looks a named
 // parameter ($i) up in a list, which makes a statement with thousands of
@@ -583,92 +646,132 @@ func (s *Store) param(b *strings.Builder, i int) {
 	b.WriteString(strconv.Itoa(i))
 }
 
-// maxParams keeps a statement under SQLite's limit of 32766 bound
-// parameters (PostgreSQL allows 65535).
-const maxParams = 30000
-
-// insertRows runs head VALUES (…) tail for args, ncols per row. On
-// PostgreSQL it sends multi-row statements, as few as the parameter limit
-// allows, since each statement is a round trip. On SQLite, in process, a
-// round trip costs nothing and parsing a statement of thousands of
-// parameters costs much: it runs one prepared single-row statement per row.
+// insertRows runs ins for args, rows of len(ins.types) values one after
+// another. On PostgreSQL it sends one statement whatever the rows: INSERT
+// … SELECT * FROM unnest($1::type[], …), one array per column. A multi-row VALUES list of one parameter per
+// value, as it once sent, cost PostgreSQL more to parse and plan than to
+// execute (the planner copies the list several times over); arrays keep
+// the plan as small for a thousand rows as for one. On SQLite, in
+// process, a round trip costs nothing and parsing a statement of
+// thousands of parameters costs much: it runs one prepared single-row
+// statement per row.
 func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, ins insert, args []any) error {
-	head, ncols, tail := ins.head, ins.ncols, ins.tail
 	if len(args) == 0 {
 		return nil
 	}
-	if s.d == dialectSQLite {
-		stmt := s.stmts[ins]
-		if stmt == nil {
-			return fmt.Errorf("statement %q not prepared", head)
+	if s.d == dialectPostgres {
+		cols, err := columns(ins.types, args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ins.head, err)
 		}
-		st := tx.StmtContext(ctx, stmt)
-		for ; len(args) > 0; args = args[ncols:] {
-			if _, err := st.ExecContext(ctx, args[:ncols]...); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = tx.ExecContext(ctx, ins.head+" SELECT * FROM unnest("+arrayParams(ins.types)+") "+ins.tail, cols...)
+		return err
 	}
-	per := maxParams / ncols
-	for len(args) > 0 {
-		n := min(len(args)/ncols, per)
-		var b strings.Builder
-		b.Grow(len(head) + len(tail) + n*ncols*6)
-		b.WriteString(head)
-		b.WriteString(" VALUES ")
-		p := 1
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for c := 0; c < ncols; c++ {
-				if c > 0 {
-					b.WriteByte(',')
-				}
-				s.param(&b, p)
-				p++
-			}
-			b.WriteByte(')')
-		}
-		b.WriteByte(' ')
-		b.WriteString(tail)
-		if _, err := tx.ExecContext(ctx, b.String(), args[:n*ncols]...); err != nil {
+	stmt := s.stmts[ins.head]
+	if stmt == nil {
+		return fmt.Errorf("statement %q not prepared", ins.head)
+	}
+	st := tx.StmtContext(ctx, stmt)
+	for ; len(args) > 0; args = args[len(ins.types):] {
+		if _, err := st.ExecContext(ctx, args[:len(ins.types)]...); err != nil {
 			return err
 		}
-		args = args[n*ncols:]
 	}
 	return nil
 }
 
+// columns turns args, rows of len(types) values, into one slice per
+// column: []string for text, []int64 for bigint, as arrays are sent.
+func columns(types []string, args []any) ([]any, error) {
+	cols := make([]any, len(types))
+	var err error
+	for c, t := range types {
+		switch t {
+		case "text":
+			cols[c], err = column[string](args, c, len(types))
+		case "bigint":
+			cols[c], err = column[int64](args, c, len(types))
+		default:
+			err = fmt.Errorf("column %d: type %q has no array form", c, t)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cols, nil
+}
+
+// column is column c of args, rows of width values, as a []T.
+func column[T any](args []any, c, width int) ([]T, error) {
+	col := make([]T, len(args)/width)
+	for r := range col {
+		v, ok := args[r*width+c].(T)
+		if !ok {
+			return nil, fmt.Errorf("column %d row %d: %T, want a %T", c, r, args[r*width+c], v)
+		}
+		col[r] = v
+	}
+	return col, nil
+}
+
+// arrayParams is "$1::text[], $2::bigint[], …" for types.
+func arrayParams(types []string) string {
+	var b strings.Builder
+	for i, t := range types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(i + 1))
+		b.WriteString("::")
+		b.WriteString(t)
+		b.WriteString("[]")
+	}
+	return b.String()
+}
+
 // insert is a statement insertRows runs for many rows.
 type insert struct {
-	head  string // INSERT INTO t (columns)
-	ncols int
-	tail  string // ON CONFLICT …
+	head  string   // INSERT INTO t (columns)
+	types []string // the columns' types: text or bigint
+	tail  string   // ON CONFLICT …
+}
+
+// colTypes spells an insert's column types, t for text and b for bigint.
+func colTypes(tb string) []string {
+	out := make([]string, len(tb))
+	for i, c := range tb {
+		out[i] = map[rune]string{'t': "text", 'b': "bigint"}[c]
+	}
+	return out
 }
 
 // The inserts of Ingest.
 var (
-	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state, body)", 6,
+	insHistory = insert{"INSERT INTO history (host_id, seq, time_ms, received_ms, state)", colTypes("tbbbt"),
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
-	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", 7,
+	insEvents = insert{"INSERT INTO events (host_id, seq, time_ms, received_ms, kind, message, fields)", colTypes("tbbbttt"),
 		"ON CONFLICT (host_id, seq) DO NOTHING"}
 	upsertHosts = insert{`INSERT INTO hosts (id, state, engine_flavor, engine_version, engine_active,
 		engine_healthy, agent_version, os_build, labels, checks, cache, dropped_heartbeats, dropped_events,
-		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq)`, 18,
+		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq, heartbeats, events,
+		pruned_seq, pruned_time_ms)`, colTypes("ttttbbttttt" + "bbbbbbbbbbb"),
 		`ON CONFLICT (id) DO UPDATE SET state = excluded.state, engine_flavor = excluded.engine_flavor,
 		engine_version = excluded.engine_version, engine_active = excluded.engine_active,
 		engine_healthy = excluded.engine_healthy, agent_version = excluded.agent_version,
 		os_build = excluded.os_build, labels = excluded.labels, checks = excluded.checks, cache = excluded.cache,
 		dropped_heartbeats = excluded.dropped_heartbeats, dropped_events = excluded.dropped_events,
 		interval_ms = excluded.interval_ms, last_report_ms = excluded.last_report_ms,
-		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq`}
-	touchHosts = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq)", 5,
-		"ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq"}
-	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", 4, "ON CONFLICT (id) DO NOTHING"}
-	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", 3, ""}
+		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq,
+		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
+		pruned_time_ms = excluded.pruned_time_ms`}
+	touchHosts = insert{`INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq, heartbeats, events,
+		pruned_seq, pruned_time_ms)`, colTypes("tbbbbbbbb"),
+		`ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq,
+		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
+		pruned_time_ms = excluded.pruned_time_ms`}
+	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", colTypes("tbbb"), "ON CONFLICT (id) DO NOTHING"}
+	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", colTypes("ttt"), ""}
 	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels}
 )
 
@@ -676,35 +779,30 @@ var (
 // before the writer starts: inside a transaction, which holds that
 // connection, preparing would wait for it for ever.
 func (s *Store) prepareInserts(ctx context.Context) error {
-	s.stmts = map[insert]*sql.Stmt{}
+	s.stmts = map[string]*sql.Stmt{}
 	for _, ins := range inserts {
-		st, err := s.w.PrepareContext(ctx, ins.head+" VALUES "+s.placeholders("", ins.ncols, ins.tail))
+		st, err := s.w.PrepareContext(ctx, ins.head+" VALUES "+s.placeholders("", len(ins.types), ins.tail))
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", ins.head, err)
 		}
-		s.stmts[ins] = st
+		s.stmts[ins.head] = st
 	}
 	return nil
 }
 
-// inList runs head ($1, …, $n) tail for ids, in chunks.
+// inList runs head IN (ids) tail for ids; head ends with the column.
 func (s *Store) inList(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		if _, err := tx.ExecContext(ctx, s.placeholders(head, n, tail), ids[:n]...); err != nil {
-			return err
-		}
-		ids = ids[n:]
-	}
-	return nil
+	return s.eachChunk(ids, func(q string, args []any) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	}, head, tail)
 }
 
-// inListQuery runs the query head ($1, …, $n) tail for ids, in chunks,
-// calling scan for each row.
+// inListQuery runs the query head IN (ids) tail, calling scan for each
+// row; head ends with the column.
 func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string, scan func(*sql.Rows) error) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		rows, err := tx.QueryContext(ctx, s.placeholders(head, n, tail), ids[:n]...)
+	return s.eachChunk(ids, func(q string, args []any) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -714,7 +812,25 @@ func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []
 				return err
 			}
 		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return errors.Join(rows.Err(), rows.Close())
+	}, head, tail)
+}
+
+// eachChunk calls run with the statement head IN (ids) tail and its
+// arguments: on PostgreSQL once, with the ids as one array (= ANY($1),
+// which plans as cheaply for a thousand ids as for one); on SQLite in
+// chunks of a thousand placeholders.
+func (s *Store) eachChunk(ids []any, run func(q string, args []any) error, head, tail string) error {
+	if s.d == dialectPostgres {
+		strs := make([]string, len(ids))
+		for i, id := range ids {
+			strs[i], _ = id.(string)
+		}
+		return run(head+" = ANY($1::text[]) "+tail, []any{strs})
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		if err := run(s.placeholders(head+" IN", n, tail), ids[:n]); err != nil {
 			return err
 		}
 		ids = ids[n:]

@@ -19,7 +19,7 @@ import (
 // the connections itself, so this small adapter is all the store needs, and
 // it lets one SQL code path serve SQLite and PostgreSQL. It handles only
 // the value types the store passes and reads (int64, float64, bool, string,
-// []byte, time.Time and NULL).
+// []byte, time.Time and NULL, and []string and []int64 as arrays).
 
 type pgConnector struct{ cfg *pgx.ConnConfig }
 
@@ -50,7 +50,19 @@ var (
 	_ driver.Validator          = (*pgConn)(nil)
 	_ driver.SessionResetter    = (*pgConn)(nil)
 	_ driver.ConnPrepareContext = (*pgConn)(nil)
+	_ driver.NamedValueChecker  = (*pgConn)(nil)
 )
+
+// CheckNamedValue lets []string and []int64 through to pgx, which sends
+// them as text[] and bigint[] (the group commit's column arrays); every
+// other value gets database/sql's own conversion.
+func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
+	switch nv.Value.(type) {
+	case []string, []int64:
+		return nil
+	}
+	return driver.ErrSkip
+}
 
 func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)

@@ -14,7 +14,8 @@ import (
 // The SQL is the subset SQLite and PostgreSQL share. {{C}} marks the text
 // columns the store sorts and pages by: on PostgreSQL they get the "C"
 // collation, so that ORDER BY and the cursors' comparisons are byte order on
-// both, whatever the database's locale. Times are unix milliseconds and
+// both, whatever the database's locale. A statement that starts {{PG}} runs
+// on PostgreSQL only (a storage setting SQLite has no word for). Times are unix milliseconds and
 // booleans 0/1 integers, the same on both.
 var migrations = []string{
 	// 1: hosts, their records, identities, tokens.
@@ -94,6 +95,34 @@ var migrations = []string{
 		revoked_ms BIGINT NOT NULL DEFAULT 0
 	);
 	CREATE INDEX sessions_expires ON sessions (expires_ms)`,
+	// 4: retention. History keeps each heartbeat's state, not the whole
+	// heartbeat: nothing read the body, and it was nine tenths of a row
+	// (the host's latest heartbeat is whole in hosts). Records are pruned
+	// by their time, hence its indexes; hosts count what they stored since
+	// their last count (an upper bound of what is kept) and remember the
+	// newest record pruned for its count, so that a late retry of one is a
+	// duplicate, not a numbering gone back.
+	//
+	// Every report rewrote its host's row and, since last_report_ms was
+	// indexed, added an entry to each of the four indexes of hosts. Without
+	// that index, and with room left on each page, PostgreSQL rewrites the
+	// row in place (a heap-only update) and touches no index: sorting by
+	// last report, which only an operator asks for, scans instead.
+	//
+	// A label filter lists hosts by id: with the host id last in the label
+	// index (in the order hosts sort by), a page is the first entries of
+	// one index range, not a sort of every host that has the label.
+	`ALTER TABLE history DROP COLUMN body;
+	DROP INDEX hosts_last_report;
+	{{PG}}ALTER TABLE hosts SET (fillfactor = 70);
+	DROP INDEX host_labels_key_value;
+	CREATE INDEX host_labels_key_value ON host_labels (key, value, host_id{{C}});
+	CREATE INDEX history_time ON history (time_ms);
+	CREATE INDEX events_time ON events (time_ms);
+	ALTER TABLE hosts ADD COLUMN heartbeats BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN events BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN pruned_seq BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN pruned_time_ms BIGINT NOT NULL DEFAULT 0`,
 }
 
 // migrateLock is the PostgreSQL advisory lock that keeps several serve
@@ -128,7 +157,9 @@ func migrate(ctx context.Context, db *sql.DB, d dialect) error {
 	for v := have + 1; v <= int64(len(migrations)); v++ {
 		for _, stmt := range strings.Split(migrations[v-1], ";") {
 			stmt = strings.TrimSpace(stmt)
-			if stmt == "" {
+			pgOnly := strings.HasPrefix(stmt, "{{PG}}")
+			stmt = strings.TrimPrefix(stmt, "{{PG}}")
+			if stmt == "" || (pgOnly && d != dialectPostgres) {
 				continue
 			}
 			if _, err := tx.ExecContext(ctx, dialectSQL(d, stmt)); err != nil {

@@ -25,7 +25,7 @@ var stepOpts = cmp.Options{
 func req(agent string, now int64, seqs ...int64) *ingestReq {
 	r := &ingestReq{agent: agent, now: now}
 	for _, s := range seqs {
-		r.recs = append(r.recs, prepRec{seq: s, timeMs: s * 10, state: "Healthy", body: "{}"})
+		r.recs = append(r.recs, prepRec{seq: s, timeMs: s * 10, state: "Healthy"})
 	}
 	return r
 }
@@ -92,10 +92,12 @@ func TestDecide(t *testing.T) {
 		writes  groupWrites
 		lastSeq int64
 		hb      *hostRow
+		ret     Retention
+		pruned  [2]int64 // the host's pruned seq and time
 	}{
 		{name: "new records", last: 5, reqs: []*ingestReq{withHB},
 			want:    []ingestRes{{ack: wire.Ack{Agent: "a", UpTo: 7, Stored: 2}}},
-			writes:  groupWrites{hist: []any{"a", int64(6), int64(60), int64(100), "Healthy", "{}", "a", int64(7), int64(70), int64(100), "Healthy", "{}"}},
+			writes:  groupWrites{hist: []any{"a", int64(6), int64(60), int64(100), "Healthy", "a", int64(7), int64(70), int64(100), "Healthy"}},
 			lastSeq: 7, hb: hb},
 		{name: "an event", last: 5, reqs: []*ingestReq{event},
 			want:    []ingestRes{{ack: wire.Ack{Agent: "a", UpTo: 6, Stored: 1}}},
@@ -110,15 +112,37 @@ func TestDecide(t *testing.T) {
 		{name: "a retry within the group", last: 0, reqs: []*ingestReq{req("a", 100, 1, 2), req("a", 101, 1, 2, 3)},
 			want: []ingestRes{{ack: wire.Ack{Agent: "a", UpTo: 2, Stored: 2}}, {ack: wire.Ack{Agent: "a", UpTo: 3, Stored: 1, Duplicates: 2}}},
 			writes: groupWrites{hist: []any{
-				"a", int64(1), int64(10), int64(100), "Healthy", "{}",
-				"a", int64(2), int64(20), int64(100), "Healthy", "{}",
-				"a", int64(3), int64(30), int64(101), "Healthy", "{}"}},
+				"a", int64(1), int64(10), int64(100), "Healthy",
+				"a", int64(2), int64(20), int64(100), "Healthy",
+				"a", int64(3), int64(30), int64(101), "Healthy"}},
 			lastSeq: 3},
 		{name: "an old heartbeat does not replace the host's", last: 7, inDB: []int64{7}, reqs: []*ingestReq{withHB},
 			want:    []ingestRes{{err: ErrSeqBackwards}},
 			lastSeq: 7},
+		// Retention: a late retry of a record the store pruned is a
+		// duplicate, whether pruned for its age or for the host's count; a
+		// record there that was never stored is still a numbering gone back.
+		{name: "a retry of records pruned for their age", last: 50, reqs: []*ingestReq{req("a", 1000, 3, 4)},
+			ret:     Retention{Heartbeats: 500 * time.Millisecond},
+			want:    []ingestRes{{ack: wire.Ack{Agent: "a", UpTo: 50, Duplicates: 2}}},
+			lastSeq: 50},
+		{name: "within the age: numbering went back", last: 50, reqs: []*ingestReq{req("a", 1000, 60-10)},
+			ret:     Retention{Heartbeats: 900 * time.Millisecond},
+			want:    []ingestRes{{err: ErrSeqBackwards}},
+			lastSeq: 50},
+		{name: "the heartbeats' age does not expire an event", last: 50, reqs: []*ingestReq{event},
+			ret:     Retention{Heartbeats: 10 * time.Millisecond},
+			want:    []ingestRes{{err: ErrSeqBackwards}},
+			lastSeq: 50},
+		{name: "a retry of records pruned for the count", last: 50, reqs: []*ingestReq{req("a", 100, 3, 4, 51)},
+			want:    []ingestRes{{ack: wire.Ack{Agent: "a", UpTo: 51, Stored: 1, Duplicates: 2}}},
+			writes:  groupWrites{hist: []any{"a", int64(51), int64(510), int64(100), "Healthy"}},
+			lastSeq: 51, pruned: [2]int64{40, 400}},
+		{name: "below the pruned number but newer: numbering went back", last: 50, reqs: []*ingestReq{req("a", 100, 30)},
+			want:    []ingestRes{{err: ErrSeqBackwards}},
+			lastSeq: 50, pruned: [2]int64{40, 200}},
 	} {
-		h := &hostState{dbLastSeq: c.last, lastSeq: c.last}
+		h := &hostState{dbLastSeq: c.last, lastSeq: c.last, prunedSeq: c.pruned[0], prunedTime: c.pruned[1]}
 		for _, s := range c.inDB {
 			if h.inDB == nil {
 				h.inDB = map[int64]bool{}
@@ -127,7 +151,7 @@ func TestDecide(t *testing.T) {
 		}
 		hosts := map[string]*hostState{"a": h}
 		order, _, _ := groupHosts(c.reqs)
-		got, w := decide(c.reqs, order, hosts)
+		got, w := decide(c.reqs, order, hosts, c.ret)
 		if diff := cmp.Diff(c.want, got, stepOpts); diff != "" {
 			t.Errorf("%s: results (-want +got):\n%s", c.name, diff)
 		}
@@ -149,7 +173,7 @@ func TestHostWrites(t *testing.T) {
 		agentVersion: "1.0.0", labels: `{"pool":"blue","zone":"1"}`, checks: "[]", cache: "{}",
 		labelMap: map[string]string{"zone": "1", "pool": "blue"}, intervalMs: 60000, lastHeartbeatMs: 30}
 	full := []any{"a", "Healthy", "docker", "24.0.7", int64(1), int64(1), "1.0.0", "", `{"pool":"blue","zone":"1"}`, "[]", "{}",
-		int64(0), int64(0), int64(60000), int64(10), int64(20), int64(30), int64(3)}
+		int64(0), int64(0), int64(60000), int64(10), int64(20), int64(30), int64(3), int64(8), int64(2), int64(0), int64(0)}
 	labels := []any{"a", "pool", "blue", "a", "zone", "1"}
 	for _, c := range []struct {
 		name string
@@ -157,13 +181,13 @@ func TestHostWrites(t *testing.T) {
 		want groupWrites
 	}{
 		{"untouched", hostState{hb: hb}, groupWrites{}},
-		{"events only", hostState{touched: true, firstSeen: 10, report: 20, lastSeq: 4},
-			groupWrites{touch: []any{"a", int64(60000), int64(10), int64(20), int64(4)}}},
-		{"new host", hostState{touched: true, hb: hb, firstSeen: 10, report: 20, lastSeq: 3},
+		{"events only", hostState{touched: true, firstSeen: 10, report: 20, lastSeq: 4, events: 3, prunedSeq: 2, prunedTime: 9},
+			groupWrites{touch: []any{"a", int64(60000), int64(10), int64(20), int64(4), int64(0), int64(3), int64(2), int64(9)}}},
+		{"new host", hostState{touched: true, hb: hb, firstSeen: 10, report: 20, lastSeq: 3, heartbeats: 8, events: 2},
 			groupWrites{full: full, labels: labels}},
-		{"labels changed", hostState{touched: true, exists: true, dbLabels: `{"pool":"green"}`, hb: hb, firstSeen: 10, report: 20, lastSeq: 3},
+		{"labels changed", hostState{touched: true, exists: true, dbLabels: `{"pool":"green"}`, hb: hb, firstSeen: 10, report: 20, lastSeq: 3, heartbeats: 8, events: 2},
 			groupWrites{full: full, delLabels: []any{"a"}, labels: labels}},
-		{"labels as stored", hostState{touched: true, exists: true, dbLabels: hb.labels, hb: hb, firstSeen: 10, report: 20, lastSeq: 3},
+		{"labels as stored", hostState{touched: true, exists: true, dbLabels: hb.labels, hb: hb, firstSeen: 10, report: 20, lastSeq: 3, heartbeats: 8, events: 2},
 			groupWrites{full: full}},
 	} {
 		var w groupWrites
@@ -277,5 +301,141 @@ func TestPageOf(t *testing.T) {
 		if diff := cmp.Diff(*c.next, dec, stepOpts); diff != "" {
 			t.Errorf("%s: next cursor (-want +got):\n%s", c.name, diff)
 		}
+	}
+}
+
+func TestOverCount(t *testing.T) {
+	for _, c := range []struct {
+		stored, bound int64
+		want          bool
+	}{
+		{0, 0, false},
+		{1 << 40, 0, false}, // no bound
+		{50_000, 50_000, false},
+		{55_000, 50_000, false}, // within the slack of a tenth
+		{55_001, 50_000, true},
+		{6, 5, true}, // a bound under 10 has no slack
+		{5, 5, false},
+	} {
+		if got := overCount(c.stored, c.bound); got != c.want {
+			t.Errorf("overCount(%d, %d) = %v, want %v", c.stored, c.bound, got, c.want)
+		}
+	}
+}
+
+func TestExpired(t *testing.T) {
+	day := 24 * time.Hour
+	r := Retention{Heartbeats: 30 * day, Events: 90 * day}
+	now := int64(100 * day / time.Millisecond)
+	for _, c := range []struct {
+		name  string
+		r     Retention
+		event bool
+		time  int64
+		want  bool
+	}{
+		{"heartbeat within", r, false, now - int64(29*day/time.Millisecond), false},
+		{"heartbeat at the cutoff", r, false, now - int64(30*day/time.Millisecond), false},
+		{"heartbeat past", r, false, now - int64(30*day/time.Millisecond) - 1, true},
+		{"event past the heartbeats' age", r, true, now - int64(31*day/time.Millisecond), false},
+		{"event past its own", r, true, now - int64(91*day/time.Millisecond), true},
+		{"kept for ever", Retention{}, false, 0, false},
+		{"from the future", r, false, now + 1000, false},
+	} {
+		if got := c.r.expired(c.event, c.time, now); got != c.want {
+			t.Errorf("%s: expired = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestParseRetention(t *testing.T) {
+	day := 24 * time.Hour
+	for _, c := range []struct {
+		in   string
+		want Retention
+		err  string
+	}{
+		{in: "", want: DefaultRetention},
+		{in: "heartbeats=30d,events=90d", want: DefaultRetention},
+		{in: "heartbeats=7d", want: Retention{Heartbeats: 7 * day, Events: 90 * day, HeartbeatsPerHost: 50_000, EventsPerHost: 10_000}},
+		{in: " heartbeats=12h , events=0 ,heartbeatsPerHost=100,eventsPerHost=0", want: Retention{Heartbeats: 12 * time.Hour, HeartbeatsPerHost: 100}},
+		{in: "heartbeats=90m", want: Retention{Heartbeats: 90 * time.Minute, Events: 90 * day, HeartbeatsPerHost: 50_000, EventsPerHost: 10_000}},
+		{in: "heartbeats", err: "want KEY=VALUE"},
+		{in: "heartbeats=", err: "want KEY=VALUE"},
+		{in: "=30d", err: "want KEY=VALUE"},
+		{in: "history=30d", err: `unknown key "history"`},
+		{in: "heartbeats=30d,heartbeats=7d", err: "heartbeats given twice"},
+		{in: "heartbeats=-1d", err: "whole number of days"},
+		{in: "heartbeats=1.5d", err: "whole number of days"},
+		{in: "heartbeats=99999999999d", err: "whole number of days"},
+		{in: "heartbeats=-5h", err: "cannot be negative"},
+		{in: "heartbeats=30s", err: "under a minute"},
+		{in: "heartbeats=1000000h", err: "over 36500 days"},
+		{in: "heartbeats=month", err: "want an age"},
+		{in: "eventsPerHost=-1", err: "whole number of records"},
+		{in: "eventsPerHost=1e3", err: "whole number of records"},
+		{in: "eventsPerHost=99999999999999", err: "whole number of records"},
+		{in: ",", err: "want KEY=VALUE"},
+	} {
+		got, err := ParseRetention(c.in, DefaultRetention)
+		if c.err != "" {
+			if !contains(err, c.err) {
+				t.Errorf("ParseRetention(%q) = %v, want an error saying %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseRetention(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+		if back, err := ParseRetention(got.String(), Retention{}); err != nil || back != got {
+			t.Errorf("ParseRetention(%q.String() = %q) = %+v, %v; want it back", c.in, got.String(), back, err)
+		}
+	}
+}
+
+// FuzzParseRetention: --retention is outside data; whatever it is, the
+// parser answers without panicking, and what it accepts prints back to
+// itself.
+func FuzzParseRetention(f *testing.F) {
+	for _, s := range []string{"", "heartbeats=30d,events=90d", "heartbeatsPerHost=5", "heartbeats=12h", "events=0", "x=y=z", ",,", "heartbeats=9223372036854775807ns"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRetention(s, DefaultRetention)
+		if err != nil {
+			return
+		}
+		if r.Heartbeats < 0 || r.Events < 0 || r.HeartbeatsPerHost < 0 || r.EventsPerHost < 0 {
+			t.Fatalf("ParseRetention(%q) = %+v: negative", s, r)
+		}
+		if back, err := ParseRetention(r.String(), Retention{}); err != nil || back != r {
+			t.Fatalf("ParseRetention(%q) = %+v prints as %q, which parses to %+v, %v", s, r, r.String(), back, err)
+		}
+	})
+}
+
+func TestColumns(t *testing.T) {
+	got, err := columns(colTypes("tb"), []any{"a", int64(1), "b", int64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]any{[]string{"a", "b"}, []int64{1, 2}}, got); diff != "" {
+		t.Errorf("columns (-want +got):\n%s", diff)
+	}
+	for _, c := range []struct {
+		types []string
+		args  []any
+		err   string
+	}{
+		{colTypes("tb"), []any{"a", "1"}, "column 1 row 0: string, want a int64"},
+		{colTypes("t"), []any{int64(1)}, "column 0 row 0: int64, want a string"},
+		{[]string{"json"}, []any{"{}"}, `type "json" has no array form`},
+	} {
+		if _, err := columns(c.types, c.args); !contains(err, c.err) {
+			t.Errorf("columns(%v, %v) = %v, want an error saying %q", c.types, c.args, err, c.err)
+		}
+	}
+	if got := arrayParams(colTypes("tbt")); got != "$1::text[], $2::bigint[], $3::text[]" {
+		t.Errorf("arrayParams = %q", got)
 	}
 }

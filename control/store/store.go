@@ -52,6 +52,18 @@ type Options struct {
 	// token commands must not create an empty store beside the one serve
 	// uses. Without it Open creates the store.
 	Existing bool
+	// Retention bounds the records kept per host; the zero value keeps
+	// every record (berth-control serve passes DefaultRetention or
+	// --retention).
+	Retention Retention
+	// PruneEvery is how often the store deletes records older than the
+	// retention's ages, in the background; 0 means every minute, below 0
+	// never (Prune is then the caller's).
+	PruneEvery time.Duration
+	// CountsMaxAge lets Counts answer from a copy up to this old, read
+	// again in the background once older (see countsCache); 0 reads the
+	// database every time.
+	CountsMaxAge time.Duration
 }
 
 type dialect int
@@ -76,12 +88,21 @@ type Store struct {
 	done     chan struct{}
 	close    sync.Once
 
-	// stmts are the writer's prepared statements on SQLite, by text.
-	stmts map[insert]*sql.Stmt
+	// stmts are the writer's prepared statements on SQLite, by the head of
+	// their insert.
+	stmts map[string]*sql.Stmt
 
 	// bound caches the bindings Bind read, agent → seenBinding, so that
 	// a host's steady stream of reports needs no query.
 	bound sync.Map
+
+	retention    Retention
+	countsMaxAge time.Duration
+	counts       countsCache
+	// bg owns the background pruner; bgCtx ends when the store closes.
+	bg     sync.WaitGroup
+	bgCtx  context.Context
+	bgStop context.CancelFunc
 }
 
 // Open opens the store that dsn names, creating or migrating its schema:
@@ -101,11 +122,13 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		o.BusyTimeout = 5 * time.Second
 	}
 	s := &Store{
-		log:      o.Logger.With("component", "store"),
-		maxGroup: o.MaxGroup,
-		queue:    make(chan *ingestReq, o.MaxGroup*4),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		log:          o.Logger.With("component", "store"),
+		maxGroup:     o.MaxGroup,
+		queue:        make(chan *ingestReq, o.MaxGroup*4),
+		quit:         make(chan struct{}),
+		done:         make(chan struct{}),
+		retention:    o.Retention,
+		countsMaxAge: o.CountsMaxAge,
 	}
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
@@ -124,7 +147,15 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	go s.writer()
+	if every := o.PruneEvery; every >= 0 && (o.Retention.Heartbeats > 0 || o.Retention.Events > 0) {
+		if every == 0 {
+			every = time.Minute
+		}
+		s.bg.Add(1)
+		go s.pruner(every)
+	}
 	return s, nil
 }
 
@@ -275,6 +306,9 @@ func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
 		close(s.quit)
+		s.counts.close()
+		s.bgStop()
+		s.bg.Wait()
 		<-s.done
 		err = s.w.Close()
 		if s.r != s.w {

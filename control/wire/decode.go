@@ -34,6 +34,17 @@ const (
 // clock that was never set.
 var MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// MaxSeq is the highest sequence number a record received at now may
+// carry. An agent's outbox takes its first number from its clock, in
+// microseconds since 1970, and adds one per record, far fewer than one a
+// microsecond; a clock more than MaxClockSkewAhead ahead has its records
+// refused as from the future. So no agent's numbering reaches past now +
+// MaxClockSkewAhead in microseconds, and a number above it (2^63-1, say)
+// could only wedge the host: every honest number after it would be below.
+func MaxSeq(now time.Time) uint64 {
+	return uint64(max(now.Add(MaxClockSkewAhead).UnixMicro(), 0))
+}
+
 // Errors of DecodeBatch, checked with errors.Is: ErrTooLarge is a 413,
 // ErrInvalid a 400.
 var (
@@ -134,6 +145,9 @@ func (r Record) Validate(now time.Time) error { return r.validate("record", now)
 func (r Record) validate(p string, now time.Time) error {
 	if r.Seq == 0 {
 		return invalid(p+".seq", "missing or 0; numbers start at 1")
+	}
+	if top := MaxSeq(now); r.Seq > top {
+		return invalid(p+".seq", "%d is above %d, the most an agent's clock-seeded numbering can reach by now (microseconds since 1970, %s ahead at most)", r.Seq, top, MaxClockSkewAhead)
 	}
 	if err := checkTime(p+".time", r.Time, now, false); err != nil {
 		return err

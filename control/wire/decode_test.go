@@ -101,6 +101,11 @@ func TestDecodeBatchHostile(t *testing.T) {
 		{"seq zero", mutate(func(b *Batch) { b.Records[0].Seq = 0 }), 0, ErrInvalid, "records[0].seq: missing or 0"},
 		{"seq backwards", mutate(func(b *Batch) { b.Records[1].Seq = 3 }), 0, ErrInvalid, "records[1].seq: 3 is not above the previous record's 7"},
 		{"seq duplicate", mutate(func(b *Batch) { b.Records[1].Seq = 7 }), 0, ErrInvalid, "records[1].seq: 7 repeats"},
+		// Numbers no clock-seeded outbox can reach: they would wedge the
+		// host, every honest number after them being below.
+		{"seq 2^63-1", mutate(func(b *Batch) { b.Records[1].Seq = 1<<63 - 1 }), 0, ErrInvalid, "records[1].seq: 9223372036854775807 is above"},
+		{"seq 2^64-1", mutate(func(b *Batch) { b.Records[1].Seq = 1<<64 - 1 }), 0, ErrInvalid, "records[1].seq: 18446744073709551615 is above"},
+		{"seq past the skew", mutate(func(b *Batch) { b.Records[1].Seq = MaxSeq(time.Now()) + 1e9 }), 0, ErrInvalid, "clock-seeded numbering"},
 		{"kind unknown", mutate(func(b *Batch) { b.Records[1].Kind = "metric" }), 0, ErrInvalid, `records[1].kind: unknown kind "metric"`},
 		{"kind missing", mutate(func(b *Batch) { b.Records[1].Kind = "" }), 0, ErrInvalid, "records[1].kind: missing"},
 		{"payload missing", mutate(func(b *Batch) { b.Records[1].Event = nil }), 0, ErrInvalid, "records[1].event: missing"},
@@ -200,5 +205,36 @@ func TestCheckAgentID(t *testing.T) {
 		if accepted := batchErr == nil || !strings.Contains(batchErr.Error(), "agent:"); accepted != (err == nil) {
 			t.Errorf("CheckAgentID(%q) = %v but a batch's agent check says %v", c.id, err, batchErr)
 		}
+	}
+}
+
+// TestMaxSeq: what an agent's outbox numbers (its clock in microseconds
+// when it was made, one more per record) passes; what no such numbering
+// reaches does not.
+func TestMaxSeq(t *testing.T) {
+	now := time.Date(2026, 12, 4, 15, 0, 0, 0, time.UTC)
+	rec := func(seq uint64) Record {
+		return Record{Seq: seq, Kind: KindEvent, Time: now, Event: &Event{Kind: "x"}}
+	}
+	for _, c := range []struct {
+		name string
+		seq  uint64
+		ok   bool
+	}{
+		{"a new outbox's first", uint64(now.UnixMicro()), true},
+		{"an outbox a year old, a million records on", uint64(now.AddDate(-1, 0, 0).UnixMicro()) + 1e6, true},
+		{"a clock a week ahead", uint64(now.Add(MaxClockSkewAhead).UnixMicro()), true},
+		{"past a week ahead", uint64(now.Add(MaxClockSkewAhead).UnixMicro()) + 1, false},
+		{"2^62", 1 << 62, false},
+		{"2^63-1", 1<<63 - 1, false},
+		{"1", 1, true},
+	} {
+		err := rec(c.seq).Validate(now)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: seq %d: Validate = %v, want ok %v", c.name, c.seq, err, c.ok)
+		}
+	}
+	if got := MaxSeq(time.Unix(0, 0).Add(-30 * 24 * time.Hour)); got != 0 {
+		t.Errorf("MaxSeq before 1970 = %d, want 0", got)
 	}
 }

@@ -119,3 +119,15 @@ type Counts struct {
 	ByEngineVersion map[string]int `json:"byEngineVersion"`
 	ByAgentVersion  map[string]int `json:"byAgentVersion"`
 }
+
+// Forgotten is the answer of DELETE /v1/hosts/{id} (berth-control hosts
+// forget): the host's row is gone, so its next records are accepted
+// whatever their numbers, as a new host's. Its heartbeats and events are
+// kept unless HistoryDropped, and Heartbeats and Events count those
+// deleted.
+type Forgotten struct {
+	ID             string `json:"id"`
+	HistoryDropped bool   `json:"historyDropped"`
+	Heartbeats     int64  `json:"heartbeats"`
+	Events         int64  `json:"events"`
+}

@@ -132,6 +132,7 @@ const (
 	CodeForbidden        = "forbidden"          // 403: valid token, not allowed
 	CodeNotFound         = "not_found"          // 404
 	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeTimeout          = "timeout"            // 408: the body came too slowly
 	CodeConflict         = "conflict"           // 409: numbering went back
 	CodeTooLarge         = "too_large"          // 413: body over the limit
 	CodeUnsupported      = "unsupported"        // 415: content type or encoding

@@ -59,6 +59,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"Tokens", testTokens},
 		{"Sessions", testSessions},
 		{"Closed", testClosed},
+		{"Forget", testForget},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -68,34 +69,29 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 	}
 	t.Run("Reopen", func(t *testing.T) {
 		t.Parallel()
-		dsn := newDSN(t)
-		s := open(t, dsn)
-		ctx := context.Background()
-		mustIngest(t, s, batch("h1", HB(1, "Healthy"), Ev(2, "engine.installed")), T0)
-		tok, secret, err := s.IssueToken(ctx, store.RoleAgent, "h1", T0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		s = open(t, dsn)
-		d, err := s.Host(ctx, "h1", T0, 10)
-		if err != nil {
-			t.Fatalf("Host after reopen: %v", err)
-		}
-		if d.LastSeq != 2 || len(d.History) != 1 || len(d.Events) != 1 {
-			t.Errorf("after reopen: lastSeq %d, %d history, %d events; want 2, 1, 1", d.LastSeq, len(d.History), len(d.Events))
-		}
-		got, err := s.LookupToken(ctx, secret)
-		if err != nil || got.ID != tok.ID {
-			t.Errorf("LookupToken after reopen = %v, %v; want %s", got, err, tok.ID)
-		}
-		ack := mustIngest(t, s, batch("h1", HB(1, "Healthy"), Ev(2, "engine.installed")), T0)
-		if ack.Duplicates != 2 {
-			t.Errorf("retry after reopen: %+v, want 2 duplicates", ack)
-		}
+		testReopen(t, newDSN(t), open)
 	})
+	// The retention cases open their own store, with its options.
+	for _, c := range []struct {
+		name string
+		o    store.Options
+		run  func(t *testing.T, s *store.Store)
+	}{
+		{"RetentionAge", store.Options{Retention: store.Retention{Heartbeats: 30 * day, Events: 90 * day}, PruneEvery: -1}, testRetentionAge},
+		{"RetentionCount", store.Options{Retention: store.Retention{HeartbeatsPerHost: 5, EventsPerHost: 3}, PruneEvery: -1}, testRetentionCount},
+		{"Pruner", store.Options{Retention: store.Retention{Heartbeats: 30 * day}, PruneEvery: 20 * time.Millisecond}, testPruner},
+		{"CountsCached", store.Options{CountsMaxAge: 200 * time.Millisecond}, testCountsCached},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := store.Open(context.Background(), newDSN(t), c.o)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { s.Close() })
+			c.run(t, s)
+		})
+	}
 	t.Run("TwoStoresShareDatabase", func(t *testing.T) {
 		t.Parallel()
 		dsn := newDSN(t)
@@ -941,5 +937,36 @@ func testClosed(t *testing.T, s *store.Store) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// testReopen: what one store wrote, the same database opened again reads,
+// and a retry after the reopen is a duplicate.
+func testReopen(t *testing.T, dsn string, open func(*testing.T, string) *store.Store) {
+	s := open(t, dsn)
+	ctx := context.Background()
+	mustIngest(t, s, batch("h1", HB(1, "Healthy"), Ev(2, "engine.installed")), T0)
+	tok, secret, err := s.IssueToken(ctx, store.RoleAgent, "h1", T0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = open(t, dsn)
+	d, err := s.Host(ctx, "h1", T0, 10)
+	if err != nil {
+		t.Fatalf("Host after reopen: %v", err)
+	}
+	if d.LastSeq != 2 || len(d.History) != 1 || len(d.Events) != 1 {
+		t.Errorf("after reopen: lastSeq %d, %d history, %d events; want 2, 1, 1", d.LastSeq, len(d.History), len(d.Events))
+	}
+	got, err := s.LookupToken(ctx, secret)
+	if err != nil || got.ID != tok.ID {
+		t.Errorf("LookupToken after reopen = %v, %v; want %s", got, err, tok.ID)
+	}
+	ack := mustIngest(t, s, batch("h1", HB(1, "Healthy"), Ev(2, "engine.installed")), T0)
+	if ack.Duplicates != 2 {
+		t.Errorf("retry after reopen: %+v, want 2 duplicates", ack)
 	}
 }
