@@ -82,13 +82,13 @@ const zombieGrace = 10 * time.Second
 const stopPoll = 20 * time.Millisecond
 
 // Stop sends SIGTERM to every engine daemon and waits for them to exit;
-// SIGKILL after StopTimeout. A daemon that exited with status 0 ran its own
-// shutdown, which removes its pid file, so Stop does not wait for it to be
-// reaped: the host's init may take seconds to reap an orphan (about 1.5 s
-// here), and that wait was most of the engine API's downtime in an upgrade.
-// One killed by a signal (SIGTERM before it set up its handler, SIGKILL) or
-// that failed may have left its pid file naming it, and is waited for until
-// it is reaped (at most zombieGrace).
+// SIGKILL after StopTimeout. It then waits, at most zombieGrace, until each
+// stopped daemon is reaped: dockerd refuses to start while its pid file
+// names a pid that /proc still has, and a daemon stopped before it finished
+// starting (or killed) leaves its pid file behind even when it exits 0. (A
+// rule that skipped the wait for a clean exit cut the upgrade's downtime to
+// 0.4 s, and the 200-round SIGKILL soak found a restart refused with "pid
+// file found": the wait stays until Stop can read the daemon's pid file.)
 func (s *Supervised) Stop(ctx context.Context) error {
 	pids, err := s.find()
 	if err != nil || len(pids) == 0 {
@@ -201,8 +201,8 @@ func (s *Supervised) find() ([]proc, error) {
 	return out, nil
 }
 
-// findUnreaped returns which of ps have exited but are not reaped yet and
-// did not exit cleanly (see Stop): those whose pid file may still name them.
+// findUnreaped returns which of ps have exited but are not reaped yet:
+// those whose pid file may still name a pid /proc has (see Stop).
 func (s *Supervised) findUnreaped(ps []proc) ([]int, error) {
 	var out []int
 	for _, p := range ps {
@@ -213,7 +213,7 @@ func (s *Supervised) findUnreaped(ps []proc) ([]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("look for process %d: %w", p.pid, err)
 		}
-		if st := parseStat(string(b)); st.state == 'Z' && !st.cleanExit() {
+		if parseStat(string(b)).state == 'Z' {
 			out = append(out, p.pid)
 		}
 	}
@@ -227,10 +227,6 @@ type procStat struct {
 	// 3.5 and later); -1 when absent.
 	exitCode int
 }
-
-// cleanExit reports whether the process exited by itself with status 0
-// (not killed by a signal, not failed).
-func (p procStat) cleanExit() bool { return p.exitCode == 0 }
 
 // parseStat reads the state (field 3) and the exit code (field 52) of a
 // /proc/<pid>/stat line. The command name (field 2) is in parentheses and

@@ -82,53 +82,6 @@ func standIn(t *testing.T, dir, src string) string {
 	return exe
 }
 
-// A daemon that shuts down by itself on SIGTERM (exit status 0, as dockerd
-// does after removing its pid file) is not waited for until its reaper gets
-// to it: the host's init may take seconds, which was most of the engine
-// API's downtime in an upgrade (issue 9, item 14).
-func TestStopDoesNotWaitForTheReapOfACleanExit(t *testing.T) {
-	dir := t.TempDir()
-	exe := standIn(t, dir, "/bin/bash")
-	// bash as "dockerd": exits 0 on SIGTERM once it has said it is ready
-	// (before that, SIGTERM kills it: an unclean exit).
-	ready := filepath.Join(dir, "ready")
-	cmd := exec.Command(exe, "-c", `trap "exit 0" TERM; : >"$1"; while :; do sleep 0.02; done`, "standin", ready)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stand-in daemon never became ready")
-		}
-	}
-	const reapAfter = 2 * time.Second
-	reaped := make(chan struct{})
-	go func() {
-		defer close(reaped)
-		for !zombie(cmd.Process.Pid) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(reapAfter)
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-reaped })
-
-	s := &Supervised{Dir: dir, Exe: "dockerd", StopTimeout: 5 * time.Second}
-	start := time.Now()
-	if err := s.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took >= reapAfter {
-		t.Errorf("Stop took %v: it waited for the reap of a daemon that exited cleanly", took)
-	}
-	if st, err := s.State(context.Background()); err != nil || st.Running {
-		t.Errorf("State after Stop = %+v, %v; want nothing running", st, err)
-	}
-}
-
 func TestParseStat(t *testing.T) {
 	// Fields 4 to 51 do not matter here; 48 of them.
 	mid := strings.Repeat("0 ", 48)
@@ -152,9 +105,6 @@ func TestParseStat(t *testing.T) {
 			got := parseStat(tt.line)
 			if got != tt.want {
 				t.Errorf("parseStat(%q) = %+v, want %+v", tt.line, got, tt.want)
-			}
-			if tt.want.state == 'Z' && got.cleanExit() != (tt.want.exitCode == 0) {
-				t.Errorf("cleanExit = %v", got.cleanExit())
 			}
 		})
 	}
