@@ -201,21 +201,24 @@ func (s *Supervised) find() ([]proc, error) {
 	return out, nil
 }
 
-// findUnreaped returns which of ps have exited but are not reaped yet:
-// those whose pid file may still name a pid /proc has (see Stop).
+// findUnreaped returns which of ps still exist in /proc in any state
+// (exiting, zombie): those whose pid file would still name a live pid (see
+// Stop).
 func (s *Supervised) findUnreaped(ps []proc) ([]int, error) {
 	var out []int
 	for _, p := range ps {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "stat"))
+		// Any state counts, not only a zombie: a daemon killed early in
+		// its start is still exiting (its exe already unreadable, so find
+		// no longer lists it) before it turns into a zombie, and dockerd's
+		// pid-file check asks only whether the pid exists.
+		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p.pid)))
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			continue // reaped
 		}
 		if err != nil {
 			return nil, fmt.Errorf("look for process %d: %w", p.pid, err)
 		}
-		if parseStat(string(b)).state == 'Z' {
-			out = append(out, p.pid)
-		}
+		out = append(out, p.pid)
 	}
 	return out, nil
 }
