@@ -839,6 +839,15 @@ func testTokens(t *testing.T, s *store.Store) {
 	if !errors.Is(err, store.ErrRevoked) || got.ID != agentTok.ID || got.Revoked == nil || !got.Revoked.Equal(revokedAt) {
 		t.Errorf("LookupToken(revoked) = %+v, %v; want the token revoked at %s and ErrRevoked", got, err, revokedAt)
 	}
+	for _, c := range []struct {
+		since time.Time
+		want  []string
+	}{{revokedAt.Add(-time.Millisecond), []string{agentTok.ID}}, {revokedAt, nil}, {time.UnixMilli(0), []string{agentTok.ID}}} {
+		ids, err := s.RevokedSince(ctx, c.since.UnixMilli())
+		if err != nil || !slices.Equal(ids, c.want) {
+			t.Errorf("RevokedSince(%s) = %q, %v; want %q", c.since, ids, err, c.want)
+		}
+	}
 	if err := s.RevokeToken(ctx, "000000000000", revokedAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeToken(unknown) = %v, want ErrNotFound", err)
 	}
