@@ -92,6 +92,9 @@ type Store struct {
 	// their insert.
 	stmts map[string]*sql.Stmt
 
+	// tokenQ queues token lookups for tokenReader, on PostgreSQL.
+	tokenQ chan tokenReq
+
 	// bound caches the bindings Bind read, agent → seenBinding, so that
 	// a host's steady stream of reports needs no query.
 	bound sync.Map
@@ -149,6 +152,11 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	go s.writer()
+	if s.d == dialectPostgres {
+		s.tokenQ = make(chan tokenReq, maxTokenGroup)
+		s.bg.Add(1)
+		go s.tokenReader()
+	}
 	if every := o.PruneEvery; every >= 0 && (o.Retention.Heartbeats > 0 || o.Retention.Events > 0) {
 		if every == 0 {
 			every = time.Minute
