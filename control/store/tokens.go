@@ -229,23 +229,12 @@ func (s *Store) readToken(ctx context.Context, id string) (Token, string, error)
 func (s *Store) tokenReader() {
 	defer s.bg.Done()
 	for {
-		var group []tokenReq
 		select {
 		case r := <-s.tokenQ:
-			group = append(group, r)
+			s.readTokens(drain(s.tokenQ, []tokenReq{r}, maxTokenGroup))
 		case <-s.quit:
 			return
 		}
-	drain:
-		for len(group) < maxTokenGroup {
-			select {
-			case r := <-s.tokenQ:
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		s.readTokens(group)
 	}
 }
 
