@@ -28,7 +28,7 @@ const IssuedPrefix = "berth_"
 // retrying a dead token in a loop. A verified Entra token is remembered
 // for TokenCacheTTL (never past its exp), so a signing key Entra
 // withdraws stops it within that time. The caches hold SHA-256 sums,
-// never tokens: at most 2,097,152 issued tokens (about 150 bytes each)
+// never tokens: at most 2,097,152 issued tokens (about 250 bytes each)
 // and 65,536 others.
 const (
 	TokenCacheTTL    = 30 * time.Second
