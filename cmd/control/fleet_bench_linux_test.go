@@ -122,6 +122,9 @@ func BenchmarkFleet(b *testing.B) {
 	now := time.Now()
 	seeded := seedFleet(b, conn, n, now)
 	fmt.Printf("\n(12) fleet of %d hosts on PostgreSQL (fsync on), seeded by COPY in %v: %s\n", n, seeded.took.Round(time.Millisecond), seeded.rows)
+	// Record sizes are measured while every seeded row is live: after
+	// pruning, the freed space (which later records reuse) would count.
+	perRecord := recordSizes(b, conn)
 	start := time.Now()
 	pruned, err := st.Prune(ctx, time.Now())
 	if err != nil {
@@ -155,8 +158,8 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(rate/copyRate, "ingest/COPY")
 	per := func(d time.Duration) time.Duration { return (d / time.Duration(total)).Round(time.Microsecond) }
 	fmt.Printf("(12) CPU per report: load generator %v, berth-control %v, PostgreSQL %v; the endpoint alone (control and database) would "+
-		"take %.0f reports/s of this machine's %d cores\n", per(cpu.gen), per(cpu.control), per(cpu.pg),
-		float64(runtime.NumCPU())*float64(total)/(cpu.control+cpu.pg).Seconds(), runtime.NumCPU())
+		"take %.0f reports/s of this machine's %d cores; berth-control's memory (RSS) %d MiB; load average %s\n", per(cpu.gen), per(cpu.control), per(cpu.pg),
+		float64(runtime.NumCPU())*float64(total)/(cpu.control+cpu.pg).Seconds(), runtime.NumCPU(), rssMiB(control.p.cmd.Process.Pid), loadAverage())
 
 	operator := control.issue("operator", "bench")
 	// The first of each read is the cold one (the counts are then kept
@@ -172,7 +175,7 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(float64(hostsP99.Microseconds())/1000, "hosts-p99-ms")
 	b.ReportMetric(float64(countsP99.Microseconds())/1000, "counts-p99-ms")
 
-	printStoreSize(b, conn, n, pruned, pruneTook)
+	printStoreSize(b, conn, n, perRecord, pruned, pruneTook)
 }
 
 // seeded says what seedFleet wrote and how long it took.
@@ -370,29 +373,37 @@ func readP99(b *testing.B, n int, url, token string) time.Duration {
 	return percentile(lat, 0.99)
 }
 
+// tableSize is a table's bytes with its indexes, and its rows.
+func tableSize(b *testing.B, conn *pgx.Conn, table string) (bytes, rows int64) {
+	if err := conn.QueryRow(context.Background(), "SELECT pg_total_relation_size($1::regclass), (SELECT COUNT(*) FROM "+table+")", table).Scan(&bytes, &rows); err != nil {
+		b.Fatalf("size of %s: %v", table, err)
+	}
+	return bytes, rows
+}
+
+// recordSizes measures a heartbeat's and an event's bytes in the store,
+// with their indexes.
+func recordSizes(b *testing.B, conn *pgx.Conn) [2]float64 {
+	pgExec(b, conn, "VACUUM ANALYZE history, events")
+	hb, hbRows := tableSize(b, conn, "history")
+	ev, evRows := tableSize(b, conn, "events")
+	return [2]float64{float64(hb) / float64(hbRows), float64(ev) / float64(evRows)}
+}
+
 // printStoreSize prints what the store holds per host, measured, and
 // what a host costs a day and under the default retention.
-func printStoreSize(b *testing.B, conn *pgx.Conn, n int, pruned store.Pruned, pruneTook time.Duration) {
-	ctx := context.Background()
+func printStoreSize(b *testing.B, conn *pgx.Conn, n int, perRecord [2]float64, pruned store.Pruned, pruneTook time.Duration) {
 	pgExec(b, conn, "VACUUM ANALYZE")
-	size := func(table string) (bytes, rows int64) {
-		if err := conn.QueryRow(ctx, "SELECT pg_total_relation_size($1::regclass), (SELECT COUNT(*) FROM "+table+")", table).Scan(&bytes, &rows); err != nil {
-			b.Fatalf("size of %s: %v", table, err)
-		}
-		return bytes, rows
-	}
-	hb, hbRows := size("history")
-	ev, evRows := size("events")
-	hosts, _ := size("hosts")
-	labels, _ := size("host_labels")
-	tokens, _ := size("tokens")
-	perHB, perEv := float64(hb)/float64(hbRows), float64(ev)/float64(evRows)
+	hosts, _ := tableSize(b, conn, "hosts")
+	labels, _ := tableSize(b, conn, "host_labels")
+	tokens, _ := tableSize(b, conn, "tokens")
+	perHB, perEv := perRecord[0], perRecord[1]
 	perHost := float64(hosts+labels+tokens) / float64(n)
 	// A host at the default 60 s interval, with ten events a day.
 	day := 1440*perHB + 10*perEv
 	r := store.DefaultRetention
 	kept := perHost + float64(r.Heartbeats/(24*time.Hour))*1440*perHB + float64(min(int64(r.Events/(24*time.Hour))*10, r.EventsPerHost))*perEv
-	fmt.Printf("(12) store size, measured: a heartbeat %.0f B and an event %.0f B with their indexes, a host's row, labels and token %.0f B (with the dead row versions the run left); "+
+	fmt.Printf("(12) store size, measured: a heartbeat %.0f B and an event %.0f B with their indexes (as seeded), a host's row, labels and token %.0f B (with the dead row versions the run left); "+
 		"a host at a 60 s interval with 10 events a day adds %.0f KiB a day; under --retention %s it holds %.1f MiB, %.2f TiB for a million hosts\n",
 		perHB, perEv, perHost, day/1024, r, kept/(1<<20), kept*1e6/(1<<40))
 	fmt.Printf("(12) pruning: %d heartbeats past 30 days deleted in %v (%.0f rows/s), beside what ingest writes\n",
@@ -473,4 +484,26 @@ func procCPU(pid int) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(ut+st) * time.Second / 100, true
+}
+
+// rssMiB is a process's resident memory in MiB, 0 if unknown.
+func rssMiB(pid int) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb >> 10
+		}
+	}
+	return 0
+}
+
+// loadAverage is the machine's load over the last minute, which says how
+// much else shared its cores during the run.
+func loadAverage() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }

@@ -130,6 +130,9 @@ func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
 	// The count's arguments stop here: its query must not see a parameter
 	// it does not use.
 	q.countArgs = slices.Clone(a.vals)
+	if labelsOnly(f) {
+		q.count, q.countArgs = labelCount(f.Labels)
+	}
 
 	keyExpr := o.keyExpr(a)
 	if f.Cursor != "" {
@@ -228,6 +231,32 @@ func filterConds(f wire.HostFilter, a *sqlArgs) ([]string, error) {
 			a.add(k)+" AND l.value = "+a.add(f.Labels[k])+")")
 	}
 	return where, nil
+}
+
+// labelsOnly reports whether f filters by labels and nothing else.
+func labelsOnly(f wire.HostFilter) bool {
+	return len(f.Labels) > 0 && f.State == "" && f.EngineVersion == "" && f.AgentVersion == ""
+}
+
+// labelCount counts the hosts that have every label of labels from
+// host_labels alone, whose rows all belong to a host (a host's labels are
+// written and forgotten with its row, in one transaction). Counting
+// through hosts would visit each match's row: hosts is rewritten by every
+// report, so few of its pages are marked all-visible and an index-only
+// look-up becomes a read of the row, one random page a match, half a
+// second for the 10,000 hosts of a label in a fleet of a million that no
+// longer fits in memory; host_labels changes only with a label.
+func labelCount(labels map[string]string) (string, []any) {
+	a := &sqlArgs{}
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(labels)) {
+		if i == 0 {
+			b.WriteString("SELECT COUNT(*) FROM host_labels l WHERE l.key = " + a.add(k) + " AND l.value = " + a.add(labels[k]))
+			continue
+		}
+		b.WriteString(" AND EXISTS (SELECT 1 FROM host_labels m WHERE m.host_id = l.host_id AND m.key = " + a.add(k) + " AND m.value = " + a.add(labels[k]) + ")")
+	}
+	return b.String(), a.vals
 }
 
 // readCursor decodes HostFilter.Cursor s ("" is the first page, the zero

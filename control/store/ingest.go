@@ -240,18 +240,22 @@ func (s *Store) writer() {
 				}
 			}
 		}
-		group := []*ingestReq{first}
-	drain:
-		for len(group) < s.maxGroup {
-			select {
-			case r := <-s.queue:
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		s.commitGroup(group)
+		s.commitGroup(drain(s.queue, []*ingestReq{first}, s.maxGroup))
 	}
+}
+
+// drain appends to group what q holds now, up to max in all: the
+// requests that queued while the last group was served.
+func drain[T any](q <-chan T, group []T, max int) []T {
+	for len(group) < max {
+		select {
+		case r := <-q:
+			group = append(group, r)
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // groupTimeout bounds one group's transaction, so that a database that

@@ -69,8 +69,7 @@ func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
 }
 
 // PrepareContext returns a statement that runs the text each time: pgx
-// runs every statement in one round trip (QueryExecModeExec) and the store
-// never prepares explicitly.
+// prepares and caches it on the connection itself (QueryExecModeCacheStatement).
 func (c *pgConn) PrepareContext(_ context.Context, query string) (driver.Stmt, error) {
 	return &pgStmt{c: c, query: query}, nil
 }

@@ -92,6 +92,9 @@ type Store struct {
 	// their insert.
 	stmts map[string]*sql.Stmt
 
+	// tokenQ queues token lookups for tokenReader, on PostgreSQL.
+	tokenQ chan tokenReq
+
 	// bound caches the bindings Bind read, agent → seenBinding, so that
 	// a host's steady stream of reports needs no query.
 	bound sync.Map
@@ -149,6 +152,11 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	go s.writer()
+	if s.d == dialectPostgres {
+		s.tokenQ = make(chan tokenReq, maxTokenGroup)
+		s.bg.Add(1)
+		go s.tokenReader()
+	}
 	if every := o.PruneEvery; every >= 0 && (o.Retention.Heartbeats > 0 || o.Retention.Events > 0) {
 		if every == 0 {
 			every = time.Minute
@@ -272,10 +280,12 @@ func (s *Store) openPostgres(ctx context.Context, dsn string, o Options) error {
 		// pgx's parse errors redact the password.
 		return fmt.Errorf("open store: postgres: %w: %w", ErrBadDSN, err)
 	}
-	// One round trip per statement and no server-side statement cache: the
-	// group commit's multi-row statements differ in length each time, and
-	// would only churn a cache.
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// Every statement is prepared once per connection and run from then on
+	// in one round trip with binary parameters: the store's statements are
+	// fixed text (a group commit sends its rows as one array per column), so
+	// PostgreSQL no longer parses and plans each one, nor parses the
+	// arrays' text, which cost it more than the writing at a fleet's rate.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 	db := sql.OpenDB(&pgConnector{cfg: cfg})
 	db.SetMaxOpenConns(o.MaxConns)
 	db.SetMaxIdleConns(o.MaxConns)

@@ -88,7 +88,7 @@ func (s *Store) LookupToken(ctx context.Context, secret string) (Token, error) {
 	if !ok || !ok2 || len(id) != 12 {
 		return Token{}, fmt.Errorf("token: %w", ErrNotFound)
 	}
-	t, hash, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE id = $1", id))
+	t, hash, err := s.readToken(ctx, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
@@ -150,4 +150,134 @@ func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error
 		return fmt.Errorf("revoke token %s: %w", clip.String(id, quoteLen), err)
 	}
 	return nil
+}
+
+// RevokedSince returns the ids of the tokens revoked after sinceMs (unix
+// milliseconds, as the revoking process's clock had it), so that a cache
+// of tokens can drop them: one indexed query, however many tokens exist.
+func (s *Store) RevokedSince(ctx context.Context, sinceMs int64) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id FROM tokens WHERE revoked_ms <> 0 AND revoked_ms > $1", sinceMs)
+	if err != nil {
+		return nil, fmt.Errorf("read revoked tokens: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read revoked tokens: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read revoked tokens: %w", err)
+	}
+	return ids, nil
+}
+
+// Token reads.
+//
+// A fleet's hosts present their tokens at the fleet's report rate, each
+// one for the first time since the server started, or since the token
+// cache let it go (see auth.IssuedCacheTTL). On PostgreSQL the lookups
+// therefore go through one reader goroutine that takes every lookup
+// waiting and reads their tokens in one query (id = ANY($1)): a round trip
+// and an index probe each, not a query each. On SQLite, in process, a
+// query costs no round trip and each lookup reads its own.
+
+// tokenReq is one lookup waiting for the reader.
+type tokenReq struct {
+	id  string
+	res chan tokenRes
+}
+
+type tokenRes struct {
+	t    Token
+	hash string
+	err  error
+}
+
+// maxTokenGroup bounds the ids one query reads.
+const maxTokenGroup = 512
+
+// readToken reads the token with this id and its hash; sql.ErrNoRows
+// when there is none.
+func (s *Store) readToken(ctx context.Context, id string) (Token, string, error) {
+	if s.d != dialectPostgres {
+		return scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE id = $1", id))
+	}
+	req := tokenReq{id: id, res: make(chan tokenRes, 1)}
+	select {
+	case s.tokenQ <- req:
+	case <-s.quit:
+		return Token{}, "", ErrClosed
+	case <-ctx.Done():
+		return Token{}, "", ctx.Err()
+	}
+	select {
+	case r := <-req.res:
+		return r.t, r.hash, r.err
+	case <-s.quit:
+		return Token{}, "", ErrClosed
+	case <-ctx.Done():
+		return Token{}, "", ctx.Err()
+	}
+}
+
+// tokenReader answers the lookups queued on PostgreSQL, all that wait
+// in one query; Close stops it.
+func (s *Store) tokenReader() {
+	defer s.bg.Done()
+	for {
+		select {
+		case r := <-s.tokenQ:
+			s.readTokens(drain(s.tokenQ, []tokenReq{r}, maxTokenGroup))
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// tokenReadTimeout bounds one query of the reader, so that a database
+// that hangs fails the lookups instead of queueing them for ever.
+const tokenReadTimeout = 10 * time.Second
+
+// readTokens reads the tokens of group and answers each request.
+func (s *Store) readTokens(group []tokenReq) {
+	ctx, cancel := context.WithTimeout(s.bgCtx, tokenReadTimeout)
+	defer cancel()
+	ids := make([]string, len(group))
+	for i, r := range group {
+		ids[i] = r.id
+	}
+	found, err := s.tokensByID(ctx, ids)
+	for _, r := range group {
+		res := tokenRes{err: err}
+		if err == nil {
+			f, ok := found[r.id]
+			res = tokenRes{t: f.t, hash: f.hash}
+			if !ok {
+				res.err = sql.ErrNoRows
+			}
+		}
+		r.res <- res
+	}
+}
+
+// tokensByID reads the tokens of ids, by id.
+func (s *Store) tokensByID(ctx context.Context, ids []string) (map[string]tokenRes, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE id = ANY($1::text[])", ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[string]tokenRes, len(ids))
+	for rows.Next() {
+		t, hash, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		found[t.ID] = tokenRes{t: t, hash: hash}
+	}
+	return found, rows.Err()
 }

@@ -839,6 +839,15 @@ func testTokens(t *testing.T, s *store.Store) {
 	if !errors.Is(err, store.ErrRevoked) || got.ID != agentTok.ID || got.Revoked == nil || !got.Revoked.Equal(revokedAt) {
 		t.Errorf("LookupToken(revoked) = %+v, %v; want the token revoked at %s and ErrRevoked", got, err, revokedAt)
 	}
+	for _, c := range []struct {
+		since time.Time
+		want  []string
+	}{{revokedAt.Add(-time.Millisecond), []string{agentTok.ID}}, {revokedAt, nil}, {time.UnixMilli(0), []string{agentTok.ID}}} {
+		ids, err := s.RevokedSince(ctx, c.since.UnixMilli())
+		if err != nil || !slices.Equal(ids, c.want) {
+			t.Errorf("RevokedSince(%s) = %q, %v; want %q", c.since, ids, err, c.want)
+		}
+	}
 	if err := s.RevokeToken(ctx, "000000000000", revokedAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeToken(unknown) = %v, want ErrNotFound", err)
 	}
@@ -850,12 +859,52 @@ func testTokens(t *testing.T, s *store.Store) {
 	if diff := cmp.Diff([]store.Token{agentTok, opTok}, list); diff != "" {
 		t.Errorf("Tokens (-want +got):\n%s", diff)
 	}
+	testConcurrentLookups(t, s)
 	if _, _, err := s.IssueToken(ctx, "admin", "bob", T0); err == nil {
 		t.Errorf("IssueToken(role admin) succeeded")
 	}
 	if _, _, err := s.IssueToken(ctx, store.RoleOperator, "", T0); err == nil {
 		t.Errorf("IssueToken(no subject) succeeded")
 	}
+}
+
+// testConcurrentLookups: lookups at once (which PostgreSQL answers
+// together, in one query) each get their own token, and a wrong secret of
+// a real id or an unknown id gets ErrNotFound.
+func testConcurrentLookups(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	const n = 64
+	secrets := make([]string, n)
+	for i := range secrets {
+		var err error
+		if _, secrets[i], err = s.IssueToken(ctx, store.RoleAgent, fmt.Sprintf("lookup-%d", i), T0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for round := range 4 {
+		for i, secret := range secrets {
+			wg.Go(func() {
+				switch (i + round) % 3 {
+				case 0:
+					got, err := s.LookupToken(ctx, secret)
+					if err != nil || got.Subject != fmt.Sprintf("lookup-%d", i) || !strings.Contains(secret, got.ID) {
+						t.Errorf("LookupToken(token %d) = %+v, %v; want lookup-%d", i, got, err, i)
+					}
+				case 1:
+					wrong := secret[:len(secret)-2] + "AA"
+					if _, err := s.LookupToken(ctx, wrong); !errors.Is(err, store.ErrNotFound) && wrong != secret {
+						t.Errorf("LookupToken(token %d with a wrong secret) = %v, want ErrNotFound", i, err)
+					}
+				default:
+					if _, err := s.LookupToken(ctx, fmt.Sprintf("berth_%012x_%s", 1<<40+i, strings.Repeat("A", 43))); !errors.Is(err, store.ErrNotFound) {
+						t.Errorf("LookupToken(unknown id %d) = %v, want ErrNotFound", i, err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
 }
 
 var sessionRE = regexp.MustCompile(`^berth_session_[A-Za-z0-9_-]{43}$`)
