@@ -165,6 +165,12 @@ func New(cfg Config, run func(ctx context.Context) error) (*Service, error) {
 	return s, nil
 }
 
+// HasServiceManager reports whether this host has a service manager the
+// agent's service can be installed into: the SCM on Windows, a running
+// systemd on Linux. Where it has none, the agent runs detached
+// (StartDetached) or under a supervisor of the operator's.
+func HasServiceManager() bool { return hasServiceManager() }
+
 // Name returns the service name.
 func (s *Service) Name() string { return s.cfg.Name }
 
