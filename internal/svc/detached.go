@@ -55,12 +55,20 @@ const earlyExitWait = 300 * time.Millisecond
 // that pid. A pid file whose process has gone, or whose pid now belongs to
 // another process (told apart by the process's start time, which the pid
 // file records), is stale and replaced.
+//
+// Two StartDetached calls at once (two handler commands, a handler and an
+// operator) start one agent: a lock beside the pid file orders them.
 func StartDetached(ctx context.Context, d Detached) (int, error) {
-	if pid, running := DetachedPid(d.PidFile); running {
-		return pid, nil
-	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("start %s detached: %w", d.Executable, err)
+	}
+	unlock, err := lockBeside(d.PidFile)
+	if err != nil {
+		return 0, fmt.Errorf("start %s detached: %w", d.Executable, err)
+	}
+	defer unlock()
+	if pid, running := DetachedPid(d.PidFile); running {
+		return pid, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(d.LogFile), 0o755); err != nil {
 		return 0, fmt.Errorf("start %s detached: %w", d.Executable, err)
@@ -100,6 +108,24 @@ func StartDetached(ctx context.Context, d Detached) (int, error) {
 	case <-ctx.Done():
 	}
 	return pid, nil
+}
+
+// lockBeside takes an exclusive lock on pidFile+".lock", waiting for it,
+// and returns its release. The lock is the operating system's (flock,
+// LockFileEx): a holder that dies releases it.
+func lockBeside(pidFile string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(pidFile), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(pidFile+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open the pid file's lock: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
 }
 
 // DetachedPid reads pidFile and reports the pid it names and whether that

@@ -18,6 +18,16 @@ const detachDir = "/"
 // kills when a handler command times out.
 func detachAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
 
+// lockFile waits for an exclusive flock on f.
+func lockFile(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
 func terminate(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
 
 func kill(pid int) error {

@@ -227,3 +227,36 @@ func FuzzParsePidFile(f *testing.F) {
 		}
 	})
 }
+
+// TestStartDetachedConcurrently: two starts at once (two handler
+// commands) must start one agent, not two that fight over agent.db.
+func TestStartDetachedConcurrently(t *testing.T) {
+	d := detachedChild(t, "serve")
+	const n = 4
+	pids := make(chan int, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			pid, err := StartDetached(context.Background(), d)
+			pids <- pid
+			errs <- err
+		}()
+	}
+	seen := map[int]bool{}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		seen[<-pids] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("%d starts at once gave pids %v; want one agent", n, seen)
+	}
+	out, _ := os.ReadFile(d.LogFile)
+	if c := strings.Count(string(out), ": running"); c != 1 {
+		t.Errorf("%d agents started; want 1:\n%s", c, out)
+	}
+	if err := StopDetached(context.Background(), d.PidFile, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

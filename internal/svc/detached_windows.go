@@ -18,6 +18,12 @@ func detachAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP | windows.DETACHED_PROCESS}
 }
 
+// lockFile waits for an exclusive lock on the first byte of f.
+func lockFile(f *os.File) error {
+	var ol windows.Overlapped
+	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK, 0, 1, 0, &ol)
+}
+
 // terminate ends the process: a detached console-less process receives no
 // console control event, and Windows has no SIGTERM, so the graceful stop of
 // a Windows agent is the SCM's. The detached mode on Windows is only a
