@@ -4,7 +4,12 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# One time for a build: the last commit's, or SOURCE_DATE_EPOCH when given,
+# so that two builds of one commit stamp the same date and `make package`
+# gives the same bytes (reproducible-builds.org's SOURCE_DATE_EPOCH).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+DATE ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X github.com/berthhq/berth/internal/buildinfo.Version=$(VERSION) \
 	-X github.com/berthhq/berth/internal/buildinfo.Commit=$(COMMIT) \
 	-X github.com/berthhq/berth/internal/buildinfo.Date=$(DATE)
@@ -52,9 +57,12 @@ soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and re
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh
 
-package: ## release packages into dist/ (not built yet: fails and says so)
-	@echo "make package: not built yet. SPEC's packages (signed exe, MSI, VM extension zip, .deb, agent packages) come with the packaging work; use 'make build' and 'make build-windows' for the binaries." >&2
-	@exit 1
+package: build build-windows ## release packages into dist/: the VM extension zips (linux, windows); says what is not built yet
+	@mkdir -p dist
+	$(GO) run ./packaging/extzip/mkextzip -os linux -version $(VERSION) -binary bin/berth-agent -manifest packaging/HandlerManifest.json -out dist
+	$(GO) run ./packaging/extzip/mkextzip -os windows -version $(VERSION) -binary bin/windows-amd64/berth-agent.exe -manifest packaging/HandlerManifest.windows.json -out dist
+	@echo "make package: built dist/berth-extension-$(VERSION)-linux.zip and dist/berth-extension-$(VERSION)-windows.zip."
+	@echo "make package: not built yet (the packaging issue): the signed exe, the MSI, the .deb, the agent packages and their release metadata."
 
 clean: ## remove build output
-	rm -rf bin/ test-output/
+	rm -rf bin/ dist/ test-output/

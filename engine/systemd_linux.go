@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/berthhq/berth/internal/atomicfile"
+	"github.com/berthhq/berth/internal/svc"
 )
 
 // Systemd runs the engine as a systemd unit that Berth writes.
@@ -99,12 +99,5 @@ func (s *Systemd) State(ctx context.Context) (RunState, error) {
 	return RunState{Running: true, PID: pid, Exe: strings.TrimSuffix(exe, " (deleted)")}, nil
 }
 
-func systemctl(ctx context.Context, args ...string) error {
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "systemctl", args...)
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return nil
-}
+// systemctl is the one systemctl runner of the agent.
+var systemctl = svc.Systemctl

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 // TestScripts runs the CLI contracts in testdata/script.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		Dir:       "testdata/script",
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// status N PROGRAM [ARGS…]: exec, wanting exit status N.
 			"status": testenv.StatusCmd,

@@ -4,10 +4,12 @@
 //
 // The adapter adds what kardianos/service leaves out: a systemd unit that
 // restarts the agent within seconds and leaves the engine processes it
-// supervises running across an agent restart; on Windows, three recovery
-// actions that also fire when the agent stops with an error; a run function
-// that gets a context cancelled on stop and is waited for; and control calls
-// that are idempotent.
+// supervises running across an agent restart; on Windows, a delayed
+// automatic start and three recovery actions that also fire when the agent
+// stops with an error; an Install that is idempotent and repairs a
+// definition that drifted; a run function that gets a context cancelled on
+// stop and is waited for; control calls that are idempotent; and, for hosts
+// with no service manager, the agent started detached (StartDetached).
 package svc
 
 import (
@@ -39,9 +41,10 @@ var recoveryDelays = []time.Duration{5 * time.Second, 10 * time.Second, 30 * tim
 const recoveryResetPeriod = 24 * time.Hour
 
 // ErrNoServiceManager is returned by the control calls on a host where no
-// service manager was found (a container, for example). Run still works: it
-// runs in the foreground.
-var ErrNoServiceManager = errors.New("no service manager found on this host")
+// service manager was found: on Linux, systemd is not running (a container,
+// for example); see hasServiceManager. Run still works: it runs in the
+// foreground.
+var ErrNoServiceManager = errors.New("no service manager on this host")
 
 // ErrExitedEarly is the error Run reports, under a service manager, when
 // the run function returns nil before it was asked to stop: the service
@@ -57,8 +60,8 @@ type Config struct {
 	DisplayName string
 	// Description is shown by the services console and `systemctl status`.
 	Description string
-	// Executable is the absolute path of the agent binary; default the
-	// running executable.
+	// Executable is the absolute path of the agent binary; New defaults it
+	// to the running executable.
 	Executable string
 	// Arguments follow the executable on the service's command line, for
 	// example ["run", "--config", "/etc/berth/agent.yaml"].
@@ -107,22 +110,41 @@ type Service struct {
 	log *slog.Logger
 	svc service.Service // nil when no service manager was found
 	prg *program
+
+	// Linux: where the unit goes and how systemctl is run (nil: the real
+	// one); tests change both.
+	unitDir   string
+	systemctl func(ctx context.Context, args ...string) error
 }
 
 // New prepares the service named by cfg; run is the agent's work, called by
-// Run. New succeeds on a host with no service manager: Run then works in
-// the foreground and the control calls return ErrNoServiceManager.
+// Run, and may be nil for a Service used only to install and control the
+// service. New succeeds on a host with no service manager: Run then works
+// in the foreground and the control calls return ErrNoServiceManager.
 func New(cfg Config, run func(ctx context.Context) error) (*Service, error) {
-	if run == nil {
-		return nil, errors.New("new service: nil run function")
-	}
 	cfg = cfg.withDefaults()
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "svc")}
+	if cfg.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("new service %s: find the agent's executable: %w", cfg.Name, err)
+		}
+		cfg.Executable = exe
+	}
+	if run == nil {
+		run = func(context.Context) error {
+			return errors.New("this service was prepared for control only: it has no run function")
+		}
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "svc"), unitDir: UnitDir}
 	s.prg = &program{run: run, stopTimeout: cfg.StopTimeout, log: s.log, onEarlyExit: s.exitedEarly}
+	if !hasServiceManager() {
+		s.log.Debug("no service manager on this host; running in the foreground only")
+		return s, nil
+	}
 	opts := service.KeyValue{
-		"SystemdScript": systemdUnit,
-		"RunWait":       s.prg.wait,
-		"StartType":     "automatic",
+		"RunWait":          s.prg.wait,
+		"StartType":        "automatic",
+		"DelayedAutoStart": true,
 	}
 	sv, err := service.New(s.prg, &service.Config{
 		Name:        cfg.Name,
@@ -142,6 +164,12 @@ func New(cfg Config, run func(ctx context.Context) error) (*Service, error) {
 	}
 	return s, nil
 }
+
+// HasServiceManager reports whether this host has a service manager the
+// agent's service can be installed into: the SCM on Windows, a running
+// systemd on Linux. Where it has none, the agent runs detached
+// (StartDetached) or under a supervisor of the operator's.
+func HasServiceManager() bool { return hasServiceManager() }
 
 // Name returns the service name.
 func (s *Service) Name() string { return s.cfg.Name }
@@ -177,24 +205,30 @@ func (s *Service) runForeground(parent context.Context) error {
 
 // Install installs the service, set to start at boot and to restart on
 // failure (on Windows: after 5s, 10s, then 30s, also when the agent stops
-// with an error; on Linux: 5s after any exit). Installing an installed
-// service only reapplies its restart policy; to change its command line,
-// uninstall it first.
+// with an error; on Linux: 5s after any exit). It is idempotent: an
+// installed service whose definition is as wanted is left alone, and one
+// that drifted (edited by hand, or written by another build of the agent)
+// is rewritten — on Linux followed by a daemon-reload. A running service
+// keeps running on its old definition until it restarts: Install restarts
+// nothing.
 func (s *Service) Install(ctx context.Context) error {
+	_, err := s.Ensure(ctx)
+	return err
+}
+
+// Ensure is Install, reporting what it changed.
+func (s *Service) Ensure(ctx context.Context) (InstallChange, error) {
 	if err := s.ready(ctx); err != nil {
-		return fmt.Errorf("install service %s: %w", s.cfg.Name, err)
+		return "", fmt.Errorf("install service %s: %w", s.cfg.Name, err)
 	}
-	st, _ := s.status()
-	if st != StatusRunning && st != StatusStopped {
-		if err := s.svc.Install(); err != nil {
-			return fmt.Errorf("install service %s: %w", s.cfg.Name, err)
-		}
-		s.log.Info("service installed", "name", s.cfg.Name)
+	ch, err := s.install(ctx)
+	if err != nil {
+		return "", fmt.Errorf("install service %s: %w", s.cfg.Name, err)
 	}
-	if err := afterInstall(ctx, s.cfg.Name); err != nil {
-		return fmt.Errorf("install service %s: %w", s.cfg.Name, err)
+	if ch != Unchanged {
+		s.log.Info("service definition written", "name", s.cfg.Name, "change", string(ch))
 	}
-	return nil
+	return ch, nil
 }
 
 // Uninstall stops the service if it runs and removes it. Removing a service

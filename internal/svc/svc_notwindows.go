@@ -4,10 +4,6 @@ package svc
 
 import "context"
 
-// afterInstall has nothing to add on Unix: the unit itself carries the
-// restart policy.
-func afterInstall(context.Context, string) error { return nil }
-
 // stop asks the service manager to stop the service; systemctl waits for
 // it, up to the unit's TimeoutStopSec.
 func (s *Service) stop(context.Context) error { return s.svc.Stop() }

@@ -35,8 +35,14 @@ func TestMapStatus(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := New(Config{}, nil); err == nil {
-		t.Error("New with a nil run function succeeded")
+	// A nil run function is for control only (service install, status…):
+	// New accepts it, and Run refuses to run nothing.
+	c, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatalf("New with a nil run function: %v", err)
+	}
+	if err := c.runForeground(context.Background()); err == nil {
+		t.Error("Run of a control-only service succeeded")
 	}
 	s, err := New(Config{}, func(context.Context) error { return nil })
 	if err != nil {

@@ -5,39 +5,137 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
+	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
-// afterInstall sets the recovery policy kardianos/service cannot: three
-// restart actions (5 s, 10 s, 30 s, the last repeating) with a one-day
-// reset, applied also when the agent stops with a non-zero exit code, not
-// only when its process dies.
-func afterInstall(ctx context.Context, name string) error {
+// hasServiceManager: every Windows host has the SCM.
+func hasServiceManager() bool { return true }
+
+// install creates the service from WindowsService(s.cfg), or brings an
+// existing one back to it: the SCM keeps a service's settings until told
+// otherwise, so a hand-edited or older definition is rewritten field by
+// field where it drifted.
+func (s *Service) install(ctx context.Context) (InstallChange, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", err
 	}
+	want := WindowsService(s.cfg)
 	m, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("connect to the service manager: %w", err)
+		return "", fmt.Errorf("connect to the service manager: %w", err)
 	}
 	defer m.Disconnect()
-	s, err := m.OpenService(name)
+	sv, err := m.OpenService(want.Name)
 	if err != nil {
-		return fmt.Errorf("open service: %w", err)
+		sv, err = m.CreateService(want.Name, s.cfg.Executable, mgrConfig(want), s.cfg.Arguments...)
+		if err != nil {
+			return "", fmt.Errorf("create service: %w", err)
+		}
+		defer sv.Close()
+		// The agent's logs go to the Event Log under its own source; an
+		// existing source (from an earlier install) is fine.
+		if err := eventlog.InstallAsEventCreate(want.Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil && !strings.Contains(err.Error(), "exists") {
+			return "", fmt.Errorf("register the event log source: %w", err)
+		}
+		return Created, setRecovery(sv, want)
 	}
-	defer s.Close()
-	actions := make([]mgr.RecoveryAction, len(recoveryDelays))
-	for i, d := range recoveryDelays {
-		actions[i] = mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d}
+	defer sv.Close()
+	got, err := readDefinition(sv)
+	if err != nil {
+		return "", err
 	}
-	if err := s.SetRecoveryActions(actions, uint32(recoveryResetPeriod/time.Second)); err != nil {
+	drift := want.Drift(got)
+	if len(drift) == 0 {
+		return Unchanged, nil
+	}
+	s.log.Warn("service definition drifted; rewriting it", "name", want.Name, "fields", drift)
+	cur, err := sv.Config()
+	if err != nil {
+		return "", fmt.Errorf("read service config: %w", err)
+	}
+	upd := mgrConfig(want)
+	upd.ServiceType, upd.ErrorControl, upd.Dependencies = cur.ServiceType, cur.ErrorControl, cur.Dependencies
+	upd.BinaryPathName = want.BinaryPathName
+	if err := sv.UpdateConfig(upd); err != nil {
+		return "", fmt.Errorf("update service config: %w", err)
+	}
+	return Repaired, setRecovery(sv, want)
+}
+
+// mgrConfig is the part of d that CreateService and UpdateConfig take.
+func mgrConfig(d WindowsDefinition) mgr.Config {
+	return mgr.Config{
+		ServiceType:      windows.SERVICE_WIN32_OWN_PROCESS,
+		StartType:        mgr.StartAutomatic,
+		ErrorControl:     mgr.ErrorNormal,
+		DisplayName:      d.DisplayName,
+		Description:      d.Description,
+		ServiceStartName: d.Account,
+		DelayedAutoStart: d.DelayedAutoStart,
+	}
+}
+
+// readDefinition reads back what the SCM holds for a service.
+func readDefinition(sv *mgr.Service) (WindowsDefinition, error) {
+	c, err := sv.Config()
+	if err != nil {
+		return WindowsDefinition{}, fmt.Errorf("read service config: %w", err)
+	}
+	d := WindowsDefinition{
+		Name: sv.Name, DisplayName: c.DisplayName, Description: c.Description,
+		BinaryPathName: c.BinaryPathName, DelayedAutoStart: c.DelayedAutoStart,
+		Account: c.ServiceStartName, StartType: startTypeName(c.StartType),
+	}
+	acts, err := sv.RecoveryActions()
+	if err != nil {
+		return d, fmt.Errorf("read recovery actions: %w", err)
+	}
+	for _, a := range acts {
+		action := "restart"
+		if a.Type != mgr.ServiceRestart {
+			action = fmt.Sprintf("action-%d", a.Type)
+		}
+		d.Recovery = append(d.Recovery, RecoveryStep{Action: action, Delay: a.Delay})
+	}
+	if d.RecoveryResetSeconds, err = sv.ResetPeriod(); err != nil {
+		return d, fmt.Errorf("read recovery reset period: %w", err)
+	}
+	if d.RecoveryOnNonCrashFailures, err = sv.RecoveryActionsOnNonCrashFailures(); err != nil {
+		return d, fmt.Errorf("read recovery on non-crash failures: %w", err)
+	}
+	return d, nil
+}
+
+func startTypeName(t uint32) string {
+	switch t {
+	case mgr.StartAutomatic:
+		return "automatic"
+	case mgr.StartManual:
+		return "manual"
+	case mgr.StartDisabled:
+		return "disabled"
+	}
+	return fmt.Sprintf("start-type-%d", t)
+}
+
+// setRecovery sets the recovery policy of d: the restart actions with their
+// reset period, applied also when the agent stops with a non-zero exit
+// code, not only when its process dies.
+func setRecovery(sv *mgr.Service, d WindowsDefinition) error {
+	actions := make([]mgr.RecoveryAction, len(d.Recovery))
+	for i, r := range d.Recovery {
+		actions[i] = mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: r.Delay}
+	}
+	if err := sv.SetRecoveryActions(actions, d.RecoveryResetSeconds); err != nil {
 		return fmt.Errorf("set recovery actions: %w", err)
 	}
-	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+	if err := sv.SetRecoveryActionsOnNonCrashFailures(d.RecoveryOnNonCrashFailures); err != nil {
 		return fmt.Errorf("set recovery on non-crash failures: %w", err)
 	}
 	return nil

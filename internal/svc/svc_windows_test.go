@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,16 @@ func TestServiceChild(t *testing.T) {
 	}
 	if err := s.Run(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEscapeArgMatchesSyscall: the neutral quoting must be what
+// mgr.CreateService writes, or every Install would see drift.
+func TestEscapeArgMatchesSyscall(t *testing.T) {
+	for _, a := range []string{"", "run", `C:\Program Files\Berth\a.exe`, `a"b`, `a\"b`, `with space\`, "tab\there", `\\server\share\`, `"`, `\`} {
+		if got, want := escapeArg(a), syscall.EscapeArg(a); got != want {
+			t.Errorf("escapeArg(%q) = %s; syscall.EscapeArg = %s", a, got, want)
+		}
 	}
 }
 
@@ -96,6 +107,37 @@ func TestWindowsServiceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sv.Close()
+	// The SCM holds the definition Berth renders (golden file), and a
+	// definition changed behind Berth's back is repaired.
+	want := WindowsService(s.cfg)
+	got, err := readDefinition(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drift := want.Drift(got); drift != nil {
+		t.Errorf("installed service drifts from its definition in %v:\n%+v", drift, got)
+	}
+	c, err := sv.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.StartType, c.DelayedAutoStart = mgr.StartManual, false
+	if err := sv.UpdateConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := sv.SetRecoveryActionsOnNonCrashFailures(false); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := s.Ensure(ctx); err != nil || ch != Repaired {
+		t.Errorf("Ensure on a drifted service = %q, %v; want repaired", ch, err)
+	}
+	if got, err = readDefinition(sv); err != nil || want.Drift(got) != nil {
+		t.Errorf("after repair: drift %v, %v", want.Drift(got), err)
+	}
+	if ch, err := s.Ensure(ctx); err != nil || ch != Unchanged {
+		t.Errorf("Ensure again = %q, %v; want unchanged", ch, err)
+	}
+
 	acts, err := sv.RecoveryActions()
 	if err != nil {
 		t.Fatal(err)
