@@ -184,8 +184,8 @@ func (g *Guest) openssl(stdin []byte, args ...string) []byte {
 // returns the base64 the goal state carries.
 func (g *Guest) Encrypt(plain []byte, crt string, opts ...string) string {
 	g.t.Helper()
-	args := append([]string{"cms", "-encrypt", "-binary", "-outform", "DER"}, opts...)
-	args = append(args, "-recip", crt)
+	// -keyopt applies to the -recip before it, so the options follow.
+	args := append([]string{"cms", "-encrypt", "-binary", "-outform", "DER", "-recip", crt}, opts...)
 	return base64.StdEncoding.EncodeToString(g.openssl(plain, args...))
 }
 
