@@ -119,6 +119,14 @@ func (v *vm) service() serviceState {
 	return s
 }
 
+// reset forgets what an enable did: config, state, service, sequence.
+func (v *vm) reset() {
+	os.Remove(v.configPath)
+	os.RemoveAll(v.stateDir)
+	os.Remove(v.serviceState)
+	os.Remove(filepath.Join(v.Handler(v1).Dir, "mrseq"))
+}
+
 func mtime(t *testing.T, path string) time.Time {
 	t.Helper()
 	info, err := os.Stat(path)

@@ -71,6 +71,9 @@ func TestHostileSettingsAreRefused(t *testing.T) {
 	}
 	for seq, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Each case starts from an untouched host, so that one case
+			// let through does not fail the next ones.
+			defer v.reset()
 			v.WriteRawSettings(v1, seq, c.settings)
 			r := v.run("enable", seq)
 			if r.ExitCode == 0 {
