@@ -68,7 +68,9 @@ func (o *observer) Step(ctx context.Context, r StepResult) {
 		s.Substatus = stepSubstatus(o.steps)
 		o.write(st, s)
 	}
-	if o.lastEvent[r.Name] != r.State {
+	// Events follow the first run, then only failures: the daemon runs the
+	// plan again on its loop, and the guest agent takes 360 events a period.
+	if o.lastEvent[r.Name] != r.State && (!o.ended || r.State == StepFailed) {
 		o.lastEvent[r.Name] = r.State
 		o.event(st, r.Name, levelOf(r.State), stepText(r))
 	}

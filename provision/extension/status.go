@@ -131,6 +131,7 @@ func boundStatus(s Status) Status {
 	subs := make([]Substatus, len(s.Substatus))
 	for i, sub := range s.Substatus {
 		sub.Name = truncate(sub.Name, maxSubstatusText)
+		sub.Status = validState(sub.Status)
 		if sub.FormattedMessage != nil {
 			m := *sub.FormattedMessage
 			m.Message = truncate(m.Message, maxSubstatusText)
@@ -139,10 +140,18 @@ func boundStatus(s Status) Status {
 		subs[i] = sub
 	}
 	s.Substatus = subs
-	if s.Status != StateTransitioning && s.Status != StateSuccess && s.Status != StateWarning && s.Status != StateError {
-		s.Status = StateError
-	}
+	s.Status = validState(s.Status)
 	return s
+}
+
+// validState is st when the guest agent knows it, else error (what the
+// agent would make of it; for a substatus it would refuse the file).
+func validState(st State) State {
+	switch st {
+	case StateTransitioning, StateSuccess, StateWarning, StateError:
+		return st
+	}
+	return StateError
 }
 
 // truncate cuts s to at most max bytes (suffix included) on a rune boundary,
