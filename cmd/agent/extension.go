@@ -38,14 +38,14 @@ func (f *flags) extension(ctx context.Context, in *cli.Invocation) error {
 	sub := in.Name[strings.LastIndexByte(in.Name, ' ')+1:]
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("extension %s: find this binary: %w", sub, err)
+		return fmt.Errorf("find this binary: %w", err)
 	}
 	if p, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = p
 	}
 	h, err := extension.New(ctx, extension.Options{ConfigPath: f.config, Executable: exe, Log: in.Log, Services: newExtensionService})
 	if err != nil {
-		return fmt.Errorf("extension %s: %w", sub, err)
+		return err // the scaffold names the command
 	}
 	log, closeLog := extensionLog(h.Env.LogFolder, in)
 	defer closeLog()
@@ -53,7 +53,7 @@ func (f *flags) extension(ctx context.Context, in *cli.Invocation) error {
 	err = h.Run(ctx, sub)
 	if err != nil {
 		h.Log.Error("extension command failed", "err", err, "code", int(extension.CodeOf(err)))
-		return fmt.Errorf("extension %s: %w", sub, err)
+		return err
 	}
 	return in.Print(map[string]string{"extension": sub, "done": "ok"}, func(w io.Writer) error {
 		_, err := fmt.Fprintf(w, "berth-agent extension %s: ok\n", sub)
