@@ -50,7 +50,7 @@ func (f *flags) extension(ctx context.Context, in *cli.Invocation) error {
 	log, closeLog := extensionLog(h.Env.LogFolder, in)
 	defer closeLog()
 	h.Log = log.With("command", "extension "+sub, "version", h.Version)
-	err = h.Run(ctx, sub)
+	err = h.Locked(ctx, sub)
 	if err != nil {
 		h.Log.Error("extension command failed", "err", err, "code", int(extension.CodeOf(err)))
 		return err

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,5 +353,30 @@ func TestUpdateInTheGuestAgentsOrder(t *testing.T) {
 	}
 	if s, err := waagenttest.ReadStatus(v.Handler(v2).StatusFolder, 4); err != nil || s.Status == "error" {
 		t.Errorf("status after update = %+v, %v", s, err)
+	}
+}
+
+// TestEnableWaitsForAnotherCommand holds the handler lock as a second
+// enable would, and checks enable waits for it instead of writing the same
+// files at the same time.
+func TestEnableWaitsForAnotherCommand(t *testing.T) {
+	v := newVM(t)
+	v.WriteSettings(v1, 0, v.public(nil), nil)
+	f, err := os.OpenFile(filepath.Join(v.Handler(v1).Dir, "berth-extension.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 1500 * time.Millisecond
+	go func() {
+		time.Sleep(hold)
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}()
+	r := v.run("enable", 0)
+	if r.ExitCode != 0 || r.Elapsed < hold {
+		t.Errorf("enable exit %d after %s, want success after the lock was released (%s): %s", r.ExitCode, r.Elapsed, hold, r.Output)
 	}
 }

@@ -39,7 +39,7 @@ func main() {
 			return &recorder{path: os.Getenv("BERTH_TEST_SERVICE_STATE"), noManager: os.Getenv("BERTH_TEST_SERVICE_MANAGER") == "none", exe: exe}
 		}})
 	if err == nil {
-		err = h.Run(ctx, os.Args[2])
+		err = h.Locked(ctx, os.Args[2])
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "extension %s: %v (code %d)\n", os.Args[2], err, extension.CodeOf(err))
