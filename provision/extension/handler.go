@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +102,18 @@ func (h *Handler) writeStatus(seq int, s Status) {
 	}
 }
 
+// event writes a telemetry event of the handler's own when the guest agent
+// gave an events folder; a failure to write one is only logged.
+func (h *Handler) event(task, level, msg string, seq int) {
+	if h.Env.EventsFolder == "" {
+		return
+	}
+	e := Event{Version: h.Version, TaskName: task, EventLevel: level, Message: msg, OperationId: "seq-" + strconv.Itoa(seq)}
+	if err := WriteEvent(h.Env.EventsFolder, e, h.Now()); err != nil {
+		h.Log.Debug("extension event not written", "err", err)
+	}
+}
+
 // Install does nothing on the host: enable does the work, within its own
 // time limit, and install must not leave a half-configured host if the
 // guest agent never runs enable.
@@ -120,9 +133,12 @@ func (h *Handler) Enable(ctx context.Context) error {
 		return err
 	}
 	if err := h.enable(ctx, seq); err != nil {
-		h.writeStatus(seq, NewStatus(OpEnable, StateError, CodeOf(err), "Berth enable failed: "+err.Error()))
+		msg := "Berth enable failed: " + err.Error()
+		h.writeStatus(seq, NewStatus(OpEnable, StateError, CodeOf(err), msg))
+		h.event("enable", LevelError, fmt.Sprintf("%s [%s]", msg, CodeOf(err)), seq)
 		return err
 	}
+	h.event("enable", LevelInformational, fmt.Sprintf("settings of sequence number %d applied", seq), seq)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/berthhq/berth/provision/extension"
+	"github.com/berthhq/berth/provision/extension/waagenttest"
 )
 
 // settingsJSON builds a settings file from one handlerSettings object.
@@ -89,6 +90,9 @@ func TestHostileSettingsAreRefused(t *testing.T) {
 			if strings.Contains(st.Message, "leak") || strings.Contains(r.Output, "leak") {
 				t.Errorf("the inline secret's value was echoed")
 			}
+			if !hasEvent(t, v.Handler(v1).EventsFolder, "Error", c.code.String()) {
+				t.Errorf("no Error event with %s", c.code)
+			}
 			if _, err := os.Stat(v.configPath); !os.IsNotExist(err) {
 				t.Errorf("bad settings wrote the config")
 			}
@@ -115,4 +119,20 @@ func TestDecryptsWhatOpenSSLProduces(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hasEvent reports whether the events folder holds an event of level whose
+// message mentions text.
+func hasEvent(t *testing.T, folder, level, text string) bool {
+	t.Helper()
+	events, err := waagenttest.Events(folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e["EventLevel"] == level && strings.Contains(e["Message"].(string), text) {
+			return true
+		}
+	}
+	return false
 }
