@@ -3,6 +3,7 @@ package extension
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -274,6 +275,43 @@ func TestCodeOf(t *testing.T) {
 	for c := range codeNames {
 		if !strings.Contains(c.String(), "(") {
 			t.Errorf("code %d has no name", c)
+		}
+	}
+}
+
+func TestFindHandlerEnvWaitsWhileTheGuestAgentRewritesIt(t *testing.T) {
+	handlerEnvAttempts, handlerEnvBackoff = 6, 20*time.Millisecond
+	defer func() { handlerEnvAttempts, handlerEnvBackoff = 5, 200*time.Millisecond }()
+	root := t.TempDir()
+	path := filepath.Join(root, HandlerEnvironmentFile)
+	good := `[{"name":"B","version":1.0,"handlerEnvironment":{"configFolder":"/c","statusFolder":"/s"}}]`
+	if err := os.WriteFile(path, []byte(good[:30]), 0o644); err != nil { // half written
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(60 * time.Millisecond)
+		os.WriteFile(path, []byte(good), 0o644)
+	}()
+	e, err := FindHandlerEnv(t.Context(), filepath.Join(root, "bin"))
+	<-done
+	if err != nil || e.Root != root || e.StatusFolder != "/s" {
+		t.Errorf("FindHandlerEnv = %+v, %v; want the file once rewritten, found one folder up", e, err)
+	}
+}
+
+func TestHandlerVersion(t *testing.T) {
+	cases := []struct {
+		name, root, env, want string
+	}{
+		{"the guest agent's variable", "/var/lib/waagent/Berth.ContainerHost-1.2.3", "1.2.4", "1.2.4"},
+		{"linux folder name", "/var/lib/waagent/Berth.ContainerHost-1.2.3", "", "1.2.3"},
+		{"windows folder name", filepath.Join("Plugins", "Berth.ContainerHost", "1.2.3"), "", "1.2.3"},
+	}
+	for _, c := range cases {
+		if got := handlerVersion(Env{Name: "Berth.ContainerHost", Root: c.root}, c.env); got != c.want {
+			t.Errorf("%s: handlerVersion = %q, want %q", c.name, got, c.want)
 		}
 	}
 }

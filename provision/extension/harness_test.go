@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -28,9 +27,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	handlerBinary = filepath.Join(dir, "berth-agent")
-	out, err := exec.Command("go", "build", "-o", handlerBinary, "./waagenttest/testhandler").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build the test handler: %v\n%s", err, out)
+	if err := waagenttest.Build("./waagenttest/testhandler", handlerBinary); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -4,7 +4,9 @@ package waagenttest
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 )
@@ -65,4 +67,14 @@ func (g *Guest) copyStatus(from, to Handler) {
 			os.WriteFile(filepath.Join(to.StatusFolder, e.Name()), data, 0o644)
 		}
 	}
+}
+
+// Build compiles a main package (the test handler, or ./cmd/agent for an
+// end-to-end test) to out, for Unpack.
+func Build(pkg, out string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return nil
 }
