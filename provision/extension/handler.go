@@ -148,10 +148,14 @@ func (h *Handler) enable(ctx context.Context, seq int) error {
 		return fail(CodeHostWrite, err)
 	}
 	if ok && applied == seq {
-		if cfg, err := config.Load(h.ConfigPath); err == nil {
-			return h.reenable(ctx, seq, cfg.StateDir())
+		cfg, err := config.Load(h.ConfigPath)
+		if err != nil {
+			// Applying again is no cure: the protected settings were removed
+			// from the settings file once applied, so the secrets would be
+			// lost with them.
+			return failf(CodeConfigInvalid, "the settings of sequence number %d were applied, but the agent config they wrote is now unusable: %w; restore it, or apply the settings again under a new sequence number (any change to the extension's settings)", seq, err)
 		}
-		h.Log.Warn("sequence number already applied but the agent config is unreadable; applying again", "seq", seq)
+		return h.reenable(ctx, seq, cfg.StateDir())
 	}
 	h.writeStatus(seq, NewStatus(OpEnable, StateTransitioning, 0, fmt.Sprintf("Berth is applying the settings of sequence number %d", seq)))
 	in, err := h.prepare(seq)
@@ -169,6 +173,7 @@ func (h *Handler) enable(ctx context.Context, seq int) error {
 	if err := h.Seq.Set(seq); err != nil {
 		return err
 	}
+	os.Remove(filepath.Join(in.stateDir, updateFile)) // the update, if any, is complete
 	h.reportStarted(seq, in.stateDir, changed, msg)
 	h.scrub(seq)
 	h.Log.Info("extension enable: settings applied", "seq", seq, "changed", changed, "service", msg)

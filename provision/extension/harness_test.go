@@ -378,3 +378,25 @@ func TestEnableWaitsForAnotherCommand(t *testing.T) {
 		t.Errorf("enable exit %d after %s, want success after the lock was released (%s): %s", r.ExitCode, r.Elapsed, hold, r.Output)
 	}
 }
+
+// TestAppliedSettingsAreNotAppliedAgainWithoutTheirSecrets: once applied,
+// the protected settings are gone from the settings file; if the config is
+// then broken, enable must say so rather than apply the public part again
+// and delete the secrets.
+func TestAppliedSettingsAreNotAppliedAgainWithoutTheirSecrets(t *testing.T) {
+	v := newVM(t)
+	v.WriteSettings(v1, 0, v.public(nil), map[string]any{"control": map[string]any{"token": "t1"}})
+	if r := v.run("enable", 0); r.ExitCode != 0 {
+		t.Fatalf("enable: %s", r.Output)
+	}
+	os.WriteFile(v.configPath, []byte("not: [valid"), 0o644)
+	if r := v.run("enable", 0); r.ExitCode == 0 {
+		t.Errorf("enable accepted a broken config")
+	}
+	if st := v.status(0); st.Status != "error" || st.Clarification() != int(extension.CodeConfigInvalid) || !strings.Contains(st.Message, "new sequence number") {
+		t.Errorf("status = %+v", st)
+	}
+	if got, _ := os.ReadFile(filepath.Join(v.stateDir, "secrets", "control.token")); string(got) != "t1" {
+		t.Errorf("the secret was lost: %q", got)
+	}
+}
