@@ -46,6 +46,7 @@ func TestParseSettings(t *testing.T) {
 	}{
 		{"empty file: no settings", "", Settings{}, 0},
 		{"whitespace only", " \n", Settings{}, 0},
+		{"byte order mark", "\xef\xbb\xbf{\"runtimeSettings\":[{\"handlerSettings\":{\"publicSettings\":{\"a\":1}}}]}", Settings{Public: json.RawMessage(`{"a":1}`)}, 0},
 		{"public only", `{"runtimeSettings":[{"handlerSettings":{"publicSettings":{"a":1}}}]}`, Settings{Public: json.RawMessage(`{"a":1}`)}, 0},
 		{"null public", `{"runtimeSettings":[{"handlerSettings":{"publicSettings":null}}]}`, Settings{}, 0},
 		{"thumbprint upper-cased", `{"runtimeSettings":[{"handlerSettings":{"protectedSettings":"QQ==","protectedSettingsCertThumbprint":"` + thumb + `"}}]}`,
@@ -82,7 +83,7 @@ func TestParseHandlerEnv(t *testing.T) {
 	if err != nil || e.Name != "Berth.ContainerHost" || e.Version != "1.0" || e.EventsFolder != "/var/log/azure/B/events" || e.StatusFolder != "/var/lib/waagent/B-1/status" {
 		t.Errorf("linux file: %+v, %v", e, err)
 	}
-	if e, err := ParseHandlerEnv([]byte(`[{"name":"n","version":"1","handlerEnvironment":{"configFolder":"/c","statusFolder":"/s"}}]`)); err != nil || e.Version != "1" {
+	if e, err := ParseHandlerEnv([]byte("\xef\xbb\xbf" + `[{"name":"n","version":"1","handlerEnvironment":{"configFolder":"/c","statusFolder":"/s"}}]`)); err != nil || e.Version != "1" {
 		t.Errorf("string version: %+v, %v", e, err)
 	}
 	for name, bad := range map[string]string{
@@ -313,5 +314,28 @@ func TestHandlerVersion(t *testing.T) {
 		if got := handlerVersion(Env{Name: "Berth.ContainerHost", Root: c.root}, c.env); got != c.want {
 			t.Errorf("%s: handlerVersion = %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+func TestScrubSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.settings")
+	in := "\xef\xbb\xbf" + `{"runtimeSettings":[{"handlerSettings":{"publicSettings":{"a":1},"protectedSettings":"QQ==","protectedSettingsCertThumbprint":"AB"}}]}`
+	os.WriteFile(path, []byte(in), 0o600)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	os.Chtimes(path, old, old)
+	if done, err := ScrubSettings(path); !done || err != nil {
+		t.Fatalf("ScrubSettings = %v, %v", done, err)
+	}
+	out, _ := os.ReadFile(path)
+	s, err := ParseSettings(out)
+	if err != nil || s.Protected != "" || string(s.Public) != `{"a":1}` || strings.Contains(string(out), "QQ==") {
+		t.Errorf("after scrub: %s (%v)", out, err)
+	}
+	if info, _ := os.Stat(path); !info.ModTime().Equal(old) || info.Mode().Perm() != 0o600 {
+		t.Errorf("scrub changed the time or mode: %v %v", info.ModTime(), info.Mode())
+	}
+	if done, _ := ScrubSettings(path); done {
+		t.Errorf("scrubbed twice")
 	}
 }

@@ -53,6 +53,7 @@ type handlerEnvFile []struct {
 // statusFolder are required; eventsFolder falls back to
 // eventsFolder_preview.
 func ParseHandlerEnv(data []byte) (Env, error) {
+	data = trimBOM(data)
 	var f handlerEnvFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&f); err != nil {
@@ -153,3 +154,7 @@ func readHandlerEnv(path string) (Env, error) {
 	}
 	return e, nil
 }
+
+// trimBOM drops a UTF-8 byte order mark, which Windows tools put in front
+// of JSON files and encoding/json refuses.
+func trimBOM(data []byte) []byte { return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) }

@@ -30,7 +30,7 @@ func ScrubSettings(path string) (bool, error) {
 			HandlerSettings map[string]json.RawMessage `json:"handlerSettings"`
 		} `json:"runtimeSettings"`
 	}
-	if json.Unmarshal(data, &f) != nil || len(f.RuntimeSettings) != 1 {
+	if json.Unmarshal(trimBOM(data), &f) != nil || len(f.RuntimeSettings) != 1 {
 		return false, nil // not ours to fix: the parse already refused it
 	}
 	h := f.RuntimeSettings[0].HandlerSettings

@@ -50,6 +50,7 @@ func ParseSettings(data []byte) (Settings, error) {
 	if len(data) > MaxSettingsSize {
 		return Settings{}, failf(CodeSettingsTooLarge, "the settings file is %d bytes, more than the %d allowed", len(data), MaxSettingsSize)
 	}
+	data = trimBOM(data)
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Settings{}, nil
 	}
