@@ -339,3 +339,14 @@ func TestScrubSettings(t *testing.T) {
 		t.Errorf("scrubbed twice")
 	}
 }
+
+func TestFindHandlerEnvRefusesAHugeFile(t *testing.T) {
+	handlerEnvAttempts, handlerEnvBackoff = 1, time.Millisecond
+	defer func() { handlerEnvAttempts, handlerEnvBackoff = 5, 200*time.Millisecond }()
+	root := t.TempDir()
+	huge := append([]byte(`[{"handlerEnvironment":{"configFolder":"/c","statusFolder":"/s","logFolder":"`), make([]byte, maxHandlerEnvSize)...)
+	os.WriteFile(filepath.Join(root, HandlerEnvironmentFile), huge, 0o644)
+	if _, err := FindHandlerEnv(t.Context(), filepath.Join(root, "bin")); CodeOf(err) != CodeHandlerEnvironment || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -369,11 +369,15 @@ func TestEnableWaitsForAnotherCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	const hold = 1500 * time.Millisecond
+	fd := int(f.Fd())
+	released := make(chan struct{})
 	go func() {
+		defer close(released)
 		time.Sleep(hold)
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		syscall.Flock(fd, syscall.LOCK_UN)
 	}()
 	r := v.run("enable", 0)
+	<-released
 	if r.ExitCode != 0 || r.Elapsed < hold {
 		t.Errorf("enable exit %d after %s, want success after the lock was released (%s): %s", r.ExitCode, r.Elapsed, hold, r.Output)
 	}
