@@ -13,7 +13,6 @@ import (
 
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
-	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/svc"
 	"github.com/berthhq/berth/provision/extension"
 )
@@ -81,7 +80,7 @@ func extensionLog(folder string, in *cli.Invocation) (*slog.Logger, func()) {
 type extensionService struct {
 	s        *svc.Service
 	err      error // from svc.New: every call returns it
-	detached detachedAgent
+	detached svc.Detached
 }
 
 // detachedStopTimeout is how long a detached agent gets to stop on SIGTERM.
@@ -90,15 +89,8 @@ const detachedStopTimeout = 30 * time.Second
 func newExtensionService(exe, configPath, stateDir string) extension.Service {
 	cfg := serviceConfig(configPath)
 	cfg.Executable = exe
-	s, err := svc.New(cfg, func(context.Context) error {
-		return errors.New("the extension handler only controls the service; `berth-agent run` runs it")
-	})
-	return &extensionService{s: s, err: err, detached: detachedAgent{
-		Executable: exe,
-		Arguments:  cfg.Arguments,
-		LogFile:    filepath.Join(stateDir, paths.LogsDir, "agent.out"),
-		PidFile:    filepath.Join(stateDir, "agent.pid"),
-	}}
+	s, err := svc.New(cfg, nil)
+	return &extensionService{s: s, err: err, detached: svc.DetachedIn(stateDir, exe, cfg.Arguments...)}
 }
 
 // mapErr makes svc's "no service manager" the extension's.
@@ -131,11 +123,11 @@ func (e *extensionService) Status(ctx context.Context) (string, error) {
 }
 
 func (e *extensionService) StartDetached(ctx context.Context) (int, error) {
-	return startDetached(ctx, e.detached)
+	return svc.StartDetached(ctx, e.detached)
 }
 
 func (e *extensionService) StopDetached(ctx context.Context) error {
-	return stopDetached(ctx, e.detached.PidFile, detachedStopTimeout)
+	return svc.StopDetached(ctx, e.detached.PidFile, detachedStopTimeout)
 }
 
-func (e *extensionService) DetachedPid() (int, bool) { return detachedPid(e.detached.PidFile) }
+func (e *extensionService) DetachedPid() (int, bool) { return svc.DetachedPid(e.detached.PidFile) }
