@@ -67,6 +67,7 @@ func program() *cli.Program {
 		Commands: []*cli.Command{
 			{Name: "run", Summary: "run the agent in the foreground (what the service runs)", Daemon: true, Run: f.run},
 			{Name: "service", Summary: "the agent as a Windows service or systemd unit", Commands: f.serviceCommands()},
+			f.provisionCommand(),
 			{Name: "engine", Summary: "the container engine on this host", Commands: []*cli.Command{
 				{Name: "status", Summary: "the engine's state, versions and API", Run: f.engineStatus},
 				{Name: "list", Summary: "installed versions (* active, - previous, ! failed)", Run: f.engineList},
