@@ -269,7 +269,13 @@ func (p *Plan) runStep(ctx context.Context, s Step, j *journal) (StepResult, err
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", errTimedOut, err)
 	}
-	p.log.Error("provision step failed", "step", s.Name(), "err", err)
+	// The daemon runs the plan every few seconds: a failure is logged as
+	// an error when it starts or changes, then at debug.
+	if last := p.last[s.Name()]; last.State == Failed && last.Error == err.Error() {
+		p.log.Debug("provision step still fails", "step", s.Name(), "err", err)
+	} else {
+		p.log.Error("provision step failed", "step", s.Name(), "err", err)
+	}
 	return finish(Failed, "", err)
 }
 

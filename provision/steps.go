@@ -18,6 +18,11 @@ type engineStep struct {
 	d       *engine.Desired
 	managed bool
 	now     func() time.Time
+	// applied: Apply ran since the last Check. A desired version that
+	// failed before still gets an Apply (Converge keeps the engine it has
+	// running and its configuration repaired, without trying the version
+	// again); the check after it fails the step for good.
+	applied bool
 }
 
 // Engine is the step that installs or moves the engine to the desired
@@ -50,7 +55,21 @@ func (s *engineStep) Check(ctx context.Context) (bool, string, error) {
 		return false, "", fmt.Errorf("read the engine's state: %w", err)
 	}
 	desired, derr := s.desired(ctx)
-	return judgeEngine(st, desired, derr)
+	applied := s.applied
+	s.applied = false
+	return afterApply(judgeEngine(st, desired, derr))(applied)
+}
+
+// afterApply holds back a permanent failure until the step has applied
+// once in this run, so that Apply's Converge still keeps the engine that
+// runs running; the check after it reports the failure.
+func afterApply(done bool, msg string, err error) func(applied bool) (bool, string, error) {
+	return func(applied bool) (bool, string, error) {
+		if IsPermanent(err) && !applied {
+			return false, err.Error(), nil
+		}
+		return done, msg, err
+	}
 }
 
 // judgeEngine decides whether the engine is where it should be. A desired
@@ -85,6 +104,7 @@ func judgeEngine(st engine.Status, desired string, resolveErr error) (bool, stri
 // Apply converges the engine on the desired version; without one, it
 // still finishes an interrupted change and keeps the engine running.
 func (s *engineStep) Apply(ctx context.Context) error {
+	s.applied = true
 	desired, err := s.desired(ctx)
 	if err != nil {
 		// The check after this says whether what runs will do.

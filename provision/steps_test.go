@@ -101,3 +101,21 @@ func TestJudgeHealth(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineStepFailedVersionStillConverges: a desired version that failed
+// before is not a reason to skip Converge (which restarts a dead engine
+// and repairs its configuration without trying the version again); the
+// check after it fails the step for good.
+func TestEngineStepFailedVersionStillConverges(t *testing.T) {
+	failed := engine.Status{Flavor: "docker", Active: "1", Running: true, Healthy: true, Failed: map[string]engine.Failure{"2": {Reason: "exited"}}}
+	verdict := afterApply(judgeEngine(failed, "2", nil))
+	if done, msg, err := verdict(false); done || err != nil || !strings.Contains(msg, "failed its health gate") {
+		t.Fatalf("first check = %v, %q, %v; want not done, no error, so that Apply converges", done, msg, err)
+	}
+	if _, _, err := verdict(true); !IsPermanent(err) {
+		t.Fatalf("check after Apply = %v; want a permanent failure", err)
+	}
+	if done, _, err := afterApply(judgeEngine(failed, "1", nil))(false); !done || err != nil {
+		t.Fatalf("healthy at desired = %v, %v", done, err)
+	}
+}
