@@ -58,7 +58,7 @@ func (s prereqStep) check(context.Context) (bool, string, error) {
 
 // apply loads the overlay module: the one prerequisite the agent can fix.
 func (s prereqStep) apply(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, "modprobe", "overlay").CombinedOutput()
+	out, err := exec.CommandContext(ctx, sbin("modprobe"), "overlay").CombinedOutput()
 	if err != nil {
 		return Permanent(fmt.Errorf("load the overlay module (modprobe overlay): %w: %s; install the kernel's overlay module or set engine.settings.storage-driver", err, strings.TrimSpace(string(out))))
 	}

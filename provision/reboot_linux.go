@@ -21,9 +21,9 @@ func bootID() (string, error) {
 type platformRebooter struct{}
 
 func (platformRebooter) Reboot(ctx context.Context, reason string) error {
-	cmd := exec.CommandContext(ctx, "shutdown", "-r", "+1", reason)
+	cmd := exec.CommandContext(ctx, sbin("shutdown"), "-r", "+1", reason)
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
-		cmd = exec.CommandContext(ctx, "systemctl", "reboot", "--message="+reason)
+		cmd = exec.CommandContext(ctx, sbin("systemctl"), "reboot", "--message="+reason)
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))

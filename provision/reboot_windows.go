@@ -3,7 +3,9 @@ package provision
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/windows/registry"
@@ -31,7 +33,12 @@ func bootID() (string, error) {
 type platformRebooter struct{}
 
 func (platformRebooter) Reboot(ctx context.Context, reason string) error {
-	cmd := exec.CommandContext(ctx, "shutdown.exe", "/r", "/t", "60", "/d", "p:4:2", "/c", reason)
+	// By its full path: a service's PATH need not hold System32.
+	exe := "shutdown.exe"
+	if root := os.Getenv("SystemRoot"); root != "" {
+		exe = filepath.Join(root, "System32", "shutdown.exe")
+	}
+	cmd := exec.CommandContext(ctx, exe, "/r", "/t", "60", "/d", "p:4:2", "/c", reason)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("shutdown.exe /r: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -310,3 +310,46 @@ func (p *provisionRig) killProvisionAt(point string, delay time.Duration) bool {
 	p.t.Helper()
 	return killAfter(p.t, p.provisionCmd(context.Background()), point, delay)
 }
+
+// TestWiringRepairedAfterAKillBetweenWriteAndRestart: an agent killed after
+// it wrote a new cache address into daemon.json and before it restarted the
+// engine leaves a file that matches what Berth renders and an engine that
+// still uses the old mirror. The daemon (the plan's cache-wiring step) must
+// see that the engine started with an older configuration and restart it.
+func TestWiringRepairedAfterAKillBetweenWriteAndRestart(t *testing.T) {
+	b := newRig(t, verA)
+	ctx := context.Background()
+	oldListen, newListen := testenv.FreePort(t), testenv.FreePort(t)
+	b.cfg["cache"] = map[string]any{"enabled": true, "listen": oldListen}
+	b.writeConfig(verA)
+	b.mustRun("engine", "install", verA)
+	mirrors := func() string {
+		out, err := b.host.Docker(ctx, "info", "--format", "{{json .RegistryConfig.Mirrors}}")
+		if err != nil {
+			return "docker info: " + err.Error()
+		}
+		return string(out)
+	}
+	if got := mirrors(); !strings.Contains(got, oldListen) {
+		t.Fatalf("engine mirrors %s, want %s", got, oldListen)
+	}
+	// The crash: the config moved to newListen and daemon.json was
+	// rewritten for it, byte for byte, but the engine was not restarted.
+	conf := filepath.Join(b.host.Dir, "engines", "docker", "config", "daemon.json")
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, bytes.ReplaceAll(data, []byte(oldListen), []byte(newListen)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cfg["cache"] = map[string]any{"enabled": true, "listen": newListen}
+	b.writeConfig(verA)
+	logs := b.startDaemon()
+	waitFor(t, 90*time.Second, "the daemon to restart the engine with the mirror at "+newListen, func() bool {
+		return strings.Contains(mirrors(), newListen)
+	})
+	if !strings.Contains(logs.String(), "older configuration") {
+		t.Errorf("the daemon did not say why it restarted the engine:\n%s", logs.String())
+	}
+}
