@@ -6,11 +6,17 @@ import (
 )
 
 // step tells the observers of a step's new state, unless it is what they
-// were told last for that step: the daemon runs the plan every few
-// seconds, and an observer (the extension's status file) wants changes.
+// were told last for that step, or the step failed last time and is tried
+// again: the daemon runs the plan every few seconds, and an observer (the
+// extension's status file) wants changes.
 func (p *Plan) step(ctx context.Context, r StepResult) {
 	last, seen := p.last[r.Name]
 	if seen && last.State == r.State && last.Message == r.Message && last.Error == r.Error {
+		return
+	}
+	if r.State == Running && seen && last.State == Failed {
+		// A failing step tried again: its outcome tells whether
+		// anything changed.
 		return
 	}
 	p.last[r.Name] = r

@@ -269,6 +269,13 @@ func (p *Plan) runStep(ctx context.Context, s Step, j *journal) (StepResult, err
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", errTimedOut, err)
 	}
+	if j.Step != "" {
+		// The step ended, in failure: not an interruption to report.
+		j.Step, j.Since = "", time.Time{}
+		if err := p.saveJournal(ctx, *j); err != nil {
+			return StepResult{}, err
+		}
+	}
 	// The daemon runs the plan every few seconds: a failure is logged as
 	// an error when it starts or changes, then at debug.
 	if last := p.last[s.Name()]; last.State == Failed && last.Error == err.Error() {

@@ -119,6 +119,9 @@ func TestPlanChecksBeforeItActs(t *testing.T) {
 	if a.applied != 0 || b.applied != 1 || d.checked != 0 {
 		t.Fatalf("applied a=%d b=%d, d checked %d; want 0, 1, 0", a.applied, b.applied, d.checked)
 	}
+	if j, _ := p.loadJournal(context.Background()); j.Step != "" {
+		t.Fatalf("journal after c failed = %+v; a step that ended is not an interrupted one", j)
+	}
 }
 
 // TestPlanJournalsBeforeActing: when a step acts, agent.db already names
@@ -261,17 +264,31 @@ func TestDecideReboot(t *testing.T) {
 func TestObserversSeeChanges(t *testing.T) {
 	rec := &recorder{}
 	b := &fakeStep{name: "b", applies: 1}
-	p := newTestPlan(t, t.TempDir(), []Step{&fakeStep{name: "a"}, b}, func(o *Options) { o.Observers = []Observer{rec} })
+	c := &fakeStep{name: "c", applies: 1, applyErr: errors.New("broken")}
+	p := newTestPlan(t, t.TempDir(), []Step{&fakeStep{name: "a"}, b, c}, func(o *Options) { o.Observers = []Observer{rec} })
 	for range 3 {
 		if _, err := p.Run(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, want := strings.Join(rec.steps, " "), "a:done b:running b:done"; got != want {
+	if got, want := strings.Join(rec.steps, " "), "a:done b:running b:done c:running c:failed"; got != want {
 		t.Fatalf("steps observed = %s, want %s", got, want)
 	}
-	if len(rec.finished) != 1 || !rec.finished[0].Ready {
-		t.Fatalf("finished observed %d times (%+v), want once, ready", len(rec.finished), rec.finished)
+	if len(rec.finished) != 1 || rec.finished[0].Failed != "c" {
+		t.Fatalf("finished observed %d times (%+v), want once, c failed", len(rec.finished), rec.finished)
+	}
+	c.applyErr = nil
+	if _, err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(rec.steps[5:], " "), "c:done"; got != want {
+		t.Fatalf("steps observed once c works = %s, want %s", got, want)
+	}
+	if len(rec.finished) != 2 || !rec.finished[1].Ready {
+		t.Fatalf("finished observed %+v; want a second, ready result", rec.finished)
+	}
+	if j, _ := p.loadJournal(context.Background()); j != (journal{}) {
+		t.Fatalf("journal after a failed step and a ready run = %+v", j)
 	}
 }
 
