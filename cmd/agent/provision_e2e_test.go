@@ -160,6 +160,9 @@ func (p *provisionRig) wantReady(res provision.Result, v string) {
 	if p.servicePid() == 0 {
 		p.t.Fatal("the agent service (detached: no service manager here) does not run")
 	}
+	if n := len(agentsOf(p.config)); n != 1 {
+		p.t.Fatalf("%d agents run for this host, want 1", n)
+	}
 }
 
 // TestProvisionFromZeroToReady: on a host with no engine, `provision`
