@@ -48,11 +48,13 @@ test-short: ## unit tests only, no real components
 bench: deps build ## benchmarks against the named peers; prints figures and ratios (medians of several runs)
 	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./cmd/control/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
 
-# SOAK_ROUNDS kills per fault-injection test under `make soak`.
+# SOAK_ROUNDS kills per fault-injection test under `make soak`;
+# PROVISION_SOAK_ROUNDS rounds of `provision` killed and run again.
 SOAK_ROUNDS ?= 200
+PROVISION_SOAK_ROUNDS ?= 50
 
-soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and reporter, SOAK_ROUNDS (200) kills each; prints the tally
-	bash scripts/soak.sh $(SOAK_ROUNDS)
+soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and reporter, SOAK_ROUNDS (200) kills each, provision 50 rounds; prints the tally
+	bash scripts/soak.sh $(SOAK_ROUNDS) $(PROVISION_SOAK_ROUNDS)
 
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh

@@ -28,6 +28,7 @@ import (
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/statedb"
+	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/telemetry"
 	"github.com/berthhq/berth/telemetry/outbox"
 	"github.com/berthhq/berth/telemetry/report"
@@ -38,6 +39,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress is told of long engine steps; nil for none.
 	Progress engine.ProgressFunc
+	// Observers see the provision plan move (the VM extension's status
+	// writer is one).
+	Observers []provision.Observer
+	// Rebooter and BootID replace the platform's in the provision plan
+	// (tests that play a reboot); nil for the platform's.
+	Rebooter provision.Rebooter
+	BootID   func() (string, error)
 }
 
 func (o Options) logger() *slog.Logger {
@@ -59,6 +67,7 @@ type Agent struct {
 	// runs, sends them to control.url.
 	reporter *report.Reporter
 	log      *slog.Logger
+	opts     Options
 	osBuild  string
 	monitor  atomic.Pointer[telemetry.Monitor] // set by Run, read by heartbeats
 }
@@ -73,7 +82,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, db: db, metrics: prometheus.NewRegistry(), log: log.With("component", "agent"), osBuild: hostid.OSBuild()}
+	a := &Agent{cfg: cfg, db: db, metrics: prometheus.NewRegistry(), log: log.With("component", "agent"), opts: o, osBuild: hostid.OSBuild()}
 	if a.reporter, err = a.newReporter(ctx, log); err != nil {
 		return nil, err
 	}

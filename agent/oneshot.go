@@ -8,6 +8,7 @@ import (
 	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/imagecache"
+	"github.com/berthhq/berth/internal/statedb"
 
 	"github.com/berthhq/berth/telemetry"
 	"github.com/berthhq/berth/telemetry/outbox"
@@ -20,13 +21,21 @@ import (
 // OpenEngine is the engine manager for `berth-agent engine …`. Its events
 // are queued in agent.db's outbox for the daemon to send.
 func OpenEngine(ctx context.Context, cfg config.Config, o Options) (*engine.Manager, error) {
+	_, m, err := openEngine(ctx, cfg, o)
+	return m, err
+}
+
+// openEngine opens agent.db and the engine manager, whose events go to
+// agent.db's outbox.
+func openEngine(ctx context.Context, cfg config.Config, o Options) (*statedb.DB, *engine.Manager, error) {
 	log := o.logger()
 	db, err := openDB(ctx, cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	q := report.Queue{Outbox: outbox.New(db, outbox.Options{})}
-	return newEngine(ctx, cfg, db, log, o.Progress, engineEvents(q, log))
+	m, err := newEngine(ctx, cfg, db, log, o.Progress, engineEvents(q, log))
+	return db, m, err
 }
 
 // OpenCache is the image cache for `berth-agent cache …`: its tiers opened,
@@ -58,8 +67,15 @@ func HealthChecks(ctx context.Context, cfg config.Config, log *slog.Logger) ([]t
 	if err != nil {
 		return nil, err
 	}
+	return outsideChecks(cfg, db, m, log)
+}
+
+// outsideChecks are the daemon's checks run from another process: the
+// cache is built (to know its tiers and listener) but not started.
+func outsideChecks(cfg config.Config, db *statedb.DB, m *engine.Manager, log *slog.Logger) ([]telemetry.CheckFunc, error) {
 	var c *imagecache.Service
 	if cfg.Cache.Enabled {
+		var err error
 		if c, err = newCache(cfg, db, nil, log); err != nil {
 			return nil, err
 		}

@@ -2,22 +2,24 @@ package agent
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/buildinfo"
+	"github.com/berthhq/berth/provision"
+	"github.com/berthhq/berth/provision/extension"
 	"github.com/berthhq/berth/telemetry"
 )
 
-// superviseEvery is how often the daemon's loop checks and converges the
-// engine.
+// superviseEvery is how often the daemon's loop runs the provision plan
+// again: checks and converges the engine, its wiring, prewarm, health.
 const superviseEvery = 5 * time.Second
 
-// Run is the daemon: it finishes any interrupted engine change, then keeps
-// the engine at the desired version, running, and configured as Berth
-// writes it, until ctx ends. Errors are logged and retried, never fatal.
+// Run is the daemon: it runs the provision plan (package provision) at
+// start and again every superviseEvery — the same steps `berth-agent
+// provision` runs, so the engine stays at the desired version, running,
+// wired to the cache, with prewarm images pulled — until ctx ends. Errors
+// are logged and retried, never fatal.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent running", "state_dir", a.cfg.StateDir(), "engine_managed", a.cfg.Engine.Managed)
 	// Checks run every 10 s and before every heartbeat (which refreshes
@@ -52,27 +54,26 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer a.cache.Close()
 		}
 	}
-	if err := a.engine.Recover(ctx); err != nil {
-		a.log.Error("recover interrupted engine change", "err", err)
+	observers := a.opts.Observers
+	// A host provisioned through the Azure VM extension hears of the plan
+	// in its status file, and the guest agent sees this service alive in
+	// its heartbeat file.
+	if ext, heartbeat, err := extension.Attach(ctx, a.cfg.StateDir(), a.log); err != nil {
+		a.log.Error("attach to the VM extension; its status is not updated", "err", err)
+	} else if ext != nil {
+		observers = append(observers[:len(observers):len(observers)], ext)
+		bg.Go(func() { heartbeat(bgCtx) })
 	}
-	var prewarm prewarmer
+	plan, err := a.daemonPlan(mon, observers)
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(superviseEvery)
 	defer tick.Stop()
 	for {
 		// First, so that the event is queued before a long engine change.
 		a.logStateErr(ctx, "queue the state.rebuilt event", a.reportRebuild(ctx))
-		desired := ""
-		if a.cfg.Engine.Managed {
-			// Resolution backs off by itself while the release source
-			// fails; the engine keeps the version it has meanwhile.
-			desired = a.desired.Version(ctx, time.Now())
-		}
-		if err := a.engine.Converge(ctx, desired); err != nil && ctx.Err() == nil {
-			a.log.Error("converge engine", "err", err)
-		}
-		if err := prewarm.round(ctx, a, time.Now()); err != nil && ctx.Err() == nil {
-			a.log.Error("prewarm images; retrying in a minute", "err", err)
-		}
+		a.converge(ctx, plan)
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; the engine keeps running")
@@ -82,67 +83,43 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// prewarmer pulls cache.prewarm into the engine through the cache once the
-// engine is healthy, and again whenever the list (or where the images land)
-// changes. What was pulled is remembered in agent.db, so a restart does not
-// pull again.
-type prewarmer struct {
-	done  bool      // pulled, or found pulled, in this run
-	after time.Time // after a failure, the next try
+// daemonPlan is the provision plan as the daemon runs it: the service step
+// done by definition (this is the service), health from the Monitor, and
+// prewarm pulls through the cache this process serves.
+func (a *Agent) daemonPlan(mon *telemetry.Monitor, observers []provision.Observer) (*provision.Plan, error) {
+	parts := planParts{
+		cfg: a.cfg, db: a.db, engine: a.engine, desired: a.desired,
+		health:    func(ctx context.Context) []telemetry.Check { return latestChecks(ctx, mon) },
+		observers: observers, log: a.log, pullRetry: time.Minute,
+		rebooter: a.opts.Rebooter, bootID: a.opts.BootID,
+	}
+	if a.cache != nil {
+		parts.cacheAddr = a.cache.Addr()
+	}
+	return newPlan(parts)
 }
 
-const (
-	prewarmBucket = "prewarm"
-	prewarmKey    = "images"
-)
-
-func (p *prewarmer) round(ctx context.Context, a *Agent, now time.Time) error {
-	images := a.cfg.Cache.Prewarm
-	if p.done || a.cache == nil || len(images) == 0 || now.Before(p.after) {
-		return nil
+// latestChecks are the Monitor's last results, or fresh ones when those do
+// not pass: a host that just became healthy need not wait a round.
+func latestChecks(ctx context.Context, mon *telemetry.Monitor) []telemetry.Check {
+	cur := mon.Current()
+	if cur.HTTPStatus() != 200 {
+		cur = mon.Refresh(ctx)
 	}
-	st, err := a.engine.Status(ctx)
-	if err != nil || !st.Healthy {
-		return nil // the engine is not up yet: next round
-	}
-	// Nobody watches the daemon's terminal: progress is logged.
-	pl, err := a.engine.Puller(ctx, engine.PullOptions{CacheAddr: a.cache.Addr()})
-	if err == nil {
-		err = p.pull(ctx, a, pl, images)
-	}
-	if err != nil {
-		p.after = now.Add(time.Minute)
-	}
-	return err
+	return cur.Checks
 }
 
-func (p *prewarmer) pull(ctx context.Context, a *Agent, pl engine.Puller, images []string) error {
-	key := prewarmMemo(images, pl.Target())
-	var done string
-	if _, err := a.db.Get(ctx, prewarmBucket, prewarmKey, &done); err != nil {
-		return err
+// converge is one round of the daemon's loop: the provision plan, run
+// again. When `berth-agent provision` runs it, the daemon leaves it be
+// until the next round. Failures are logged by the plan and retried.
+func (a *Agent) converge(ctx context.Context, plan *provision.Plan) {
+	r, ran, err := plan.TryRun(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.Error("run the provision plan", "err", err)
+	case !ran:
+		a.log.Debug("another berth-agent runs the provision plan; next round")
+	case r.RebootPending:
+		a.log.Warn("the host reboots to finish provisioning")
 	}
-	if done != key {
-		a.log.Info("prewarming images", "images", images)
-		if _, err := pl.Pull(ctx, images...); err != nil {
-			return err
-		}
-		a.log.Info("prewarmed images", "images", images)
-		if err := a.db.Put(ctx, prewarmBucket, prewarmKey, key); err != nil {
-			return err
-		}
-	}
-	p.done = true
-	return nil
-}
-
-// prewarmMemo is what agent.db remembers of a finished prewarm: the images
-// and, where it decides anything, where they landed (containerd keeps images
-// per namespace, so settings that move them pull them again).
-func prewarmMemo(images []string, target string) string {
-	key := strings.Join(images, "\n")
-	if target != "" {
-		key += "\n" + target
-	}
-	return key
 }

@@ -91,6 +91,13 @@ func (d *Desired) Current() string {
 	return d.version
 }
 
+// Err is the last resolution's failure, nil while it works.
+func (d *Desired) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
 // failure is the current resolution failure, if any.
 func (d *Desired) failure() (err error, since, next time.Time) {
 	d.mu.Lock()

@@ -455,7 +455,11 @@ func (m *Manager) start(ctx context.Context, v string) error {
 	if fi, err := os.Stat(d.LogFile); err == nil && d.LogFile != "" {
 		m.logFrom = fi.Size()
 	}
-	return m.o.Runner.Start(ctx, d)
+	if err := m.o.Runner.Start(ctx, d); err != nil {
+		return err
+	}
+	m.recordStarted(ctx)
+	return nil
 }
 
 // ensureRunning starts the active version when nothing runs, or when another
@@ -691,18 +695,7 @@ func (m *Manager) Converge(ctx context.Context, desired string) error {
 			return err
 		}
 	}
-	changed, err := m.syncConfig()
-	if err != nil {
-		return err
-	}
-	if changed && st.Active != "" {
-		m.emit("config-repaired", "", st.Active, "engine configuration differed from what berth writes; rewritten and engine restarted")
-		if err := m.restart(ctx, st.Active); err != nil {
-			return fmt.Errorf("restart engine after repairing its config: %w", err)
-		}
-		return m.waitHealthy(ctx, st.Active)
-	}
-	return m.ensureRunning(ctx, st)
+	return m.applyConfigLocked(ctx, st)
 }
 
 func orNone(v string) string {

@@ -2,25 +2,29 @@
 # SIGKILL fault injection at length (`make soak`; not in CI, not in `make
 # test`): the engine switch (cmd/agent TestUpgradeSurvivesSIGKILL) and the
 # reporter (cmd/control TestReportsSurviveSIGKILL), ROUNDS kills each
-# (default 200; CI runs 21 and 24). Each test's full output goes to
-# test-output/soak-<name>.log; this prints each one's verdict, time and tally.
+# (default 200; CI runs 21 and 24), and `berth-agent provision` (cmd/agent
+# TestProvisionSurvivesSIGKILL), PROVISION_ROUNDS rounds (default 50: each
+# round re-provisions a host, several from zero). Each test's full output
+# goes to test-output/soak-<name>.log; this prints each one's verdict, time
+# and tally.
 #
-# usage: scripts/soak.sh [ROUNDS]
+# usage: scripts/soak.sh [ROUNDS [PROVISION_ROUNDS]]
 set -Euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 export PATH="/usr/local/go/bin:$PATH"
 ROUNDS="${1:-200}"
+PROVISION_ROUNDS="${2:-50}"
 mkdir -p test-output
 
 failed=0
 summary=()
-soak() { # name package test
-	local name=$1 pkg=$2 test=$3 log="test-output/soak-$1.log" start rc
-	echo "soak: $name: $test, $ROUNDS rounds (log: $log)"
+soak() { # name package test [rounds]
+	local name=$1 pkg=$2 test=$3 rounds=${4:-$ROUNDS} log="test-output/soak-$1.log" start rc
+	echo "soak: $name: $test, $rounds rounds (log: $log)"
 	start=$SECONDS
-	BERTH_SOAK_ROUNDS="$ROUNDS" go test -count=1 -v -timeout 6h -run "^${test}\$" "$pkg" >"$log" 2>&1
+	BERTH_SOAK_ROUNDS="$rounds" go test -count=1 -v -timeout 6h -run "^${test}\$" "$pkg" >"$log" 2>&1
 	rc=$?
 	# The tests log their tally with t.Logf ("kills per point ...",
 	# "N kills, M of them ...").
@@ -37,8 +41,9 @@ soak() { # name package test
 
 soak engine-switch ./cmd/agent/ TestUpgradeSurvivesSIGKILL
 soak reporter ./cmd/control/ TestReportsSurviveSIGKILL
+soak provision ./cmd/agent/ TestProvisionSurvivesSIGKILL "$PROVISION_ROUNDS"
 
 echo
-echo "soak tally ($ROUNDS rounds each):"
+echo "soak tally ($ROUNDS rounds each, provision $PROVISION_ROUNDS):"
 for s in "${summary[@]}"; do echo "  $s"; done
 exit $failed

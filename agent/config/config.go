@@ -24,6 +24,7 @@ import (
 	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/units"
+	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/telemetry"
 	"github.com/berthhq/berth/telemetry/report"
 )
@@ -39,7 +40,7 @@ type Config struct {
 	Engine    engine.Config          `yaml:"engine" json:"engine"`
 	Cache     imagecache.Config      `yaml:"cache" json:"cache"`
 	Health    telemetry.HealthConfig `yaml:"health" json:"health"`
-	Provision Provision              `yaml:"provision" json:"provision"`
+	Provision provision.Config       `yaml:"provision" json:"provision"`
 
 	// Source says where the config was read from, so that Validate can name
 	// the line of a bad value. See Source.
@@ -55,13 +56,6 @@ type Agent struct {
 	StateDir string `yaml:"stateDir" json:"stateDir"`
 	// Labels are free key/values reported to control (pool, region, ring).
 	Labels map[string]string `yaml:"labels" json:"labels"`
-}
-
-// Provision tunes the one-shot converge. It lives here rather than in
-// provision/ because provision imports this package (the extension handler
-// writes agent.yaml).
-type Provision struct {
-	AllowReboot bool `yaml:"allowReboot" json:"allowReboot"`
 }
 
 // Default returns the configuration used for every key a file leaves out.

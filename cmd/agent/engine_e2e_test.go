@@ -509,13 +509,20 @@ func TestUpgradeSurvivesSIGKILL(t *testing.T) {
 // the agent finished on its own.
 func (b *rig) killDuring(point string, delay time.Duration, args ...string) bool {
 	b.t.Helper()
-	cmd := b.agent(context.Background(), args...)
+	return killAfter(b.t, b.agent(context.Background(), args...), point, delay)
+}
+
+// killAfter starts cmd and sends it SIGKILL delay after it logs a line
+// containing point; it reports whether the kill landed before cmd ended
+// on its own.
+func killAfter(t testing.TB, cmd *exec.Cmd, point string, delay time.Duration) bool {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	seen := make(chan struct{})
 	go func() {

@@ -67,6 +67,7 @@ func program() *cli.Program {
 		Commands: []*cli.Command{
 			{Name: "run", Summary: "run the agent in the foreground (what the service runs)", Daemon: true, Run: f.run},
 			{Name: "service", Summary: "the agent as a Windows service or systemd unit", Commands: f.serviceCommands()},
+			f.provisionCommand(),
 			{Name: "extension", Summary: "the Azure VM extension handler's commands (run by the guest agent)", Commands: f.extensionCommands()},
 			{Name: "engine", Summary: "the container engine on this host", Commands: []*cli.Command{
 				{Name: "status", Summary: "the engine's state, versions and API", Run: f.engineStatus},

@@ -10,6 +10,9 @@ func Build() (OSVersion, error) { return OSVersion{}, ErrNotWindows }
 // ContainersFeature returns ErrNotWindows.
 func ContainersFeature(context.Context) (FeatureState, error) { return "", ErrNotWindows }
 
+// Feature returns ErrNotWindows.
+func Feature(context.Context, string) (FeatureState, error) { return "", ErrNotWindows }
+
 // EnableContainersFeature returns ErrNotWindows.
 func EnableContainersFeature(context.Context, bool) (bool, error) { return false, ErrNotWindows }
 

@@ -32,6 +32,12 @@ func ContainersFeature(ctx context.Context) (FeatureState, error) {
 	return featureState(ctx, runDISM, FeatureContainers)
 }
 
+// Feature returns the state of the named feature (FeatureContainers,
+// FeatureHyperV), from `dism /Online /Get-FeatureInfo`.
+func Feature(ctx context.Context, name string) (FeatureState, error) {
+	return featureState(ctx, runDISM, name)
+}
+
 // EnableContainersFeature enables the Containers feature, and Microsoft-
 // Hyper-V too when hyperV is true, with `dism /Online /Enable-Feature /All
 // /NoRestart`; features already enabled are left alone. rebootNeeded says

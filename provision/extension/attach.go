@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/atomicfile"
+	"github.com/berthhq/berth/provision"
 )
 
 // HeartbeatInterval is how often the agent rewrites the heartbeat file; the
@@ -22,7 +23,7 @@ const HeartbeatInterval = 60 * time.Second
 // one of its goroutines (it returns when ctx is done). It returns nil, nil,
 // nil when the host was not provisioned through the extension (no
 // <stateDir>/extension.json).
-func Attach(ctx context.Context, stateDir string, log *slog.Logger) (PlanObserver, func(context.Context), error) {
+func Attach(ctx context.Context, stateDir string, log *slog.Logger) (provision.Observer, func(context.Context), error) {
 	_, ok, err := ReadHandlerState(stateDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("attach to the extension: %w", err)
@@ -33,7 +34,7 @@ func Attach(ctx context.Context, stateDir string, log *slog.Logger) (PlanObserve
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o := &observer{stateDir: stateDir, log: log.With("component", "extension"), now: time.Now, lastEvent: map[string]StepState{}}
+	o := &observer{stateDir: stateDir, log: log.With("component", "extension"), now: time.Now, lastEvent: map[string]provision.StepState{}}
 	return o, o.heartbeatLoop, nil
 }
 
@@ -46,16 +47,16 @@ type observer struct {
 	now      func() time.Time
 
 	mu    sync.Mutex
-	steps []StepResult
+	steps []provision.StepResult
 	// ended is set once a run of the plan ended in this process: later runs
 	// (the daemon's loop) no longer flip the status back to transitioning,
 	// they only replace it when they end.
 	ended     bool
 	summary   string
-	lastEvent map[string]StepState
+	lastEvent map[string]provision.StepState
 }
 
-func (o *observer) Step(ctx context.Context, r StepResult) {
+func (o *observer) Step(ctx context.Context, r provision.StepResult) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.steps = mergeStep(o.steps, r)
@@ -70,17 +71,17 @@ func (o *observer) Step(ctx context.Context, r StepResult) {
 	}
 	// Events follow the first run, then only failures: the daemon runs the
 	// plan again on its loop, and the guest agent takes 360 events a period.
-	if o.lastEvent[r.Name] != r.State && (!o.ended || r.State == StepFailed) {
+	if o.lastEvent[r.Name] != r.State && (!o.ended || r.State == provision.Failed) {
 		o.lastEvent[r.Name] = r.State
 		o.event(st, r.Name, levelOf(r.State), stepText(r))
 	}
 }
 
-func (o *observer) Finished(ctx context.Context, r Result) {
+func (o *observer) Finished(ctx context.Context, r provision.Result) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(r.Steps) > 0 {
-		o.steps = append([]StepResult(nil), r.Steps...)
+		o.steps = append([]provision.StepResult(nil), r.Steps...)
 	}
 	st, ok := o.handlerState()
 	if !ok {
@@ -107,7 +108,7 @@ func (o *observer) Finished(ctx context.Context, r Result) {
 // FinalStatus is the status a run of the plan ends with: success when the
 // host is ready; transitioning while a reboot is pending (the service
 // resumes after it); error with CodeProvision naming the failed step.
-func FinalStatus(r Result) Status {
+func FinalStatus(r provision.Result) Status {
 	switch {
 	case r.Ready:
 		return NewStatus(OpEnable, StateSuccess, 0, "Berth provisioned the host: it is ready")
@@ -127,7 +128,7 @@ func FinalStatus(r Result) Status {
 }
 
 // mergeStep replaces the step of the same name, or appends it.
-func mergeStep(steps []StepResult, r StepResult) []StepResult {
+func mergeStep(steps []provision.StepResult, r provision.StepResult) []provision.StepResult {
 	for i := range steps {
 		if steps[i].Name == r.Name {
 			steps[i] = r
@@ -138,7 +139,7 @@ func mergeStep(steps []StepResult, r StepResult) []StepResult {
 }
 
 // stepSubstatus is one substatus per step.
-func stepSubstatus(steps []StepResult) []Substatus {
+func stepSubstatus(steps []provision.StepResult) []Substatus {
 	out := make([]Substatus, 0, len(steps))
 	for _, s := range steps {
 		out = append(out, Substatus{Name: s.Name, Status: stateOf(s.State), FormattedMessage: &Message{Lang: statusFileLanguage, Message: stepText(s)}})
@@ -146,27 +147,27 @@ func stepSubstatus(steps []StepResult) []Substatus {
 	return out
 }
 
-func stateOf(s StepState) State {
+func stateOf(s provision.StepState) State {
 	switch s {
-	case StepDone:
+	case provision.Done:
 		return StateSuccess
-	case StepFailed:
+	case provision.Failed:
 		return StateError
 	}
 	return StateTransitioning
 }
 
-func levelOf(s StepState) string {
+func levelOf(s provision.StepState) string {
 	switch s {
-	case StepFailed:
+	case provision.Failed:
 		return LevelError
-	case StepReboot:
+	case provision.Reboot:
 		return LevelWarning
 	}
 	return LevelInformational
 }
 
-func stepText(s StepResult) string {
+func stepText(s provision.StepResult) string {
 	text := string(s.State)
 	if s.Message != "" {
 		text += ": " + s.Message

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/provision"
 )
 
 func TestPickSequence(t *testing.T) {
@@ -252,14 +254,14 @@ func TestParseProtectedNeverQuotesValues(t *testing.T) {
 
 func TestFinalStatus(t *testing.T) {
 	cases := []struct {
-		r    Result
+		r    provision.Result
 		want State
 		code int
 		msg  string
 	}{
-		{Result{Ready: true}, StateSuccess, 0, "ready"},
-		{Result{RebootPending: true, Failed: "prerequisites"}, StateTransitioning, 0, "reboot before step prerequisites"},
-		{Result{Failed: "engine", Steps: []StepResult{{Name: "engine", State: StepFailed, Error: "download failed"}}}, StateError, int(CodeProvision), "at step engine: download failed"},
+		{provision.Result{Ready: true}, StateSuccess, 0, "ready"},
+		{provision.Result{RebootPending: true, Failed: "prerequisites"}, StateTransitioning, 0, "reboot before step prerequisites"},
+		{provision.Result{Failed: "engine", Steps: []provision.StepResult{{Name: "engine", State: provision.Failed, Error: "download failed"}}}, StateError, int(CodeProvision), "at step engine: download failed"},
 	}
 	for _, c := range cases {
 		s := FinalStatus(c.r)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/provision/extension"
 	"github.com/berthhq/berth/provision/extension/waagenttest"
 )
@@ -219,7 +220,7 @@ func TestNewSequenceAppliesOnlyWhatChanged(t *testing.T) {
 	if err != nil || o == nil {
 		t.Fatalf("attach: %v %v", o, err)
 	}
-	o.Finished(context.Background(), extension.Result{Ready: true, Steps: []extension.StepResult{{Name: "engine", State: extension.StepDone}}})
+	o.Finished(context.Background(), provision.Result{Ready: true, Steps: []provision.StepResult{{Name: "engine", State: provision.Done}}})
 
 	// Same settings under a new number (a goal state that changed
 	// something else): nothing restarts, and the result is reported at once.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/provision/extension/waagenttest"
 )
 
@@ -86,25 +87,25 @@ func TestObserverReportsStepsThenTheResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	o.Step(ctx, StepResult{Name: "engine", State: StepRunning})
+	o.Step(ctx, provision.StepResult{Name: "engine", State: provision.Running})
 	st, _ := waagenttest.ReadStatus(statusDir, 2)
 	if st.Status != "transitioning" || len(st.Substatus) != 1 || st.Substatus[0].Name != "engine" {
 		t.Errorf("after a step: %+v", st)
 	}
-	o.Step(ctx, StepResult{Name: "engine", State: StepDone, Seconds: 2})
-	o.Finished(ctx, Result{Ready: true, Steps: []StepResult{{Name: "engine", State: StepDone}, {Name: "health", State: StepDone}}})
+	o.Step(ctx, provision.StepResult{Name: "engine", State: provision.Done, Seconds: 2})
+	o.Finished(ctx, provision.Result{Ready: true, Steps: []provision.StepResult{{Name: "engine", State: provision.Done}, {Name: "health", State: provision.Done}}})
 	st, _ = waagenttest.ReadStatus(statusDir, 2)
 	if st.Status != "success" || len(st.Substatus) != 2 || st.Substatus[1].Status != "success" {
 		t.Errorf("after the end: %+v", st)
 	}
 	// The daemon's next run of the plan does not flip the status back.
-	o.Step(ctx, StepResult{Name: "engine", State: StepRunning})
+	o.Step(ctx, provision.StepResult{Name: "engine", State: provision.Running})
 	if st, _ = waagenttest.ReadStatus(statusDir, 2); st.Status != "success" {
 		t.Errorf("a later run flipped the status to %s", st.Status)
 	}
 	// A new sequence number moves the status without a restart.
 	write(3)
-	o.Finished(ctx, Result{Failed: "prewarm", Steps: []StepResult{{Name: "prewarm", State: StepFailed, Error: "pull failed"}}})
+	o.Finished(ctx, provision.Result{Failed: "prewarm", Steps: []provision.StepResult{{Name: "prewarm", State: provision.Failed, Error: "pull failed"}}})
 	if st, _ = waagenttest.ReadStatus(statusDir, 3); st.Status != "error" || st.Clarification() != int(CodeProvision) || !strings.Contains(st.Message, "prewarm: pull failed") {
 		t.Errorf("failed run: %+v", st)
 	}
