@@ -202,7 +202,7 @@ func (s *Supervised) find() ([]proc, error) {
 func exiting(ps []proc) []int {
 	var out []int
 	for _, p := range ps {
-		if exitFinished(readStat(p.pid)) {
+		if exitFinished(p.pid) {
 			continue
 		}
 		out = append(out, p.pid)
@@ -221,10 +221,30 @@ func readStat(pid int) (ps procStat, ok bool) {
 	return parseStat(string(b)), true
 }
 
-// exitFinished reports whether a process whose stat is ps (ok: /proc has
-// it) has finished exiting: gone, or a zombie.
-func exitFinished(ps procStat, ok bool) bool {
-	return !ok || ps.state == 'Z'
+// exitFinished reports whether pid has finished exiting (see exitDone).
+func exitFinished(pid int) bool {
+	st, ok := readStat(pid)
+	return exitDone(st, ok, threads(pid))
+}
+
+// threads counts the tasks /proc lists for pid: its threads that have not
+// finished exiting, itself included while it is there.
+func threads(pid int) int {
+	es, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	if err != nil {
+		return 0
+	}
+	return len(es)
+}
+
+// exitDone decides whether a process whose stat is ps (ok: /proc has it)
+// and that has n tasks has finished exiting: gone, or a zombie with no
+// other thread left. A multi-threaded daemon's main thread can be a zombie
+// while its other threads still exit and hold the files they share open;
+// and a zombie main thread beside live threads may be a process that still
+// runs.
+func exitDone(ps procStat, ok bool, n int) bool {
+	return !ok || (ps.state == 'Z' && n <= 1)
 }
 
 // clearStalePIDFile removes the daemon's pid file when it names a zombie.
@@ -246,7 +266,7 @@ func (s *Supervised) clearStalePIDFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("read the engine's pid file: %w", err)
 	}
-	pid, stale := pidFileStale(data, readStat)
+	pid, stale := pidFileStale(data, unreaped)
 	if !stale {
 		return nil
 	}
@@ -258,16 +278,22 @@ func (s *Supervised) clearStalePIDFile(path string) error {
 }
 
 // pidFileStale decides whether a pid file holding data is stale: it names
-// a pid that stat (readStat) finds a zombie. A file dockerd cannot read as
-// a pid, or that names a pid /proc lacks, does not stop dockerd; one that
-// names a live process must.
-func pidFileStale(data []byte, stat func(pid int) (procStat, bool)) (int, bool) {
+// a pid that unreaped reports a zombie whose exit has finished. A file
+// dockerd cannot read as a pid, or that names a pid /proc lacks, does not
+// stop dockerd; one that names a live process must.
+func pidFileStale(data []byte, unreaped func(pid int) bool) (int, bool) {
 	pid, ok := parsePIDFile(data)
 	if !ok {
 		return 0, false
 	}
-	st, ok := stat(pid)
-	return pid, ok && st.state == 'Z'
+	return pid, unreaped(pid)
+}
+
+// unreaped reports whether /proc has pid as a zombie whose exit has
+// finished.
+func unreaped(pid int) bool {
+	st, ok := readStat(pid)
+	return ok && exitDone(st, ok, threads(pid))
 }
 
 // maxPID bounds a pid read from a pid file (Linux's PID_MAX_LIMIT is 2^22).
@@ -321,7 +347,8 @@ func parseStat(line string) procStat {
 // zombie reports whether pid has exited but not been reaped yet (or is
 // gone).
 func zombie(pid int) bool {
-	return exitFinished(readStat(pid))
+	st, ok := readStat(pid)
+	return !ok || st.state == 'Z'
 }
 
 func (s *Supervised) logger() *slog.Logger {

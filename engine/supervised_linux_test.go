@@ -70,16 +70,8 @@ func TestStartAfterStopOfAnUnreapedDaemon(t *testing.T) {
 // process stops dockerd, as it should, and one dockerd would ignore is left
 // to it.
 func TestPIDFileStale(t *testing.T) {
-	procs := map[int]procStat{
-		10: {state: 'Z', exitCode: 0},
-		11: {state: 'S', exitCode: -1},
-		12: {state: 'R', exitCode: -1},
-		13: {exitCode: -1}, // a stat line that could not be parsed
-	}
-	stat := func(pid int) (procStat, bool) {
-		ps, ok := procs[pid]
-		return ps, ok
-	}
+	// The pids that are zombies whose exit has finished; 11 lives.
+	unreaped := func(pid int) bool { return pid == 10 }
 	tests := []struct {
 		name      string
 		data      string
@@ -89,10 +81,8 @@ func TestPIDFileStale(t *testing.T) {
 		{"a zombie", "10", 10, true},
 		{"a zombie, with a newline", "10\n", 10, true},
 		{"a zombie, spaces around", "  10 \t\n", 10, true},
-		{"sleeping: a live daemon", "11", 11, false},
-		{"running", "12", 12, false},
-		{"unparsable stat", "13", 13, false},
-		{"not in /proc", "99", 99, false},
+		{"a live daemon", "11", 11, false},
+		{"not in /proc, or not a zombie", "99", 99, false},
 		{"empty", "", 0, false},
 		{"not a number", "docker", 0, false},
 		{"two numbers", "10 11", 0, false},
@@ -108,7 +98,7 @@ func TestPIDFileStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pid, stale := pidFileStale([]byte(tc.data), stat)
+			pid, stale := pidFileStale([]byte(tc.data), unreaped)
 			if pid != tc.wantPID || stale != tc.wantStale {
 				t.Errorf("pidFileStale(%q) = %d, %v; want %d, %v", tc.data, pid, stale, tc.wantPID, tc.wantStale)
 			}
@@ -139,25 +129,28 @@ func FuzzParsePIDFile(f *testing.F) {
 
 // Stop waits until a stopped daemon has finished exiting (gone, or a
 // zombie whose files are closed), not until it is reaped.
-func TestExitFinished(t *testing.T) {
+func TestExitDone(t *testing.T) {
 	tests := []struct {
-		name string
-		ps   procStat
-		ok   bool
-		want bool
+		name    string
+		ps      procStat
+		ok      bool
+		threads int
+		want    bool
 	}{
-		{"gone from /proc", procStat{exitCode: -1}, false, true},
-		{"a zombie", procStat{state: 'Z', exitCode: 0}, true, true},
-		{"killed, a zombie", procStat{state: 'Z', exitCode: 9}, true, true},
-		{"still exiting (running)", procStat{state: 'R', exitCode: -1}, true, false},
-		{"still exiting (disk sleep)", procStat{state: 'D', exitCode: -1}, true, false},
-		{"sleeping", procStat{state: 'S', exitCode: -1}, true, false},
-		{"stat unparsable", procStat{exitCode: -1}, true, false},
+		{"gone from /proc", procStat{exitCode: -1}, false, 0, true},
+		{"a zombie", procStat{state: 'Z', exitCode: 0}, true, 1, true},
+		{"killed, a zombie", procStat{state: 'Z', exitCode: 9}, true, 1, true},
+		{"a zombie whose task list is gone too", procStat{state: 'Z', exitCode: 0}, true, 0, true},
+		{"main thread a zombie, others still exiting", procStat{state: 'Z', exitCode: -1}, true, 12, false},
+		{"still exiting (running)", procStat{state: 'R', exitCode: -1}, true, 1, false},
+		{"still exiting (disk sleep)", procStat{state: 'D', exitCode: -1}, true, 3, false},
+		{"sleeping", procStat{state: 'S', exitCode: -1}, true, 20, false},
+		{"stat unparsable", procStat{exitCode: -1}, true, 1, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := exitFinished(tc.ps, tc.ok); got != tc.want {
-				t.Errorf("exitFinished(%+v, %v) = %v, want %v", tc.ps, tc.ok, got, tc.want)
+			if got := exitDone(tc.ps, tc.ok, tc.threads); got != tc.want {
+				t.Errorf("exitDone(%+v, %v, %d) = %v, want %v", tc.ps, tc.ok, tc.threads, got, tc.want)
 			}
 		})
 	}
