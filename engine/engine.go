@@ -61,6 +61,16 @@ type Daemon struct {
 	Env []string
 	// LogFile receives the daemon's output where the platform does not keep it.
 	LogFile string
+	// PIDFile is the file the daemon records its pid in and refuses to
+	// start over while /proc has that pid (dockerd's "pid file found");
+	// empty when it keeps none. The supervised runner removes it when it
+	// names a daemon that has exited but is not reaped yet.
+	PIDFile string
+}
+
+// PIDFiler is a Flavor whose daemon keeps a pid file, where in says.
+type PIDFiler interface {
+	PIDFile(in ConfigInput) string
 }
 
 // RunState is what a Runner sees of the engine daemon.

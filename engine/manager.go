@@ -107,7 +107,11 @@ func ConfigDir(stateDir, flavor string) string {
 	return filepath.Join(paths.Engines(stateDir, flavor), "config")
 }
 func (m *Manager) daemon(v string) Daemon {
-	return m.o.Flavor.Daemon(m.versionDir(v), m.confDir())
+	d := m.o.Flavor.Daemon(m.versionDir(v), m.confDir())
+	if pf, ok := m.o.Flavor.(PIDFiler); ok {
+		d.PIDFile = pf.PIDFile(m.o.Config)
+	}
+	return d
 }
 
 // lock takes the flavor's lock file, shared by every agent process on the

@@ -44,6 +44,9 @@ func (s *Supervised) Start(ctx context.Context, d Daemon) error {
 	} else if rs.Running {
 		return fmt.Errorf("start %s: an engine daemon already runs (pid %d, %s)", d.Path, rs.PID, rs.Exe)
 	}
+	if err := s.clearStalePIDFile(d.PIDFile); err != nil {
+		return fmt.Errorf("start %s: %w", d.Path, err)
+	}
 	cmd := exec.Command(d.Path, d.Args...)
 	cmd.Env = append(os.Environ(), d.Env...)
 	cmd.Dir = "/"
@@ -69,12 +72,9 @@ func (s *Supervised) Start(ctx context.Context, d Daemon) error {
 	return nil
 }
 
-// zombieGrace is how long Stop waits for an exited daemon to be reaped.
-// A daemon started by an agent that was killed has init (or whatever
-// reaper the host has) as its parent; until that reaps it, its pid stays in
-// /proc, and dockerd refuses to start while its pid file names a pid that
-// /proc still has ("pid file found, ensure docker is not running").
-const zombieGrace = 10 * time.Second
+// exitGrace bounds how long Stop waits, once no stopped daemon is listed
+// any more, for each one's exit to finish (see Stop).
+const exitGrace = 10 * time.Second
 
 // stopPoll is how often Stop looks whether the daemons have exited. It is
 // most of the engine API's downtime in a switch beyond the daemons' own
@@ -82,13 +82,14 @@ const zombieGrace = 10 * time.Second
 const stopPoll = 20 * time.Millisecond
 
 // Stop sends SIGTERM to every engine daemon and waits for them to exit;
-// SIGKILL after StopTimeout. It then waits, at most zombieGrace, until each
-// stopped daemon is reaped: dockerd refuses to start while its pid file
-// names a pid that /proc still has, and a daemon stopped before it finished
-// starting (or killed) leaves its pid file behind even when it exits 0. (A
-// rule that skipped the wait for a clean exit cut the upgrade's downtime to
-// 0.4 s, and the 200-round SIGKILL soak found a restart refused with "pid
-// file found": the wait stays until Stop can read the daemon's pid file.)
+// SIGKILL after StopTimeout. It then waits, at most exitGrace, until each
+// stopped daemon's exit has finished: gone from /proc or a zombie, so its
+// files are closed. A daemon leaves find's list when its memory is
+// released, a moment before its files are. Stop does not wait for the
+// reap: an orphan's reaper (init) may take seconds (this CI's init reaps
+// about every 1.5 s, most of the upgrade's API downtime when Stop waited
+// for it) or never come. A pid file the zombie left behind is Start's
+// business (clearStalePIDFile).
 func (s *Supervised) Stop(ctx context.Context) error {
 	pids, err := s.find()
 	if err != nil || len(pids) == 0 {
@@ -104,7 +105,7 @@ func (s *Supervised) Stop(ctx context.Context) error {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	var exited time.Time // when the last daemon exited (it may be unreaped)
+	var exited time.Time // when the last daemon left find's list
 	for {
 		left, err := s.find()
 		if err != nil {
@@ -114,17 +115,12 @@ func (s *Supervised) Stop(ctx context.Context) error {
 			if exited.IsZero() {
 				exited = time.Now()
 			}
-			z, err := s.findUnreaped(pids)
-			if err != nil {
-				return err
-			}
-			if len(z) == 0 {
+			if z := exiting(pids); len(z) == 0 {
 				s.logger().Info("engine daemon stopped", "after", time.Since(began).Round(time.Millisecond),
 					"exited_after", exited.Sub(began).Round(time.Millisecond))
 				return nil
-			}
-			if time.Since(exited) > zombieGrace {
-				s.logger().Warn("engine daemon exited but was not reaped; its pid file may block the next start", "pids", z, "after", zombieGrace)
+			} else if time.Since(exited) > exitGrace {
+				s.logger().Warn("engine daemon has not finished exiting; the next start may find its files in use", "pids", z, "after", exitGrace)
 				return nil
 			}
 		}
@@ -201,26 +197,119 @@ func (s *Supervised) find() ([]proc, error) {
 	return out, nil
 }
 
-// findUnreaped returns which of ps still exist in /proc in any state
-// (exiting, zombie): those whose pid file would still name a live pid (see
-// Stop).
-func (s *Supervised) findUnreaped(ps []proc) ([]int, error) {
+// exiting returns which of ps are still in /proc and not zombies: their
+// exit has not finished, so they may still hold files open.
+func exiting(ps []proc) []int {
 	var out []int
 	for _, p := range ps {
-		// Any state counts, not only a zombie: a daemon killed early in
-		// its start is still exiting (its exe already unreadable, so find
-		// no longer lists it) before it turns into a zombie, and dockerd's
-		// pid-file check asks only whether the pid exists.
-		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(p.pid)))
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			continue // reaped
-		}
-		if err != nil {
-			return nil, fmt.Errorf("look for process %d: %w", p.pid, err)
+		if exitFinished(p.pid) {
+			continue
 		}
 		out = append(out, p.pid)
 	}
-	return out, nil
+	return out
+}
+
+// readStat reads /proc/<pid>/stat; ok is false when /proc has no such pid
+// (or its line cannot be read, which for a pid Stop signalled means the
+// same: it is gone).
+func readStat(pid int) (ps procStat, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{exitCode: -1}, false
+	}
+	return parseStat(string(b)), true
+}
+
+// exitFinished reports whether pid has finished exiting (see exitDone).
+func exitFinished(pid int) bool {
+	st, ok := readStat(pid)
+	return exitDone(st, ok, threads(pid))
+}
+
+// threads counts the tasks /proc lists for pid: its threads that have not
+// finished exiting, itself included while it is there.
+func threads(pid int) int {
+	es, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	if err != nil {
+		return 0
+	}
+	return len(es)
+}
+
+// exitDone decides whether a process whose stat is ps (ok: /proc has it)
+// and that has n tasks has finished exiting: gone, or a zombie with no
+// other thread left. A multi-threaded daemon's main thread can be a zombie
+// while its other threads still exit and hold the files they share open;
+// and a zombie main thread beside live threads may be a process that still
+// runs.
+func exitDone(ps procStat, ok bool, n int) bool {
+	return !ok || (ps.state == 'Z' && n <= 1)
+}
+
+// clearStalePIDFile removes the daemon's pid file when it names a zombie.
+// dockerd refuses to start while its pid file names a pid that /proc has,
+// zombies included, and a daemon stopped before it finished starting (or
+// killed) leaves its pid file behind even when it exits 0; its zombie stays
+// until its reaper collects it (init, for the orphan of a killed agent). A
+// zombie runs nothing, so the file is stale, and removing it is what
+// dockerd's own error asks for. A file that names a live process stays:
+// dockerd then refuses to start and says why.
+func (s *Supervised) clearStalePIDFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the engine's pid file: %w", err)
+	}
+	pid, stale := pidFileStale(data, unreaped)
+	if !stale {
+		return nil
+	}
+	s.logger().Info("removing the pid file of an engine daemon that exited and is not reaped yet", "file", path, "pid", pid)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the stale pid file %s of exited pid %d: %w", path, pid, err)
+	}
+	return nil
+}
+
+// pidFileStale decides whether a pid file holding data is stale: it names
+// a pid that unreaped reports a zombie whose exit has finished. A file
+// dockerd cannot read as a pid, or that names a pid /proc lacks, does not
+// stop dockerd; one that names a live process must.
+func pidFileStale(data []byte, unreaped func(pid int) bool) (int, bool) {
+	pid, ok := parsePIDFile(data)
+	if !ok {
+		return 0, false
+	}
+	return pid, unreaped(pid)
+}
+
+// unreaped reports whether /proc has pid as a zombie whose exit has
+// finished.
+func unreaped(pid int) bool {
+	st, ok := readStat(pid)
+	return ok && exitDone(st, ok, threads(pid))
+}
+
+// maxPID bounds a pid read from a pid file (Linux's PID_MAX_LIMIT is 2^22).
+const maxPID = 1 << 22
+
+// parsePIDFile reads a pid file as dockerd does: one decimal number,
+// surrounded by white space at most.
+func parsePIDFile(data []byte) (int, bool) {
+	if len(data) > 4096 { // a pid file is a number; read no essay
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 || pid > maxPID {
+		return 0, false
+	}
+	return pid, true
 }
 
 // procStat is what Stop reads of /proc/<pid>/stat.
@@ -255,13 +344,11 @@ func parseStat(line string) procStat {
 	return ps
 }
 
-// zombie reports whether pid has exited but not been reaped yet.
+// zombie reports whether pid has exited but not been reaped yet (or is
+// gone).
 func zombie(pid int) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return errors.Is(err, os.ErrNotExist)
-	}
-	return parseStat(string(b)).state == 'Z'
+	st, ok := readStat(pid)
+	return !ok || st.state == 'Z'
 }
 
 func (s *Supervised) logger() *slog.Logger {

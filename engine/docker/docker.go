@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -46,6 +47,28 @@ func (f *Flavor) goos() string {
 func (f *Flavor) Daemon(dir, confDir string) engine.Daemon {
 	return engine.PackagedDaemon(f.goos(), "docker", filepath.Join(dir, "docker"), "dockerd",
 		[]string{"--config-file", filepath.Join(confDir, "daemon.json")}, f.LogDir)
+}
+
+// defaultPIDFile is where dockerd running as root on Linux keeps its pid
+// file when daemon.json names none.
+const defaultPIDFile = "/var/run/docker.pid"
+
+var _ engine.PIDFiler = (*Flavor)(nil)
+
+// PIDFile is dockerd's pid file: engine.settings' "pidfile" (Berth leaves
+// that key to the operator), else dockerd's default. dockerd refuses to
+// start while the file names a pid that /proc has, even a zombie's. A
+// relative path is taken from "/", the folder the daemon runs in. Empty on
+// Windows, where the service manager, not the agent, restarts dockerd.
+func (f *Flavor) PIDFile(in engine.ConfigInput) string {
+	if f.goos() == "windows" {
+		return ""
+	}
+	p, _ := in.Settings["pidfile"].(string)
+	if p == "" {
+		return defaultPIDFile
+	}
+	return path.Join("/", p)
 }
 
 // RenderConfig writes daemon.json: the operator's engine.settings with

@@ -87,6 +87,31 @@ func TestDaemonUsesItsOwnFolder(t *testing.T) {
 	}
 }
 
+func TestPIDFile(t *testing.T) {
+	tests := []struct {
+		name     string
+		os       string
+		settings map[string]any
+		want     string
+	}{
+		{"dockerd's default", "linux", nil, "/var/run/docker.pid"},
+		{"engine.settings names it", "linux", map[string]any{"pidfile": "/tmp/b/docker.pid"}, "/tmp/b/docker.pid"},
+		{"empty means the default", "linux", map[string]any{"pidfile": ""}, "/var/run/docker.pid"},
+		{"not a string means the default", "linux", map[string]any{"pidfile": 7}, "/var/run/docker.pid"},
+		{"relative, from the daemon's folder /", "linux", map[string]any{"pidfile": "run/docker.pid"}, "/run/docker.pid"},
+		{"climbing out stays under /", "linux", map[string]any{"pidfile": "../../x.pid"}, "/x.pid"},
+		{"cleaned", "linux", map[string]any{"pidfile": "/run//a/../docker.pid"}, "/run/docker.pid"},
+		{"windows: the service manager's business", "windows", map[string]any{"pidfile": "/x.pid"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Flavor{OS: tc.os}).PIDFile(engine.ConfigInput{Settings: tc.settings}); got != tc.want {
+				t.Errorf("PIDFile = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		in, network, addr string
