@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthhq/berth/imagecache/imagetest"
 	"github.com/berthhq/berth/internal/statedb"
+	"github.com/berthhq/berth/internal/svc"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/internal/testenv/registry"
@@ -86,12 +87,8 @@ func (p *provisionRig) provision(args ...string) (int, provision.Result, string)
 // servicePid is the detached agent's pid (no service manager here), 0
 // when none runs.
 func (p *provisionRig) servicePid() int {
-	b, err := os.ReadFile(filepath.Join(p.host.Dir, "agent.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+	pid, running := svc.DetachedPid(filepath.Join(p.host.Dir, "agent.pid"))
+	if !running {
 		return 0
 	}
 	return pid
