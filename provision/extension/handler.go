@@ -212,7 +212,15 @@ func (h *Handler) state(seq int) HandlerState {
 // restart and has reported a result before, that result (provisioning is
 // not redone); else transitioning, until the agent reports.
 func (h *Handler) reportStarted(seq int, stateDir string, restarted bool, serviceMsg string) {
-	if last, ok := readResult(stateDir); ok && !restarted {
+	last, ok := readResult(stateDir)
+	if ok && restarted && last.Sequence == seq {
+		// The restarted agent was quicker (a host already provisioned ends
+		// its plan within a second) and wrote its final status for seq: a
+		// transitioning written over it would stay, since the daemon tells
+		// the status file only of changes.
+		return
+	}
+	if ok && !restarted {
 		st := last.Status
 		st.Operation = OpEnable
 		h.writeStatus(seq, st)
