@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/provision"
 )
 
@@ -350,5 +352,30 @@ func TestFindHandlerEnvRefusesAHugeFile(t *testing.T) {
 	os.WriteFile(filepath.Join(root, HandlerEnvironmentFile), huge, 0o644)
 	if _, err := FindHandlerEnv(t.Context(), filepath.Join(root, "bin")); CodeOf(err) != CodeHandlerEnvironment || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestKeptOnUninstall: uninstall keeps every path the running engine uses —
+// its data root, its API socket, and the absolute paths its settings name —
+// and nothing else.
+func TestKeptOnUninstall(t *testing.T) {
+	var cfg config.Config
+	cfg.Engine.DataRoot = "/srv/engine"
+	cfg.Engine.Endpoint = "unix:///s/docker.sock"
+	cfg.Engine.Settings = map[string]any{
+		"exec-root": "/s/exec",
+		"hosts":     []any{"unix:///s/extra.sock", "tcp://127.0.0.1:2375"},
+		"bridge":    "none",
+		"iptables":  false,
+		"relative":  "data",
+	}
+	got := keptOnUninstall(cfg)
+	slices.Sort(got)
+	want := []string{"/s/docker.sock", "/s/exec", "/s/extra.sock", "/srv/engine"}
+	if !slices.Equal(got, want) {
+		t.Errorf("kept = %q, want %q", got, want)
+	}
+	if got := keptOnUninstall(config.Config{}); len(got) != 0 {
+		t.Errorf("empty config: kept %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/berthhq/berth/agent/config"
 	"github.com/berthhq/berth/internal/paths"
@@ -89,10 +90,34 @@ func (h *Handler) Uninstall(ctx context.Context) error {
 
 // keptOnUninstall is what uninstall never removes: the engine's data root.
 func keptOnUninstall(cfg config.Config) []string {
+	var keep []string
 	if cfg.Engine.DataRoot != "" {
-		return []string{cfg.Engine.DataRoot}
+		keep = append(keep, cfg.Engine.DataRoot)
 	}
-	return nil
+	// Every path the engine settings point the engine at (docker's
+	// data-root, exec-root, pidfile and unix sockets in hosts, containerd's
+	// root and state) is the engine's too, in use by the engine that keeps
+	// running: an absolute path among the settings' values, or in a list
+	// of them, is kept, whatever the flavour calls it.
+	// The engine's API socket, when it is a file: the engine keeps serving
+	// on it after the agent is gone.
+	if p := strings.TrimPrefix(cfg.Engine.Endpoint, "unix://"); filepath.IsAbs(p) {
+		keep = append(keep, filepath.Clean(p))
+	}
+	for _, v := range cfg.Engine.Settings {
+		vs := []any{v}
+		if list, ok := v.([]any); ok {
+			vs = list
+		}
+		for _, v := range vs {
+			if p, ok := v.(string); ok {
+				if p = strings.TrimPrefix(p, "unix://"); filepath.IsAbs(p) {
+					keep = append(keep, filepath.Clean(p))
+				}
+			}
+		}
+	}
+	return keep
 }
 
 // Update runs in the new version, after the old one was disabled and
