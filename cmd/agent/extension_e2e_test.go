@@ -70,10 +70,51 @@ func TestExtensionEndToEnd(t *testing.T) {
 		t.Fatalf("enable of an applied sequence restarted something: engine %d->%d agent %d->%d", enginePid, e, agentPid, a)
 	}
 
-	// Steps 3-6 (new settings, disable, uninstall, update) are not here
-	// yet: a new sequence's status stays transitioning (issue 10's open
-	// point); their draft is on branch i10-e2e-steps3to5.
-	if b, _ := os.ReadFile(filepath.Join(p.host.Dir, "logs", "agent.out")); strings.Contains(string(b)+install.Output+enable.Output, "e2e-secret-token") {
+	// 3. new settings (a label): the agent restarts, the engine does not.
+	p.cfg["agent"].(map[string]any)["labels"] = map[string]any{"ring": "e2e"}
+	g.WriteSettings(v1, 1, p.cfg, map[string]any{"control": map[string]any{"token": "e2e-secret-token"}})
+	if r := g.Run(ctx, v1, "enable", 1, nil); r.ExitCode != 0 {
+		t.Fatalf("enable 1: %d %s", r.ExitCode, r.Output)
+	}
+	st, err = waagenttest.WaitStatus(wctx, h.StatusFolder, 1, func(s waagenttest.Status) bool { return s.Status != "transitioning" })
+	if err != nil || st.Status != "success" {
+		t.Fatalf("status of seq 1: %+v %v", st, err)
+	}
+	if e, a := p.status().PID, p.servicePid(); e != enginePid || a == agentPid || a == 0 {
+		t.Fatalf("new label: want the agent restarted and the engine kept: engine %d->%d agent %d->%d", enginePid, e, agentPid, a)
+	}
+	if cfg, _ := os.ReadFile(p.config); !strings.Contains(string(cfg), "e2e") {
+		t.Fatalf("label not in the agent config:\n%s", cfg)
+	}
+	fresh()
+
+	// 4. disable: the agent stops, a container keeps running.
+	cpid := p.startContainer("kept")
+	if r := g.Run(ctx, v1, "disable", 1, nil); r.ExitCode != 0 {
+		t.Fatalf("disable: %d %s", r.ExitCode, r.Output)
+	}
+	if a := p.servicePid(); a != 0 {
+		t.Fatalf("agent %d still runs after disable", a)
+	}
+	if p.containerPID("kept") != cpid {
+		t.Fatal("container stopped by disable")
+	}
+
+	// 5. uninstall: the agent is gone, the engine's data stays.
+	if r := g.Run(ctx, v1, "uninstall", 1, nil); r.ExitCode != 0 {
+		t.Fatalf("uninstall: %d %s", r.ExitCode, r.Output)
+	}
+	if a := agentsOf(p.config); len(a) != 0 {
+		t.Fatalf("agents after uninstall: %v", a)
+	}
+	if p.containerPID("kept") != cpid {
+		t.Fatal("container stopped by uninstall")
+	}
+	if _, err := os.Stat(filepath.Join(p.host.Dir, "data", "containers")); err != nil {
+		t.Fatalf("uninstall removed the engine's data root: %v", err)
+	}
+	logs, _ := os.ReadFile(filepath.Join(p.host.Dir, "logs", "agent.out"))
+	if strings.Contains(string(logs)+install.Output+enable.Output, "e2e-secret-token") {
 		t.Fatal("the protected control token is in the logs")
 	}
 }
