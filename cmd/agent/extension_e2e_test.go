@@ -16,7 +16,11 @@ import (
 // TestExtensionEndToEnd runs the handler as WALinuxAgent does on a host
 // with no engine and no service manager: install + enable start the
 // detached agent, the status goes transitioning then success with the
-// engine healthy and the prewarm image present.
+// engine healthy and the prewarm image present; the same sequence again
+// restarts nothing; new settings restart the agent, not the engine; an
+// update to a new handler version in the guest agent's order keeps the
+// agent's config and the engine; disable leaves containers running;
+// uninstall keeps the engine's data.
 func TestExtensionEndToEnd(t *testing.T) {
 	p := newProvisionRig(t, verA)
 	p.cfg["engine"].(map[string]any)["version"] = verA
@@ -88,9 +92,36 @@ func TestExtensionEndToEnd(t *testing.T) {
 	}
 	fresh()
 
-	// 4. disable: the agent stops, a container keeps running.
+	// 4. update to a new version of the handler in the guest agent's order
+	// (disable old, update new, uninstall old, install new, enable new):
+	// the old version's uninstall keeps the agent's config and state, the
+	// engine is not restarted, and the new version reports success.
+	const v2 = "1.1.0"
+	raw, err := os.ReadFile(filepath.Join(h.ConfigFolder, "1.settings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range g.Update(ctx, v1, v2, os.Args[0], 1, raw) {
+		if r.ExitCode != 0 {
+			t.Fatalf("update %s→%s: %s exited %d:\n%s", v1, v2, r.Command, r.ExitCode, r.Output)
+		}
+	}
+	h = g.Handler(v2)
+	st, err = waagenttest.WaitStatus(wctx, h.StatusFolder, 1, func(s waagenttest.Status) bool { return s.Status != "transitioning" })
+	if err != nil || st.Status != "success" {
+		t.Fatalf("status of seq 1 after the update: %+v %v", st, err)
+	}
+	if e, a := p.status().PID, p.servicePid(); e != enginePid || a == 0 {
+		t.Fatalf("after the update: want the engine kept and the agent running: engine %d->%d agent %d", enginePid, e, a)
+	}
+	if _, err := os.Stat(p.config); err != nil {
+		t.Fatalf("the old version's uninstall removed the agent config: %v", err)
+	}
+	fresh()
+
+	// 5. disable: the agent stops, a container keeps running.
 	cpid := p.startContainer("kept")
-	if r := g.Run(ctx, v1, "disable", 1, nil); r.ExitCode != 0 {
+	if r := g.Run(ctx, v2, "disable", 1, nil); r.ExitCode != 0 {
 		t.Fatalf("disable: %d %s", r.ExitCode, r.Output)
 	}
 	if a := p.servicePid(); a != 0 {
@@ -100,8 +131,8 @@ func TestExtensionEndToEnd(t *testing.T) {
 		t.Fatal("container stopped by disable")
 	}
 
-	// 5. uninstall: the agent is gone, the engine's data stays.
-	if r := g.Run(ctx, v1, "uninstall", 1, nil); r.ExitCode != 0 {
+	// 6. uninstall: the agent is gone, the engine's data stays.
+	if r := g.Run(ctx, v2, "uninstall", 1, nil); r.ExitCode != 0 {
 		t.Fatalf("uninstall: %d %s", r.ExitCode, r.Output)
 	}
 	if a := agentsOf(p.config); len(a) != 0 {
