@@ -236,7 +236,43 @@ func (h *Heartbeat) validate(p string, now time.Time) error {
 	if h.IntervalSeconds < 0 || h.IntervalSeconds > MaxIntervalSeconds {
 		return invalid(p+".intervalSeconds", "%d is outside 0..%d", h.IntervalSeconds, MaxIntervalSeconds)
 	}
+	if err := checkLen(p+".os", h.OS, MaxIDLen); err != nil {
+		return err
+	}
+	if err := checkLen(p+".arch", h.Arch, MaxIDLen); err != nil {
+		return err
+	}
+	if err := checkRejected(p+".rejected", h.Rejected, now); err != nil {
+		return err
+	}
 	return checkLen(p+".osBuild", h.OSBuild, MaxShortLen)
+}
+
+func checkRejected(p string, rs []Rejected, now time.Time) error {
+	if len(rs) > MaxRejected {
+		return invalid(p, "%d versions, over the limit of %d", len(rs), MaxRejected)
+	}
+	for i, r := range rs {
+		rp := fmt.Sprintf("%s[%d]", p, i)
+		if r.Kind != KindEngine && r.Kind != KindAgent {
+			return invalid(rp+".kind", "%q is not engine or agent", clip.String(r.Kind, quoteLen))
+		}
+		if err := CheckVersion(r.Version); err != nil {
+			return invalid(rp+".version", "%v", err)
+		}
+		switch r.Reason {
+		case RejectedRolledBack, RejectedBlacklisted, RejectedNotSigned:
+		default:
+			return invalid(rp+".reason", "%q is not rolled-back, blacklisted or not-signed", clip.String(r.Reason, quoteLen))
+		}
+		if err := checkLen(rp+".message", r.Message, MaxMessageLen); err != nil {
+			return err
+		}
+		if err := checkTime(rp+".time", r.Time, now, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *Event) validate(p string) error {

@@ -38,14 +38,19 @@ type Host struct {
 	// yet) is Initializing, with the default interval.
 	State string `json:"state"`
 	// ReportedState is the last heartbeat's state even when Stale.
-	ReportedState string             `json:"reportedState"`
-	Engine        Engine             `json:"engine"`
-	AgentVersion  string             `json:"agentVersion"`
-	OSBuild       string             `json:"osBuild,omitempty"`
-	Labels        map[string]string  `json:"labels,omitempty"`
-	Checks        []Check            `json:"checks,omitempty"`
-	Cache         map[string]float64 `json:"cache,omitempty"`
-	Dropped       Dropped            `json:"dropped,omitzero"`
+	ReportedState string `json:"reportedState"`
+	Engine        Engine `json:"engine"`
+	AgentVersion  string `json:"agentVersion"`
+	OSBuild       string `json:"osBuild,omitempty"`
+	OS            string `json:"os,omitempty"`
+	Arch          string `json:"arch,omitempty"`
+	// Pin is the host's pins, when it has any.
+	Pin      *Pin               `json:"pin,omitempty"`
+	Rejected []Rejected         `json:"rejected,omitempty"`
+	Labels   map[string]string  `json:"labels,omitempty"`
+	Checks   []Check            `json:"checks,omitempty"`
+	Cache    map[string]float64 `json:"cache,omitempty"`
+	Dropped  Dropped            `json:"dropped,omitzero"`
 	// Interval is the host's report interval, in nanoseconds on the wire
 	// (version 1 says so; the CLI prints it as "1m0s").
 	Interval time.Duration `json:"interval"`

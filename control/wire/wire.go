@@ -71,6 +71,13 @@ type Heartbeat struct {
 	// Dropped is what the agent's outbox has dropped since it was created,
 	// in total (a state, not a delta, so a repeated heartbeat says the same).
 	Dropped Dropped `json:"dropped,omitzero"`
+	// OS and Arch are the host's platform as Go names it (linux, windows;
+	// amd64, arm64): a rollout's version must be signed for them.
+	OS   string `json:"os,omitempty"`
+	Arch string `json:"arch,omitempty"`
+	// Rejected are the versions this host was told to run and gave up on,
+	// newest first, at most MaxRejected.
+	Rejected []Rejected `json:"rejected,omitempty"`
 }
 
 // Check is the result of one health check.
