@@ -1,0 +1,483 @@
+//go:build linux
+
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/server"
+	"github.com/berthhq/berth/control/store"
+	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/packaging/tufrepo"
+)
+
+// Versions of the self-update tests: su1 is the installed launcher, su2
+// and su5 work, su3 crashes at start, su4 never turns Healthy.
+const (
+	su1 = "9.1.0"
+	su2 = "9.2.0"
+	su3 = "9.3.0"
+	su4 = "9.4.0"
+	su5 = "9.5.0"
+)
+
+// suHealthTimeout is update.healthTimeout in these tests.
+const suHealthTimeout = 20 * time.Second
+
+// suRig is one self-update test's host: berth-agent binaries built with
+// their own versions, a signed release repository published to a folder,
+// a real dockerd the agent watches, and a real control server on SQLite
+// that the agents report to.
+type suRig struct {
+	t        *testing.T
+	work     string
+	bins     map[string]string // version → binary
+	repo     string
+	pub      string
+	config   string
+	stateDir string
+	hostID   string
+	store    *store.Store
+
+	mu       sync.Mutex
+	launcher *exec.Cmd
+	exited   chan struct{}
+	logs     *lockedBuffer
+}
+
+func newSURig(t *testing.T) *suRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds berth-agent, starts dockerd")
+	}
+	host := startWatchedDockerd(t)
+	r := &suRig{t: t, work: t.TempDir(), bins: map[string]string{}, stateDir: host.Dir, hostID: "su-host"}
+	r.repo = filepath.Join(r.work, "repo")
+	r.pub = filepath.Join(r.work, "published")
+	if err := tufrepo.Init(r.repo); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(r.work, "control.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, err := auth.New(ctx, auth.Options{Methods: []auth.Method{auth.MethodToken}, Tokens: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a}))
+	t.Cleanup(hs.Close)
+	r.store = st
+	_, tok, err := st.IssueToken(ctx, store.RoleAgent, r.hostID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokFile := filepath.Join(r.work, "token")
+	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"agent":   map[string]any{"id": r.hostID, "stateDir": r.stateDir},
+		"control": map[string]any{"url": hs.URL, "auth": "token", "tokenFile": tokFile, "reportInterval": "2s"},
+		"engine": map[string]any{"managed": false, "endpoint": host.Endpoint, "releases": map[string]any{
+			"url": r.pub, "auth": "none", "rootFile": filepath.Join(r.repo, "metadata", "root.json"),
+		}},
+		"update": map[string]any{"healthTimeout": suHealthTimeout.String()},
+		"cache":  map[string]any{"enabled": false},
+		"health": map[string]any{"listen": testenv.FreePort(t)},
+	}
+	data, _ := json.MarshalIndent(cfg, "", "  ")
+	r.config = filepath.Join(r.work, "agent.yaml")
+	if err := os.WriteFile(r.config, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.stopLauncher)
+	return r
+}
+
+// build builds berth-agent (or, with a fake mode, the broken stand-in)
+// stamped with version v.
+func (r *suRig) build(v, fake string) string {
+	r.t.Helper()
+	out := filepath.Join(r.work, "bin", v, "berth-agent")
+	pkg, ldflags := ".", "-X github.com/berthhq/berth/internal/buildinfo.Version="+v
+	if fake != "" {
+		pkg, ldflags = "./testdata/fakeagent", "-X main.mode="+fake
+	}
+	cmd := exec.Command(goTool(r.t), "build", "-o", out, "-ldflags", ldflags, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		r.t.Fatalf("build %s: %v\n%s", v, err, b)
+	}
+	r.bins[v] = out
+	return out
+}
+
+func goTool(t testing.TB) string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return testenv.NeedBinary(t, "/usr/local/go/bin/go")
+}
+
+// publish packages version v's binary (berth-agent at the root of a
+// tar.gz), signs it into the repository and publishes the repository.
+func (r *suRig) publish(v string) {
+	r.t.Helper()
+	bin, err := os.ReadFile(r.bins[v])
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	if err := tw.WriteHeader(&tar.Header{Name: "berth-agent", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg}); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := tw.Write(bin); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		r.t.Fatal(err)
+	}
+	file := filepath.Join(r.work, fmt.Sprintf("berth-agent-%s-linux-amd64.tar.gz", v))
+	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := tufrepo.Add(r.repo, tufrepo.Package{Kind: "agent", Version: v, OS: "linux", Arch: "amd64"}, file); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := tufrepo.Publish(context.Background(), r.repo, r.pub, azstore.Credential{}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// startLauncher runs the installed binary (su1) as the service does:
+// `berth-agent run`, no child marker.
+func (r *suRig) startLauncher() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command(r.bins[su1], "run", "--config", r.config)
+	cmd.Env = suEnv()
+	if r.logs == nil {
+		r.logs = &lockedBuffer{}
+	}
+	cmd.Stdout, cmd.Stderr = r.logs, r.logs
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.launcher, r.exited = cmd, done
+}
+
+// suEnv is the environment of a berth-agent the test runs: never a child
+// of a launcher, logs at info.
+func suEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BERTH_AGENT_LAUNCHER=") && !strings.HasPrefix(kv, asAgent+"=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "BERTH_LOG_LEVEL=info")
+}
+
+// stopLauncher stops the launcher as the service manager does (SIGTERM)
+// and checks that it stops its agent and exits within the grace.
+func (r *suRig) stopLauncher() {
+	r.mu.Lock()
+	cmd, done := r.launcher, r.exited
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	childPID := 0
+	if v := r.versions(); v.Agent != nil {
+		childPID = v.Agent.PID
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		r.t.Errorf("the launcher did not stop within 40s of SIGTERM")
+	}
+	// No agent outlives its launcher.
+	for deadline := time.Now().Add(5 * time.Second); childPID > 0 && syscall.Kill(childPID, 0) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Errorf("agent pid %d outlived its launcher", childPID)
+			break
+		}
+	}
+	dockerd.KillUnder(filepath.Join(r.work, "bin"), syscall.SIGKILL, 5*time.Second)
+	r.mu.Lock()
+	r.launcher = nil
+	r.mu.Unlock()
+}
+
+// agent runs a berth-agent command with the installed binary.
+func (r *suRig) agent(args ...string) (int, string, string) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, r.bins[su1], append(args, "--config", r.config)...)
+	cmd.Env = suEnv()
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Fatalf("berth-agent %v: %v", args, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// versions is `berth-agent version --output json`.
+func (r *suRig) versions() versionInfo {
+	r.t.Helper()
+	code, out, errOut := r.agent("version", "--output", "json")
+	if code != 0 {
+		r.t.Fatalf("version: exit %d: %s", code, errOut)
+	}
+	var v versionInfo
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		r.t.Fatalf("version output %q: %v", out, err)
+	}
+	return v
+}
+
+// waitReporting waits until control has a Healthy heartbeat of agent
+// version v received after since, and returns when it came.
+func (r *suRig) waitReporting(v string, since time.Time, within time.Duration) time.Time {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	var h wire.HostDetail
+	for time.Now().Before(deadline) {
+		var err error
+		h, err = r.store.Host(context.Background(), r.hostID, time.Now(), 0)
+		if err == nil && h.AgentVersion == v && h.ReportedState == "Healthy" && h.LastReport.After(since) {
+			return h.LastReport
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.t.Fatalf("control did not see agent %s Healthy within %s; it has %s %s (last report %s)\nlogs:\n%s",
+		v, within, h.AgentVersion, h.ReportedState, h.LastReport, testenv.Tail(r.logs.Bytes(), 8<<10))
+	return time.Time{}
+}
+
+// events are the host's events at control, newest first.
+func (r *suRig) events() []wire.EventRecord {
+	r.t.Helper()
+	h, err := r.store.Host(context.Background(), r.hostID, time.Now(), 200)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return h.Events
+}
+
+// findEvent returns the newest event of kind whose fields have want.
+func (r *suRig) findEvent(kind string, want map[string]string) (wire.EventRecord, bool) {
+	for _, e := range r.events() {
+		if e.Kind != kind {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && e.Fields[k] == v
+		}
+		if ok {
+			return e, true
+		}
+	}
+	return wire.EventRecord{}, false
+}
+
+// waitEvent waits until control has the event.
+func (r *suRig) waitEvent(kind string, want map[string]string) wire.EventRecord {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if e, ok := r.findEvent(kind, want); ok {
+			return e
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.t.Fatalf("control has no %s event with %v; events: %v", kind, want, r.eventKinds())
+	return wire.EventRecord{}
+}
+
+func (r *suRig) eventKinds() []string {
+	var out []string
+	for _, e := range r.events() {
+		out = append(out, e.Kind+fmt.Sprint(e.Fields))
+	}
+	return out
+}
+
+// TestSelfUpdateEndToEnd is issue 11's self-update on one real host: the
+// installed su1 launcher moves to su2 by `self-update`, which reports
+// Healthy at control; a su3 that crashes at start and a su4 that never
+// turns Healthy are each blacklisted, with events saying why, and the
+// host is back on su2 within update.healthTimeout.
+func TestSelfUpdateEndToEnd(t *testing.T) {
+	r := newSURig(t)
+	for v, fake := range map[string]string{su1: "", su2: "", su3: "crash", su4: "hang"} {
+		r.build(v, fake)
+	}
+	r.publish(su1)
+	r.publish(su2)
+	r.startLauncher()
+	r.waitReporting(su1, time.Time{}, 60*time.Second)
+
+	// su1 → su2.
+	start := time.Now()
+	code, out, errOut := r.agent("self-update")
+	if code != 0 || !strings.Contains(out, "agent "+su2+": Healthy and reporting") {
+		t.Fatalf("self-update to %s: exit %d\n%s\n%s", su2, code, out, errOut)
+	}
+	r.waitReporting(su2, start, 30*time.Second)
+	t.Logf("%s → %s: Healthy at control %s after self-update started", su1, su2, time.Since(start).Round(time.Millisecond))
+	r.waitEvent("agent.update.succeeded", map[string]string{"from": su1, "to": su2})
+	if v := r.versions(); v.Launcher != su1 || v.Agent == nil || v.Agent.Version != su2 || v.Agent.Probation {
+		t.Fatalf("version: want launcher %s running agent %s (good), got %+v %+v", su1, su2, v, v.Agent)
+	}
+
+	// su3 crashes at start: blacklisted at once, the host back on su2.
+	r.publish(su3)
+	r.failedUpdate(su3, "crash-at-start", "exit code 3")
+	// su4 never turns Healthy: blacklisted after the health timeout.
+	r.publish(su4)
+	r.failedUpdate(su4, "not-healthy", "not Healthy and reporting within update.healthTimeout")
+
+	// The newest is blacklisted: --check says so and changes nothing.
+	code, out, _ = r.agent("self-update", "--check")
+	if code != 0 || !strings.Contains(out, "agent "+su4+", the newest, is blacklisted here (not-healthy") {
+		t.Fatalf("self-update --check with the newest blacklisted: exit %d: %s", code, out)
+	}
+	code, out, _ = r.agent("self-update", "--check", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"action": "blacklisted"`) {
+		t.Fatalf("self-update --check --output json: exit %d: %s", code, out)
+	}
+}
+
+// failedUpdate runs `self-update` to a broken version v and checks that
+// it fails saying why, that v is blacklisted with reason, and that the
+// host is back on su2, Healthy at control, within update.healthTimeout
+// (plus the launcher's switch).
+func (r *suRig) failedUpdate(v, reason, why string) {
+	r.t.Helper()
+	start := time.Now()
+	code, out, errOut := r.agent("self-update")
+	if code != 1 || !strings.Contains(errOut, "agent "+v+" was blacklisted ("+reason+")") || !strings.Contains(errOut, why) {
+		r.t.Fatalf("self-update to broken %s: want exit 1 saying it was blacklisted (%s): exit %d\n%s\n%s", v, reason, code, out, errOut)
+	}
+	// A heartbeat sent after the command returned: the fallback's, not
+	// one of su2's from before the switch.
+	back := r.waitReporting(su2, time.Now(), suHealthTimeout+30*time.Second)
+	if took := back.Sub(start); took > suHealthTimeout+15*time.Second {
+		r.t.Errorf("back on %s %s after the update to %s started; want within the health timeout %s (+15s)", su2, took, v, suHealthTimeout)
+	}
+	r.t.Logf("%s (%s): blacklisted, back on %s and Healthy at control %s after self-update started", v, reason, su2, back.Sub(start).Round(time.Millisecond))
+	bl := r.waitEvent("agent.blacklisted", map[string]string{"version": v, "reason": reason, "next": su2})
+	if !strings.Contains(bl.Message, why) {
+		r.t.Errorf("agent.blacklisted event %q does not say %q", bl.Message, why)
+	}
+	r.waitEvent("agent.fallback", map[string]string{"from": v, "to": su2, "reason": reason})
+	if ver := r.versions(); ver.Agent == nil || ver.Agent.Version != su2 || ver.Agent.Probation {
+		r.t.Fatalf("version after %s failed: want %s running (good), got %+v", v, su2, ver.Agent)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for several writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+// startWatchedDockerd runs the machine's dockerd in a dockerd.Host, for an
+// agent that watches it (engine.managed false), and stops it at the end.
+func startWatchedDockerd(t *testing.T) *dockerd.Host {
+	t.Helper()
+	h := dockerd.NewHost(t)
+	bin := testenv.NeedBinary(t, "dockerd")
+	logf, err := os.Create(filepath.Join(h.Dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-H", h.Endpoint,
+		"--data-root", h.Settings["data-root"].(string), "--exec-root", h.Settings["exec-root"].(string),
+		"--pidfile", h.Settings["pidfile"].(string), "--bridge", "none", "--iptables=false", "--ip6tables=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dockerd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := h.Docker(ctx, "version")
+		cancel()
+		if err == nil {
+			return h
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(filepath.Join(h.Dir, "dockerd.log"))
+			t.Fatalf("dockerd exited: %s", testenv.Tail(out, 4<<10))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dockerd did not answer within 60s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
