@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -24,9 +25,11 @@ import (
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/azstore"
+	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/packaging/tufrepo"
+	"github.com/berthhq/berth/provision/selfupdate"
 )
 
 // Versions of the self-update tests: su1 is the installed launcher, su2
@@ -480,4 +483,145 @@ func startWatchedDockerd(t *testing.T) *dockerd.Host {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestSelfUpdateSurvivesSIGKILL kills, at a random moment of an update
+// between su2 and su5, the launcher (the service manager starts it again),
+// the running agent, or the process staging the new version. Each round
+// must end with the host on a good version — not blacklisted, past its
+// health gate — reporting Healthy at control. BERTH_SOAK_ROUNDS sets the
+// rounds (`make soak`: SELFUPDATE_SOAK_ROUNDS).
+func TestSelfUpdateSurvivesSIGKILL(t *testing.T) {
+	r := newSURig(t)
+	for _, v := range []string{su1, su2, su5} {
+		r.build(v, "")
+	}
+	r.publish(su2)
+	r.publish(su5)
+	r.startLauncher()
+	r.waitReporting(su1, time.Time{}, 60*time.Second)
+	rounds := testenv.SoakRounds(t, 3)
+	tally := map[string]int{}
+	target := su2
+	for i := range rounds {
+		point := r.killRound(target)
+		tally[point]++
+		v := r.settled(2*suHealthTimeout + time.Minute)
+		t.Logf("round %d: killed %s; settled on %s", i+1, point, v)
+		if target == su2 {
+			target = su5
+		} else {
+			target = su2
+		}
+	}
+	t.Logf("%d kills, every round settled on a good version reporting Healthy: %v", rounds, tally)
+}
+
+// killRound starts `self-update --version target` and SIGKILLs one of the
+// processes at a random moment; it returns which, and in what phase.
+func (r *suRig) killRound(target string) string {
+	r.t.Helper()
+	cmd := exec.Command(r.bins[su1], "self-update", "--version", target, "--config", r.config)
+	cmd.Env = suEnv()
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	time.Sleep(time.Duration(rand.Int64N(int64(4 * time.Second))))
+	phase := r.phase(target)
+	r.mu.Lock()
+	launcher, exited := r.launcher, r.exited
+	r.mu.Unlock()
+	victim := []string{"launcher", "agent", "stager"}[rand.IntN(3)]
+	pid := 0
+	switch victim {
+	case "launcher":
+		pid = launcher.Process.Pid
+	case "agent":
+		pid = r.childOf(launcher.Process.Pid)
+	case "stager":
+		pid = cmd.Process.Pid
+	}
+	if pid == 0 {
+		victim, pid = "launcher", launcher.Process.Pid // between two agents
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	if victim == "launcher" {
+		<-exited
+		r.startLauncher() // as systemd's Restart= does
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		r.t.Fatalf("self-update did not end within 3 minutes: %s", out.Bytes())
+	}
+	return victim + " " + phase
+}
+
+// phase says where the update is: before the launcher switched, the new
+// version on probation, or past its gate.
+func (r *suRig) phase(target string) string {
+	run, _, err := selfupdate.LoadRunning(context.Background(), r.db())
+	switch {
+	case err != nil:
+		return "unknown"
+	case run.Version != target:
+		return "before-switch"
+	case run.Probation:
+		return "on-probation"
+	}
+	return "after-gate"
+}
+
+func (r *suRig) db() *statedb.DB {
+	db, err := statedb.Open(filepath.Join(r.stateDir, "agent.db"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return db
+}
+
+// childOf returns the agent the launcher pid runs, 0 when it runs none.
+func (r *suRig) childOf(pid int) int {
+	run, ok, err := selfupdate.LoadRunning(context.Background(), r.db())
+	if err != nil || !ok || run.LauncherPID != pid {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", run.PID))
+	if err != nil {
+		return 0
+	}
+	// Field 4, after the command name in parentheses, is the parent.
+	var state string
+	var ppid int
+	if i := bytes.LastIndexByte(b, ')'); i < 0 || func() bool { _, err := fmt.Sscan(string(b[i+1:]), &state, &ppid); return err != nil }() || ppid != pid {
+		return 0
+	}
+	return run.PID
+}
+
+// settled waits until the launcher runs a good version (past its gate, not
+// blacklisted) that control sees Healthy after now, and returns it.
+func (r *suRig) settled(within time.Duration) string {
+	r.t.Helper()
+	from := time.Now()
+	deadline := from.Add(within)
+	for time.Now().Before(deadline) {
+		ctx := context.Background()
+		run, ok, err := selfupdate.LoadRunning(ctx, r.db())
+		st, serr := selfupdate.Load(ctx, r.db())
+		if err == nil && serr == nil && ok && !run.Probation && syscall.Kill(run.PID, 0) == nil {
+			if _, bad := st.Blacklisted(run.Version); !bad && (st.Good == run.Version || run.Version == su1) {
+				r.waitReporting(run.Version, from, time.Until(deadline))
+				return run.Version
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	r.t.Fatalf("the host did not settle on a good version within %s\nlogs:\n%s", within, testenv.Tail(r.logs.Bytes(), 8<<10))
+	return ""
 }
