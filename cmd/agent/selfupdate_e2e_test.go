@@ -71,7 +71,7 @@ func newSURig(t *testing.T) *suRig {
 	if testing.Short() {
 		t.Skip("builds berth-agent, starts dockerd")
 	}
-	host := startWatchedDockerd(t)
+	host := dockerd.StartWatched(t)
 	r := &suRig{t: t, work: t.TempDir(), bins: map[string]string{}, stateDir: host.Dir, hostID: "su-host"}
 	r.repo = filepath.Join(r.work, "repo")
 	r.pub = filepath.Join(r.work, "published")
@@ -434,55 +434,6 @@ func (l *lockedBuffer) Bytes() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return bytes.Clone(l.b.Bytes())
-}
-
-// startWatchedDockerd runs the machine's dockerd in a dockerd.Host, for an
-// agent that watches it (engine.managed false), and stops it at the end.
-func startWatchedDockerd(t *testing.T) *dockerd.Host {
-	t.Helper()
-	h := dockerd.NewHost(t)
-	bin := testenv.NeedBinary(t, "dockerd")
-	logf, err := os.Create(filepath.Join(h.Dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-H", h.Endpoint,
-		"--data-root", h.Settings["data-root"].(string), "--exec-root", h.Settings["exec-root"].(string),
-		"--pidfile", h.Settings["pidfile"].(string), "--bridge", "none", "--iptables=false", "--ip6tables=false")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := h.Docker(ctx, "version")
-		cancel()
-		if err == nil {
-			return h
-		}
-		select {
-		case <-exited:
-			out, _ := os.ReadFile(filepath.Join(h.Dir, "dockerd.log"))
-			t.Fatalf("dockerd exited: %s", testenv.Tail(out, 4<<10))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dockerd did not answer within 60s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // TestSelfUpdateSurvivesSIGKILL kills, at a random moment of an update
