@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthhq/berth/agent"
 	"github.com/berthhq/berth/agent/config"
+	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
@@ -64,6 +65,11 @@ func (f *flags) run(ctx context.Context, in *cli.Invocation) error {
 }
 
 func (f *flags) selfUpdate(ctx context.Context, in *cli.Invocation) error {
+	if f.version != "" {
+		if err := wire.CheckVersion(f.version); err != nil {
+			return cli.Usagef("--version %v", err)
+		}
+	}
 	cfg, err := f.load()
 	if err != nil {
 		return err

@@ -50,7 +50,7 @@ const suHealthTimeout = 20 * time.Second
 // a real dockerd the agent watches, and a real control server on SQLite
 // that the agents report to.
 type suRig struct {
-	t        *testing.T
+	t        testing.TB
 	work     string
 	bins     map[string]string // version → binary
 	repo     string
@@ -66,7 +66,7 @@ type suRig struct {
 	logs     *lockedBuffer
 }
 
-func newSURig(t *testing.T) *suRig {
+func newSURig(t testing.TB) *suRig {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds berth-agent, starts dockerd")

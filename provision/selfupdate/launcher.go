@@ -52,7 +52,7 @@ type LauncherOptions struct {
 	// Stdout and Stderr receive the agent's output (the service's).
 	Stdout, Stderr io.Writer
 	// Poll is how often the launcher looks at the selection and probes a
-	// version on probation; default 1s.
+	// version on probation; default 500ms.
 	Poll time.Duration
 	// StopGrace bounds an agent's clean stop before it is killed; default 20s.
 	StopGrace time.Duration
@@ -77,7 +77,7 @@ func NewLauncher(o LauncherOptions) (*Launcher, error) {
 		return nil, errors.New("new launcher: DB, StateDir, Self and Version are required")
 	}
 	if o.Poll <= 0 {
-		o.Poll = time.Second
+		o.Poll = 500 * time.Millisecond
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = 20 * time.Second

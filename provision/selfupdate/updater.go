@@ -134,8 +134,9 @@ func (s *Stager) Update(ctx context.Context, t release.Target, from string) erro
 	if err := s.Select(ctx, t.Version, false); err != nil {
 		return err
 	}
-	s.event(ctx, "agent.update.staged", fmt.Sprintf("agent %s staged in %s and selected; the launcher switches to it", t.Version, time.Since(start).Round(time.Millisecond)),
-		map[string]string{"from": from, "to": t.Version, "binary": staged.Binary})
+	took := time.Since(start).Round(time.Millisecond)
+	s.event(ctx, "agent.update.staged", fmt.Sprintf("agent %s staged in %s and selected; the launcher switches to it", t.Version, took),
+		map[string]string{"from": from, "to": t.Version, "binary": staged.Binary, "took": took.String()})
 	return nil
 }
 

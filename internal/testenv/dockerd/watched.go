@@ -18,7 +18,7 @@ import (
 // agent watches but does not manage (engine.managed false, engine.endpoint
 // the Host's) — and stops it when the test ends. Its log is dockerd.log in
 // the Host's folder.
-func StartWatched(t *testing.T) *Host {
+func StartWatched(t testing.TB) *Host {
 	t.Helper()
 	h := NewHost(t)
 	bin := testenv.NeedBinary(t, "dockerd")
