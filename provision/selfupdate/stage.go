@@ -132,6 +132,7 @@ func (s *Stager) Stage(ctx context.Context, t release.Target) (Staged, error) {
 		return Staged{}, err
 	}
 	s.log().Info("agent version staged", "version", v, "binary", staged.Binary)
+	s.prune(ctx, v)
 	return staged, nil
 }
 

@@ -174,3 +174,42 @@ func TestUpdaterStep(t *testing.T) {
 		t.Fatalf("pick with a tampered binary = %+v, %v; events %v", c, err, ev.events)
 	}
 }
+
+// Old versions do not pile up: beyond keepStaged spare ones, the oldest go,
+// never the selected or good one.
+func TestStagePrunes(t *testing.T) {
+	pkgs := map[string][]entry{}
+	for _, v := range []string{"2.0", "3.0", "4.0", "5.0", "6.0", "7.0"} {
+		pkgs[v] = []entry{{name: "berth-agent", body: "agent " + v}}
+	}
+	s, _ := signedStager(t, pkgs)
+	ctx := context.Background()
+	for _, v := range []string{"2.0", "3.0", "4.0", "5.0", "6.0", "7.0"} {
+		tgt, err := s.Find(ctx, v, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stage(ctx, tgt); err != nil {
+			t.Fatal(err)
+		}
+		if v == "2.0" {
+			if err := s.Select(ctx, v, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st, _ := Load(ctx, s.DB)
+	var kept []string
+	for _, v := range []string{"2.0", "3.0", "4.0", "5.0", "6.0", "7.0"} {
+		_, err := os.Stat(filepath.Join(s.StateDir, AgentsDir, v))
+		if _, rec := st.Staged[v]; rec != (err == nil) {
+			t.Errorf("%s: recorded %v, on disk %v", v, rec, err == nil)
+		}
+		if err == nil {
+			kept = append(kept, v)
+		}
+	}
+	if strings.Join(kept, " ") != "2.0 4.0 5.0 6.0 7.0" {
+		t.Errorf("kept %v; want the selected 2.0, the fresh 7.0 and the 3 newest others", kept)
+	}
+}

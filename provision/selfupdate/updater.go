@@ -23,7 +23,8 @@ type Updater struct {
 	// Running is this agent's version.
 	Running string
 	Log     *slog.Logger
-	// Every is how often Desired is asked; default 5s. Notify asks at once.
+	// Every is how often Desired is asked (an in-memory answer and one
+	// agent.db read); default 2s. Notify asks at once.
 	Every time.Duration
 
 	wake chan struct{}
@@ -34,7 +35,7 @@ type Updater struct {
 // NewUpdater returns an Updater; Run starts it.
 func NewUpdater(u Updater) *Updater {
 	if u.Every <= 0 {
-		u.Every = 5 * time.Second
+		u.Every = 2 * time.Second
 	}
 	if u.Log == nil {
 		u.Log = slog.New(slog.DiscardHandler)
