@@ -277,22 +277,30 @@ func (r *suRig) versions() versionInfo {
 }
 
 // waitReporting waits until control has a Healthy heartbeat of agent
-// version v received after since, and returns when it came.
+// version v sent after since, and returns when it was sent.
 func (r *suRig) waitReporting(v string, since time.Time, within time.Duration) time.Time {
 	r.t.Helper()
 	deadline := time.Now().Add(within)
-	var h wire.HostDetail
 	for time.Now().Before(deadline) {
-		var err error
-		h, err = r.store.Host(context.Background(), r.hostID, time.Now(), 0)
-		if err == nil && h.AgentVersion == v && h.ReportedState == "Healthy" && h.LastReport.After(since) {
-			return h.LastReport
+		if at, ok := r.reporting(v, since); ok {
+			return at
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	r.t.Fatalf("control did not see agent %s Healthy within %s; it has %s %s (last report %s)\nlogs:\n%s",
-		v, within, h.AgentVersion, h.ReportedState, h.LastReport, testenv.Tail(r.logs.Bytes(), 8<<10))
+	h, _ := r.store.Host(context.Background(), r.hostID, time.Now(), 0)
+	r.t.Fatalf("control did not see agent %s Healthy within %s; it has %s %s (last heartbeat %s)\nlogs:\n%s",
+		v, within, h.AgentVersion, h.ReportedState, h.LastHeartbeat, testenv.Tail(r.logs.Bytes(), 8<<10))
 	return time.Time{}
+}
+
+// reporting says whether control's last heartbeat of the host is agent
+// version v's, Healthy, and sent after since. LastHeartbeat, not
+// LastReport: events (a fallback's agent.started) move LastReport without
+// a new heartbeat.
+func (r *suRig) reporting(v string, since time.Time) (time.Time, bool) {
+	h, err := r.store.Host(context.Background(), r.hostID, time.Now(), 0)
+	ok := err == nil && h.AgentVersion == v && h.ReportedState == "Healthy" && h.LastHeartbeat.After(since)
+	return h.LastHeartbeat, ok
 }
 
 // events are the host's events at control, newest first.
@@ -481,7 +489,8 @@ func (r *suRig) killRound(target string) string {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	time.Sleep(time.Duration(rand.Int64N(int64(4 * time.Second))))
+	// An update takes about 1.5 s once staged: most kills land inside it.
+	time.Sleep(time.Duration(rand.Int64N(int64(1500 * time.Millisecond))))
 	phase := r.phase(target)
 	r.mu.Lock()
 	launcher, exited := r.launcher, r.exited
@@ -555,8 +564,10 @@ func (r *suRig) childOf(pid int) int {
 	return run.PID
 }
 
-// settled waits until the launcher runs a good version (past its gate, not
-// blacklisted) that control sees Healthy after now, and returns it.
+// settled waits until the launcher runs a good version — the selected
+// one, past its gate, not blacklisted — that control sees Healthy in a
+// heartbeat sent after settled started, and returns it. It looks again
+// each time: a launcher about to switch still runs the old version.
 func (r *suRig) settled(within time.Duration) string {
 	r.t.Helper()
 	from := time.Now()
@@ -565,9 +576,9 @@ func (r *suRig) settled(within time.Duration) string {
 		ctx := context.Background()
 		run, ok, err := selfupdate.LoadRunning(ctx, r.db())
 		st, serr := selfupdate.Load(ctx, r.db())
-		if err == nil && serr == nil && ok && !run.Probation && syscall.Kill(run.PID, 0) == nil {
-			if _, bad := st.Blacklisted(run.Version); !bad && (st.Good == run.Version || run.Version == su1) {
-				r.waitReporting(run.Version, from, time.Until(deadline))
+		if err == nil && serr == nil && ok && !run.Probation && run.Version == st.Selected && syscall.Kill(run.PID, 0) == nil {
+			_, bad := st.Blacklisted(run.Version)
+			if _, seen := r.reporting(run.Version, from); !bad && seen && (st.Good == run.Version || run.Version == su1) {
 				return run.Version
 			}
 		}
