@@ -396,6 +396,17 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"action": "blacklisted"`) {
 		t.Fatalf("self-update --check --output json: exit %d: %s", code, out)
 	}
+
+	// Downgrades go the same way: to the launcher's own version (nothing
+	// to download), and back up to the still-staged su2.
+	for _, v := range []string{su1, su2} {
+		start := time.Now()
+		code, out, errOut = r.agent("self-update", "--version", v, "--output", "json")
+		if code != 0 || !strings.Contains(out, `"outcome": "healthy"`) {
+			t.Fatalf("self-update --version %s: exit %d\n%s\n%s", v, code, out, errOut)
+		}
+		r.waitReporting(v, start, 30*time.Second)
+	}
 }
 
 // failedUpdate runs `self-update` to a broken version v and checks that
