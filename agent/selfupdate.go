@@ -99,6 +99,13 @@ func stager(ctx context.Context, cfg config.Config, db *statedb.DB, launcher str
 // moves the agent by itself; `berth-agent self-update` still does.
 func (a *Agent) desiredAgent() (string, bool) { return "", false }
 
+// desiredAgentChanged tells the updater of a new desired answer, so that
+// it acts at once rather than at its next look (2 s); nil for none.
+//
+// HOOK(issue 11, desired state): return the poller's change channel (or
+// one its change callback sends to without blocking).
+func (a *Agent) desiredAgentChanged() <-chan struct{} { return nil }
+
 // runSelfUpdate is the daemon's updater, while ctx lasts. It runs only in
 // an agent a launcher started: without one nothing would switch.
 func (a *Agent) runSelfUpdate(ctx context.Context) {
@@ -111,7 +118,7 @@ func (a *Agent) runSelfUpdate(ctx context.Context) {
 		a.log.Error("self-update is off", "err", err)
 		return
 	}
-	u := selfupdate.NewUpdater(selfupdate.Updater{Stager: s, Desired: a.desiredAgent, Running: buildinfo.Version, Log: a.log})
+	u := selfupdate.NewUpdater(selfupdate.Updater{Stager: s, Desired: a.desiredAgent, Changed: a.desiredAgentChanged(), Running: buildinfo.Version, Log: a.log})
 	u.Run(ctx)
 }
 

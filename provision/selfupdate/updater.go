@@ -24,8 +24,11 @@ type Updater struct {
 	Running string
 	Log     *slog.Logger
 	// Every is how often Desired is asked (an in-memory answer and one
-	// agent.db read); default 2s. Notify asks at once.
+	// agent.db read); default 2s. Notify, or a receive on Changed, asks at
+	// once.
 	Every time.Duration
+	// Changed, when not nil, tells of a new desired answer (the poller's).
+	Changed <-chan struct{}
 
 	wake chan struct{}
 	// refused is the desired version last refused, reported once.
@@ -67,6 +70,7 @@ func (u *Updater) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-u.wake:
+		case <-u.Changed:
 		}
 	}
 }
