@@ -59,6 +59,9 @@ func startChild(version, bin string, args []string, launcher string, stdout, std
 	cmd.Stdout = stdout
 	cmd.Stderr = io.MultiWriter(stderr, tail)
 	cmd.SysProcAttr = childAttr()
+	// A process the agent started and that kept its stderr (none should)
+	// must not keep the launcher waiting once the agent has exited.
+	cmd.WaitDelay = 5 * time.Second
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start agent %s (%s): %w", version, bin, err)
