@@ -366,6 +366,10 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 	r.publish(su2)
 	r.startLauncher()
 	r.waitReporting(su1, time.Time{}, 60*time.Second)
+	// One launcher per state folder.
+	if code, _, errOut := r.agent("run"); code != 1 || !strings.Contains(errOut, "another berth-agent launcher runs") {
+		t.Fatalf("a second launcher: exit %d, %s", code, errOut)
+	}
 
 	// su1 → su2.
 	start := time.Now()
