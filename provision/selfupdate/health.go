@@ -3,6 +3,7 @@ package selfupdate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,7 +40,43 @@ type gate struct {
 	client *http.Client
 	outbox *outbox.Outbox // nil without control.url
 	from   uint64         // the outbox's next number when the agent started
+	// outage: when the agent started, control had left a record
+	// unacknowledged for over staleBacklog — it was down before the
+	// switch, so a version is not blamed for not reporting (see start).
+	outage bool
 }
+
+// staleBacklog is how old the oldest queued record must be, when a version
+// starts, for control to count as down already: reports are sent every
+// report interval (60 s by default) and acknowledged within seconds.
+const staleBacklog = 3 * time.Minute
+
+// errNotAcked: /healthz passes, but control has not acknowledged a report
+// of the agent's yet.
+var errNotAcked = errors.New("healthy, but control has not acknowledged a report since the agent started")
+
+// start notes where the outbox is when an agent starts.
+func (g *gate) start(ctx context.Context, now time.Time) {
+	if g.outbox == nil {
+		return
+	}
+	st, err := g.outbox.Stats(ctx)
+	if err != nil {
+		return
+	}
+	g.from = st.NextSeq
+	if st.Records == 0 {
+		return
+	}
+	if oldest, err := g.outbox.Peek(ctx, 1); err == nil && len(oldest) == 1 && now.Sub(oldest[0].Time) > staleBacklog {
+		g.outage = true
+	}
+}
+
+// blames says whether the gate's last failure, at its timeout, is the
+// version's: not when it is Healthy locally and only the acknowledgement
+// is missing while control was down before the version started.
+func (g *gate) blames(err error) bool { return !(g.outage && errors.Is(err, errNotAcked)) }
 
 // maxHealthBody bounds what the gate reads of /healthz.
 const maxHealthBody = 1 << 20
@@ -89,7 +126,7 @@ func (g *gate) reporting(ctx context.Context) error {
 		return err
 	}
 	if len(oldest) == 1 && oldest[0].Seq <= g.from {
-		return fmt.Errorf("healthy, but control has not acknowledged a report since the agent started (%d queued)", st.Records)
+		return fmt.Errorf("%w (%d queued)", errNotAcked, st.Records)
 	}
 	return nil
 }

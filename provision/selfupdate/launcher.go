@@ -69,6 +69,8 @@ type Launcher struct {
 	// fallbackFrom names the version given up on, for the next start's
 	// agent.fallback event.
 	fallbackFrom, fallbackWhy string
+	// waiting names the version whose gate waits for control (said once).
+	waiting string
 }
 
 // NewLauncher checks the options and fills the defaults.

@@ -94,11 +94,7 @@ const (
 // blacklists the version or backs off before the next start.
 func (l *Launcher) runOne(ctx context.Context, c candidate, pidFile string) {
 	g := &gate{url: l.o.HealthURL, client: l.gateHTTP, outbox: l.o.Outbox}
-	if g.outbox != nil {
-		if st, err := g.outbox.Stats(ctx); err == nil {
-			g.from = st.NextSeq
-		}
-	}
+	g.start(ctx, time.Now())
 	ch, err := startChild(c.version, c.binary, l.o.Args, l.o.Version, l.o.Stdout, l.o.Stderr)
 	if err != nil {
 		l.failed(ctx, c, ReasonCrashAtStart, err.Error(), 1)
@@ -162,10 +158,15 @@ func (l *Launcher) supervise(ctx context.Context, ch *child, c *candidate, g *ga
 			continue
 		}
 		why = err.Error()
-		if time.Since(c.since) > l.o.HealthTimeout {
-			ch.stopChild(l.o.StopGrace)
-			return gateFailed, why
+		if time.Since(c.since) <= l.o.HealthTimeout {
+			continue
 		}
+		if !g.blames(err) {
+			l.waitingForControl(ctx, c)
+			continue
+		}
+		ch.stopChild(l.o.StopGrace)
+		return gateFailed, why
 	}
 }
 
@@ -188,6 +189,17 @@ func (l *Launcher) failed(ctx context.Context, c candidate, reason, msg string, 
 		return
 	}
 	sleep(ctx, min(time.Second<<(len(recent)-1), 30*time.Second))
+}
+
+// waitingForControl says once per version that its gate waits for a
+// control endpoint that was down before it started.
+func (l *Launcher) waitingForControl(ctx context.Context, c *candidate) {
+	if l.waiting == c.version {
+		return
+	}
+	l.waiting = c.version
+	l.event(ctx, "agent.update.waiting", fmt.Sprintf("agent %s is Healthy, but control has not acknowledged a report for longer than update.healthTimeout; control was down before it started, so the gate waits for control instead of blacklisting it", c.version),
+		map[string]string{"version": c.version})
 }
 
 // lastLines returns up to n last non-empty lines of s, joined by " | ".
