@@ -51,6 +51,9 @@ func (s *Service) evaluateAll(ctx context.Context) {
 	}
 }
 
+// stepElsewhere is logged (at debug) when another replica takes a step.
+const stepElsewhere = "rollout step taken by another replica"
+
 // Evaluate runs one controller step of rollout id and reports whether it
 // wrote anything. A step another replica is taking, or that another
 // replica took meanwhile, is no error: that replica decides it.
@@ -63,6 +66,7 @@ func (s *Service) Evaluate(ctx context.Context, id string) (bool, error) {
 	})
 	switch {
 	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrStale):
+		s.log.Debug(stepElsewhere, "rollout", id, "err", err)
 		return false, nil
 	case err != nil:
 		return false, err
