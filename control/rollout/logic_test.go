@@ -66,9 +66,9 @@ func TestWaveOf(t *testing.T) {
 }
 
 func TestPlaceMembersOrderAndJoiners(t *testing.T) {
-	var hosts []string
+	var hosts []store.Facts
 	for i := 0; i < 40; i++ {
-		hosts = append(hosts, fmt.Sprintf("vm-%02d", i))
+		hosts = append(hosts, store.Facts{Host: fmt.Sprintf("vm-%02d", i)})
 	}
 	waves := []float64{10, 50, 100}
 	members, _ := placeMembers("r-1", nil, hosts, waves)
@@ -87,7 +87,7 @@ func TestPlaceMembersOrderAndJoiners(t *testing.T) {
 	}
 	// Another rollout orders the same hosts otherwise.
 	other, _ := placeMembers("r-2", nil, hosts, waves)
-	if slices.EqualFunc(members[:4], other[:4], func(a, b store.Member) bool { return a.Host == b.Host }) {
+	if slices.EqualFunc(members[:4], other[:4], func(a, b store.MemberFacts) bool { return a.Host == b.Host }) {
 		t.Errorf("two rollouts put the same hosts first")
 	}
 	// Wave 0 told; 40 hosts join: pending hosts are placed by their rank
@@ -97,9 +97,9 @@ func TestPlaceMembersOrderAndJoiners(t *testing.T) {
 			members[i].State = wire.HostTold
 		}
 	}
-	var joiners []string
+	var joiners []store.Facts
 	for i := 40; i < 80; i++ {
-		joiners = append(joiners, fmt.Sprintf("vm-%02d", i))
+		joiners = append(joiners, store.Facts{Host: fmt.Sprintf("vm-%02d", i)})
 	}
 	all, _ := placeMembers("r-1", members, joiners, waves)
 	cum := cumulative(80, waves)

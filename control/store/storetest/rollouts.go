@@ -261,14 +261,14 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hosts, gen, complete, err := s.DesiredChanges(ctx, gen0); err != nil || len(hosts) != 0 || gen != gen0 || !complete {
-		t.Errorf("no change: %v %d %v %v", hosts, gen, complete, err)
+	if hosts, gen, all, err := s.DesiredChanges(ctx, gen0); err != nil || len(hosts) != 0 || gen != gen0 || all {
+		t.Errorf("no change: %v %d %v %v", hosts, gen, all, err)
 	}
 	s.SetPin(ctx, "a", "x", wire.Pin{Agent: "1"}, T0)
 	s.SetPin(ctx, "b", "x", wire.Pin{Agent: "1"}, T0.Add(time.Hour))
-	hosts, gen, complete, err := s.DesiredChanges(ctx, gen0)
-	if err != nil || gen != gen0+2 || !complete || len(hosts) != 2 {
-		t.Errorf("two pins: hosts %v gen %d complete %v err %v; want a and b, gen %d", hosts, gen, complete, err, gen0+2)
+	hosts, gen, all, err := s.DesiredChanges(ctx, gen0)
+	if err != nil || gen != gen0+2 || all || len(hosts) != 2 {
+		t.Errorf("two pins: hosts %v gen %d all %v err %v; want a and b, gen %d", hosts, gen, all, err, gen0+2)
 	}
 	if hosts, _, _, _ := s.DesiredChanges(ctx, gen0+1); len(hosts) != 1 || hosts[0] != "b" {
 		t.Errorf("after the first: %v, want b", hosts)
@@ -276,7 +276,22 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 	if n, err := s.PruneDesiredChanges(ctx, T0.Add(time.Minute)); err != nil || n != 1 {
 		t.Errorf("prune: %d, %v; want the first change pruned", n, err)
 	}
-	if _, gen, complete, _ := s.DesiredChanges(ctx, gen0); complete || gen != gen0+2 {
-		t.Errorf("after pruning an unread change: complete %v gen %d; want incomplete", complete, gen)
+	if _, gen, all, _ := s.DesiredChanges(ctx, gen0); !all || gen != gen0+2 {
+		t.Errorf("after pruning an unread change: all %v gen %d; want all", all, gen)
+	}
+	// A change of more hosts than it lists stands for all of them.
+	var many []string
+	for i := 0; i < 1500; i++ {
+		many = append(many, fmt.Sprintf("m%04d", i))
+		mustIngest(t, s, batch(many[i], HB(1, "Healthy")), T0)
+	}
+	err = s.CreateRollout(ctx, newRollout("big", T0), func(v store.CreateView) (store.RolloutChange, error) {
+		return store.RolloutChange{State: wire.RolloutRunning, Waves: make([]store.WaveTimes, 4), Notify: many}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hosts, gen, all, err := s.DesiredChanges(ctx, gen0+2); err != nil || !all || hosts != nil || gen != gen0+3 {
+		t.Errorf("a change of 1500 hosts: %d hosts, gen %d, all %v, %v; want all at gen %d", len(hosts), gen, all, err, gen0+3)
 	}
 }
