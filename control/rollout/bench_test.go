@@ -3,8 +3,10 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,31 +96,35 @@ func benchWaves(b *testing.B, dsn string) {
 			b.Fatal(err)
 		}
 		b.Logf("create over %d hosts: %v", r.Hosts, time.Since(t0).Round(time.Millisecond))
-		steps, advances := runBench(b, svc, f, r.ID, spec.Version, clk)
+		steps, cpu, advances := runBench(b, svc, f, r.ID, spec.Version, clk)
 		slices.Sort(steps)
+		slices.Sort(cpu)
 		median, slowest := steps[len(steps)/2], steps[len(steps)-1]
 		b.ReportMetric(float64(median.Microseconds())/1000, "median-ms/step")
 		b.ReportMetric(float64(slowest.Microseconds())/1000, "max-ms/step")
-		b.Logf("%d steps over %d hosts: median %v, slowest %v; advances %v (target ≤ 1s each)",
-			len(steps), benchHosts, median.Round(time.Millisecond), slowest.Round(time.Millisecond), advances)
+		b.ReportMetric(float64(cpu[len(cpu)/2].Microseconds())/1000, "median-cpu-ms/step")
+		b.Logf("%d steps over %d hosts: median %v (CPU %v), slowest %v (CPU %v); advancing steps %v (target ≤ 1s each); load average %s",
+			len(steps), benchHosts, median.Round(time.Millisecond), cpu[len(cpu)/2].Round(time.Millisecond),
+			slowest.Round(time.Millisecond), cpu[len(cpu)-1].Round(time.Millisecond), advances, loadAvg())
 	}
 }
 
 // runBench steps rollout id to its end, the told hosts moving to version
 // and reporting once they have, and returns each step's time and those
 // of the steps that advanced or completed.
-func runBench(b *testing.B, svc *rollout.Service, f *benchFleet, id, version string, clk *clock) (steps, advances []time.Duration) {
+func runBench(b *testing.B, svc *rollout.Service, f *benchFleet, id, version string, clk *clock) (steps, cpu, advances []time.Duration) {
 	ctx := context.Background()
 	for i := 0; i < 40; i++ {
 		clk.Add(40 * time.Second)
 		f.report(b, f.move(b, id, version), clk.Now())
 		before, _ := svc.Get(ctx, id)
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if _, err := svc.Evaluate(ctx, id); err != nil {
 			b.Fatal(err)
 		}
 		took := time.Since(t0)
 		steps = append(steps, took)
+		cpu = append(cpu, cpuTime()-c0)
 		after, _ := svc.Get(ctx, id)
 		if len(after.History) > len(before.History) {
 			advances = append(advances, took.Round(time.Millisecond))
@@ -127,11 +133,21 @@ func runBench(b *testing.B, svc *rollout.Service, f *benchFleet, id, version str
 			if after.State != wire.RolloutCompleted {
 				b.Fatalf("rollout %s", after.State)
 			}
-			return steps, advances
+			return steps, cpu, advances
 		}
 	}
 	b.Fatal("rollout did not complete in 40 steps")
-	return nil, nil
+	return nil, nil, nil
+}
+
+// loadAvg is the machine's 1-minute load average, for the figures'
+// context ("" where unknown).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // move moves the hosts rollout id told to version, as their agents would,

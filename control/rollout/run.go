@@ -22,8 +22,9 @@ func (s *Service) Run(ctx context.Context) error {
 	defer wg.Wait()
 	tick := time.NewTicker(s.tick)
 	defer tick.Stop()
+	next := map[string]time.Time{}
 	for {
-		s.evaluateAll(ctx)
+		s.evaluateAll(ctx, next)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -32,8 +33,16 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// evaluateAll runs one step of every active rollout.
-func (s *Service) evaluateAll(ctx context.Context) {
+// stepShare bounds the share of its time the controller spends on one
+// rollout: a step that took d is not taken again before stepShare × d
+// has passed. A rollout of a hundred thousand hosts, whose step reads
+// them all, is then stepped every few seconds instead of every Tick,
+// which its hosts, reporting every minute or so, do not notice.
+const stepShare = 4
+
+// evaluateAll runs one step of every active rollout whose turn it is
+// (next holds the earliest time of each, by id).
+func (s *Service) evaluateAll(ctx context.Context, next map[string]time.Time) {
 	ids, err := s.st.ActiveRollouts(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -41,12 +50,26 @@ func (s *Service) evaluateAll(ctx context.Context) {
 		}
 		return
 	}
+	active := map[string]bool{}
 	for _, id := range ids {
+		active[id] = true
 		if ctx.Err() != nil {
 			return
 		}
+		if time.Now().Before(next[id]) {
+			continue
+		}
+		t0 := time.Now()
 		if _, err := s.Evaluate(ctx, id); err != nil && ctx.Err() == nil {
 			s.log.Warn("rollout step failed; trying again next tick", "rollout", id, "err", err)
+		}
+		if took := time.Since(t0); took*stepShare > s.tick {
+			next[id] = t0.Add(took * stepShare)
+		}
+	}
+	for id := range next {
+		if !active[id] {
+			delete(next, id)
 		}
 	}
 }

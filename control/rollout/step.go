@@ -28,9 +28,12 @@ type plan struct {
 }
 
 // newPlan starts a plan from snap, its joiners placed among the members.
+// The plan takes snap's members over (a copy of a hundred thousand would
+// cost more than the rest of the step): snap is not read after.
 func newPlan(snap *store.RolloutSnapshot, now time.Time) *plan {
 	p := &plan{r: snap.Rollout, t: targetOf(snap.Rollout.Spec), now: now}
-	p.members, p.changed = placeMembers(p.r.ID, slices.Clone(snap.Members), snap.Joiners, p.r.Spec.Waves)
+	p.members, p.changed = placeMembers(p.r.ID, snap.Members, snap.Joiners, p.r.Spec.Waves)
+	snap.Members = nil
 	p.c = store.RolloutChange{State: p.r.State, Wave: p.r.Wave, Waves: slices.Clone(p.r.Waves)}
 	if len(p.c.Waves) < len(p.r.Spec.Waves) {
 		p.c.Waves = append(p.c.Waves, make([]store.WaveTimes, len(p.r.Spec.Waves)-len(p.c.Waves))...)

@@ -61,8 +61,9 @@ func placeMembers(id string, members []store.MemberFacts, joiners []store.Facts,
 	for _, f := range joiners {
 		members = append(members, store.MemberFacts{Member: store.Member{Host: f.Host, Hash: orderHash(id, f.Host), Wave: -1, State: wire.HostPending}, Facts: f})
 	}
-	if joined {
-		slices.SortFunc(members, func(a, b store.MemberFacts) int { return strings.Compare(a.Hash, b.Hash) })
+	byHash := func(a, b store.MemberFacts) int { return strings.Compare(a.Hash, b.Hash) }
+	if joined || !slices.IsSortedFunc(members, byHash) {
+		slices.SortFunc(members, byHash)
 	}
 	cum := cumulative(len(members), waves)
 	changed := make([]bool, len(members))

@@ -140,25 +140,58 @@ const createLock = 0x726f6c6c6f7574
 const factCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.agent_version, h.os, h.arch,
 	h.last_report_ms, h.interval_ms, h.rejected, COALESCE(p.engine, ''), COALESCE(p.agent, '')`
 
+// stepCols are the facts a step needs (no platform, no pins), read for
+// every host of a rollout at every step: each column costs.
+const stepCols = "h.id, h.state, h.engine_flavor, h.engine_version, h.agent_version, h.last_report_ms, h.interval_ms, h.rejected"
+
+// readStepFacts runs a selectorQuery without pins and returns its hosts;
+// about is how many it may return (the capacity to start with).
+func readStepFacts(ctx context.Context, q querier, about int, query string, args ...any) ([]Facts, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]Facts, 0, about)
+	for rows.Next() {
+		f := Facts{Exists: true}
+		var report, interval int64
+		var rejected string
+		if err := rows.Scan(&f.Host, &f.State, &f.Flavor, &f.EngineVersion, &f.AgentVersion, &report, &interval, &rejected); err != nil {
+			return nil, err
+		}
+		f.LastReport, f.Interval = msTime(report), time.Duration(interval)*time.Millisecond
+		if err := unmarshalOpt(rejected, &f.Rejected); err != nil {
+			return nil, fmt.Errorf("host %s rejected versions: %w", f.Host, err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
 // selectorQuery is the SQL of the hosts whose labels match every pair of
-// sel, read as factCols, driven from the label index of the first pair
-// (in its order, so that SQLite need not sort). Without pins it leaves
-// their columns empty: a caller reading every host of a large selection
-// reads the few pins apart (see readPins) rather than look each up.
+// sel, read as factCols, driven from the label index of the first pair.
+// Without pins it reads
+// stepCols: a caller reading every host of a large selection reads the
+// few pins apart (see readPins) rather than look each up.
 func selectorQuery(sel map[string]string, pins bool, a *sqlArgs) string {
 	keys := slices.Sorted(maps.Keys(sel))
 	var b strings.Builder
 	if pins {
 		b.WriteString("SELECT " + factCols + " FROM host_labels l JOIN hosts h ON h.id = l.host_id LEFT JOIN pins p ON p.host_id = h.id")
 	} else {
-		b.WriteString("SELECT " + strings.Replace(factCols, "COALESCE(p.engine, ''), COALESCE(p.agent, '')", "'', ''", 1) +
-			" FROM host_labels l JOIN hosts h ON h.id = l.host_id")
+		b.WriteString("SELECT " + stepCols + " FROM host_labels l JOIN hosts h ON h.id = l.host_id")
 	}
 	b.WriteString(" WHERE l.key = " + a.add(keys[0]) + " AND l.value = " + a.add(sel[keys[0]]))
 	for _, k := range keys[1:] {
 		b.WriteString(" AND EXISTS (SELECT 1 FROM host_labels m WHERE m.host_id = h.id AND m.key = " + a.add(k) + " AND m.value = " + a.add(sel[k]) + ")")
 	}
-	b.WriteString(" ORDER BY l.host_id")
+	if pins {
+		// In the label index's order on SQLite; a sort on PostgreSQL, for
+		// the few hosts an operator's request reads. A step matches its
+		// hosts by id and needs no order.
+		b.WriteString(" ORDER BY l.host_id")
+	}
 	return b.String()
 }
 
@@ -181,15 +214,14 @@ func readPins(ctx context.Context, q querier) (map[string]wire.Pin, error) {
 	return out, rows.Err()
 }
 
-// readFacts runs a query of factCols and returns its hosts; about is
-// how many it may return (the capacity to start with).
-func readFacts(ctx context.Context, q querier, about int, query string, args ...any) ([]Facts, error) {
+// readFacts runs a query of factCols and returns its hosts.
+func readFacts(ctx context.Context, q querier, query string, args ...any) ([]Facts, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]Facts, 0, about)
+	var out []Facts
 	for rows.Next() {
 		f, err := scanFactsOne(rows)
 		if err != nil {
@@ -233,7 +265,7 @@ func (s *Store) MatchHosts(ctx context.Context, sel map[string]string) ([]Facts,
 		return nil, nil
 	}
 	a := &sqlArgs{}
-	f, err := readFacts(ctx, s.r, 0, selectorQuery(sel, true, a), a.vals...)
+	f, err := readFacts(ctx, s.r, selectorQuery(sel, true, a), a.vals...)
 	if err != nil {
 		return nil, fmt.Errorf("match hosts: %w", err)
 	}
@@ -289,7 +321,7 @@ func (s *Store) CreateRollout(ctx context.Context, r RolloutRow, build func(Crea
 	var v CreateView
 	if len(r.Spec.Selector) > 0 {
 		a := &sqlArgs{}
-		if v.Hosts, err = readFacts(ctx, tx, 0, selectorQuery(r.Spec.Selector, true, a), a.vals...); err != nil {
+		if v.Hosts, err = readFacts(ctx, tx, selectorQuery(r.Spec.Selector, true, a), a.vals...); err != nil {
 			return fmt.Errorf("create rollout: match hosts: %w", err)
 		}
 	}

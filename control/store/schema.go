@@ -141,6 +141,8 @@ var migrations = []string{
 	// polls "gen > the last I saw" misses none. A rollout's members are
 	// keyed by their hash, so that they are read in wave order without a
 	// sort (on SQLite, where the table is clustered, straight off disk).
+	// A step rewrites thousands of them (state, times: no indexed column);
+	// room left on each page lets PostgreSQL do it in place.
 	`ALTER TABLE hosts ADD COLUMN os TEXT NOT NULL DEFAULT '';
 	ALTER TABLE hosts ADD COLUMN arch TEXT NOT NULL DEFAULT '';
 	ALTER TABLE hosts ADD COLUMN rejected TEXT NOT NULL DEFAULT '[]';
@@ -169,7 +171,7 @@ var migrations = []string{
 	CREATE TABLE rollout_hosts (
 		rollout_id TEXT{{C}} NOT NULL,
 		host_id TEXT{{C}} NOT NULL,
-		hash TEXT NOT NULL,
+		hash TEXT{{C}} NOT NULL,
 		wave BIGINT NOT NULL,
 		state TEXT NOT NULL,
 		prev_flavor TEXT NOT NULL DEFAULT '',
@@ -179,6 +181,7 @@ var migrations = []string{
 		PRIMARY KEY (rollout_id, hash)
 	){{WR}};
 	CREATE UNIQUE INDEX rollout_hosts_host ON rollout_hosts (host_id, rollout_id);
+	{{PG}}ALTER TABLE rollout_hosts SET (fillfactor = 80);
 	CREATE TABLE rollout_decisions (
 		rollout_id TEXT NOT NULL,
 		seq BIGINT NOT NULL,

@@ -286,10 +286,17 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 		mustIngest(t, s, batch(many[i], HB(1, "Healthy")), T0)
 	}
 	err = s.CreateRollout(ctx, newRollout("big", T0), func(v store.CreateView) (store.RolloutChange, error) {
-		return store.RolloutChange{State: wire.RolloutRunning, Waves: make([]store.WaveTimes, 4), Notify: many}, nil
+		c := store.RolloutChange{State: wire.RolloutRunning, Waves: make([]store.WaveTimes, 4), Notify: many}
+		for i, h := range many {
+			c.Members = append(c.Members, store.Member{Host: h, Hash: fmt.Sprintf("%04d", i), Wave: i % 4, State: wire.HostPending})
+		}
+		return c, nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d, err := s.Rollout(ctx, "big"); err != nil || d.Counts[0][wire.HostPending] != 375 || d.Counts[3][wire.HostPending] != 375 {
+		t.Errorf("rollout of 1500 members: %v, counts %v", err, d.Counts)
 	}
 	if hosts, gen, all, err := s.DesiredChanges(ctx, gen0+2); err != nil || !all || hosts != nil || gen != gen0+3 {
 		t.Errorf("a change of 1500 hosts: %d hosts, gen %d, all %v, %v; want all at gen %d", len(hosts), gen, all, err, gen0+3)
