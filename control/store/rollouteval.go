@@ -65,8 +65,10 @@ func (s *Store) EvalRollout(ctx context.Context, id string, now time.Time, wait 
 		return RolloutRow{}, err
 	}
 	if err := tx.Commit(); err != nil {
+		s.members.drop(id)
 		return RolloutRow{}, fmt.Errorf("rollout %s: commit: %w", id, err)
 	}
+	s.members.apply(id, snap.Rollout.Rev, c.Members, IsActive(row.State))
 	return row, nil
 }
 
@@ -142,8 +144,14 @@ func (s *Store) loadSnapshot(ctx context.Context, q querier, id string) (*Rollou
 		return nil, fmt.Errorf("rollout %s: %w", id, err)
 	}
 	snap := &RolloutSnapshot{Rollout: r}
-	if snap.Members, err = loadMembers(ctx, q, id); err != nil {
-		return nil, fmt.Errorf("rollout %s: members: %w", id, err)
+	var cached bool
+	if snap.Members, cached = s.members.get(id, r.Rev); !cached {
+		if snap.Members, err = loadMembers(ctx, q, id); err != nil {
+			return nil, fmt.Errorf("rollout %s: members: %w", id, err)
+		}
+		if IsActive(r.State) {
+			s.members.put(id, r.Rev, snap.Members)
+		}
 	}
 	a := &sqlArgs{}
 	matched, err := readStepFacts(ctx, q, len(snap.Members), selectorQuery(r.Spec.Selector, false, a), a.vals...)

@@ -302,3 +302,36 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 		t.Errorf("a change of 1500 hosts: %d hosts, gen %d, all %v, %v; want all at gen %d", len(hosts), gen, all, err, gen0+3)
 	}
 }
+
+// testRolloutTwoStores steps one rollout from two stores on one
+// database, as two serve replicas do: each step sees the members as the
+// other last wrote them, whatever either read before.
+func testRolloutTwoStores(t *testing.T, a, b *store.Store) {
+	ctx := context.Background()
+	for _, h := range []string{"w1", "w2", "w3"} {
+		mustIngest(t, a, batch(h, platformHB(1, map[string]string{"pool": "web"})), T0)
+	}
+	if err := a.CreateRollout(ctx, newRollout("r1", T0), func(v store.CreateView) (store.RolloutChange, error) { return firstChange(v), nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Each store in turn moves one member to the next wave and checks
+	// that it read every earlier move, its own and the other's.
+	stores := []*store.Store{a, b, a, a, b, b, a}
+	for i, s := range stores {
+		_, err := s.EvalRollout(ctx, "r1", T0, true, func(sn *store.RolloutSnapshot) (*store.RolloutChange, error) {
+			sum := 0
+			for _, m := range sn.Members {
+				sum += m.Wave
+			}
+			if sum != i {
+				t.Errorf("step %d: members' waves add up to %d, want %d (a step's write not seen)", i, sum, i)
+			}
+			m := sn.Members[i%len(sn.Members)].Member
+			m.Wave++
+			return &store.RolloutChange{State: sn.Rollout.State, Wave: sn.Rollout.Wave, Waves: sn.Rollout.Waves, Members: []store.Member{m}}, nil
+		})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+}

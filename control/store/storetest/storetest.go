@@ -103,6 +103,11 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		a, b := open(t, dsn), open(t, dsn)
 		testReplicas(t, a, b)
 	})
+	t.Run("RolloutTwoStores", func(t *testing.T) {
+		t.Parallel()
+		dsn := newDSN(t)
+		testRolloutTwoStores(t, open(t, dsn), open(t, dsn))
+	})
 }
 
 // HB returns a heartbeat record of state with default fields.
