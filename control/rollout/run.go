@@ -84,6 +84,7 @@ func (s *Service) Evaluate(ctx context.Context, id string) (bool, error) {
 	var c *store.RolloutChange
 	now := s.now()
 	_, err := s.st.EvalRollout(ctx, id, now, false, func(snap *store.RolloutSnapshot) (*store.RolloutChange, error) {
+		snap.Joiners = s.signedFor(ctx, snap.Rollout, snap.Joiners)
 		c = step(snap, now)
 		return c, nil
 	})
@@ -101,4 +102,32 @@ func (s *Service) Evaluate(ctx context.Context, id string) (bool, error) {
 	}
 	s.deliver(ctx, c.Notify)
 	return true, nil
+}
+
+// signedFor returns the joiners whose platform the rollout's version is
+// signed for (those that report none too): SPEC's check at create, for
+// the hosts that match the selector later. A joiner on another platform
+// is left out, with a warning, and stays out while it is not signed.
+func (s *Service) signedFor(ctx context.Context, r store.RolloutRow, joiners []store.Facts) []store.Facts {
+	if s.releases == nil || len(joiners) == 0 {
+		return joiners
+	}
+	bad := map[[2]string]error{}
+	for p := range platforms(joiners) {
+		if err := s.releases.Signed(ctx, r.Spec.Kind, r.Spec.Flavor, r.Spec.Version, p[0], p[1]); err != nil {
+			bad[p] = err
+		}
+	}
+	out := joiners[:0]
+	for _, f := range joiners {
+		if err := bad[[2]string{f.OS, f.Arch}]; err != nil {
+			if _, told := s.unsigned.LoadOrStore(r.ID+"\x00"+f.Host, true); told {
+				continue
+			}
+			s.log.Warn("host matches the rollout's selector but the version is not signed for its platform; it does not join", "rollout", r.ID, "host", f.Host, "os", f.OS, "arch", f.Arch, "err", err)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }

@@ -219,11 +219,30 @@ func (s *Store) joinFacts(ctx context.Context, q querier, snap *RolloutSnapshot,
 			}
 		}
 	}
-	if IsActive(snap.Rollout.State) {
-		for j, f := range matched {
-			if !member[j] {
-				snap.Joiners = append(snap.Joiners, f)
-			}
+	if !IsActive(snap.Rollout.State) {
+		return nil
+	}
+	var joiners []any
+	for j, f := range matched {
+		if !member[j] {
+			joiners = append(joiners, f.Host)
+		}
+	}
+	if len(joiners) == 0 {
+		return nil
+	}
+	// Joiners are few: read them whole (platform and pins too), so that the
+	// caller can check the version is signed for them.
+	full := map[string]Facts{}
+	err := s.inListQuery(ctx, q, "SELECT "+factCols+" FROM hosts h LEFT JOIN pins p ON p.host_id = h.id WHERE h.id", joiners, "ORDER BY h.id", func(rows *sql.Rows) error {
+		return scanFactsRow(rows, full)
+	})
+	if err != nil {
+		return err
+	}
+	for _, h := range joiners {
+		if f, ok := full[h.(string)]; ok {
+			snap.Joiners = append(snap.Joiners, f)
 		}
 	}
 	return nil
