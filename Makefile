@@ -46,7 +46,7 @@ test-short: ## unit tests only, no real components
 	$(GO) test -short ./...
 
 bench: deps build ## benchmarks against the named peers; prints figures and ratios (medians of several runs)
-	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./cmd/control/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
+	set -o pipefail; $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/agent/ ./cmd/control/ ./control/rollout/ ./imagecache/ ./imagecache/disk/ ./imagecache/blobtier/ 2>&1 | grep -v '^time='
 
 # SOAK_ROUNDS kills per fault-injection test under `make soak`;
 # PROVISION_SOAK_ROUNDS rounds of `provision` killed and run again.

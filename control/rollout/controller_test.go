@@ -188,3 +188,76 @@ func TestPauseResumeAbort(t *testing.T) {
 		}
 	})
 }
+
+// TestUnreachableAndJoiners: a host Stale when its wave starts is not
+// told and does not hold the wave; it is told once it reports again.
+// Hosts that match the selector later join in their rank's wave.
+func TestUnreachableAndJoiners(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
+		f := newFleet(t, dsn(t), nil)
+		webs := f.add("web", 10, web, "1.0.0")
+		spec := engineSpec("2.0.0")
+		spec.Waves = []float64{50, 100}
+		// Every host is silent long enough to be Stale; two report again
+		// before the rollout starts, so that the first wave (5 hosts)
+		// holds at least 3 unreachable ones.
+		gone := webs[2:]
+		for _, id := range gone {
+			f.hosts[id].silent = true
+		}
+		f.clock.Add(time.Minute)
+		f.report()
+		r := f.create(spec)
+		if got := f.onVersion(gone, ""); len(got) != len(gone) {
+			t.Fatalf("stale hosts told at create: only %d of %d have no desired engine", len(got), len(gone))
+		}
+		for i := 0; i < 12 && r.Wave == 0; i++ {
+			r = f.round(r.ID, 10*time.Second)
+		}
+		if r.Wave != 1 || r.State != wire.RolloutRunning {
+			t.Fatalf("the first wave did not advance past its unreachable host: wave %d, %s, %v", r.Wave, r.State, r.ByState)
+		}
+		if r.ByState[wire.HostPending] != len(gone) {
+			t.Errorf("wave 1 advanced with %v, want the %d unreachable hosts pending", r.ByState, len(gone))
+		}
+		joiners := f.add("late", 10, web, "1.0.0")
+		for _, id := range gone {
+			f.hosts[id].silent = false
+		}
+		r = f.round(r.ID, time.Second)
+		if n := len(f.onVersion(gone, "2.0.0")); r.Hosts != 20 || n != len(gone) {
+			t.Fatalf("after joins: %d hosts, %d returning hosts told; want 20 and %d", r.Hosts, n, len(gone))
+		}
+		if n := len(f.onVersion(joiners, "2.0.0")); n != 10 {
+			t.Errorf("%d joiners told in the started last wave, want 10", n)
+		}
+		for i := 0; i < 12 && r.State == wire.RolloutRunning; i++ {
+			r = f.round(r.ID, 10*time.Second)
+		}
+		if r.State != wire.RolloutCompleted || r.ByState[wire.HostHealthy] != 20 {
+			t.Errorf("rollout %s with %v, want completed with 20 healthy", r.State, r.ByState)
+		}
+	})
+}
+
+// TestSilentAfterToldFails: a host that stops reporting after it was
+// told fails after 3 of its intervals, and with maxFailurePercent the
+// rollout goes on while the failures stay under it.
+func TestSilentAfterToldFails(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
+		f := newFleet(t, dsn(t), nil)
+		webs := f.add("web", 20, web, "1.0.0")
+		spec := engineSpec("2.0.0")
+		spec.Waves = []float64{20, 100}
+		spec.MaxFailurePercent = floatp(25)
+		r := f.create(spec)
+		first := f.onVersion(webs, "2.0.0")
+		f.hosts[first[0]].silent = true
+		for i := 0; i < 20 && r.State == wire.RolloutRunning; i++ {
+			r = f.round(r.ID, 10*time.Second)
+		}
+		if r.State != wire.RolloutCompleted || r.ByState[wire.HostFailed] != 1 || r.ByState[wire.HostHealthy] != 19 {
+			t.Errorf("rollout %s with %v; want completed with the silent host failed", r.State, r.ByState)
+		}
+	})
+}

@@ -121,8 +121,8 @@ func (f *fleet) report(ids ...string) {
 		}
 		h.seq++
 		rec := wire.Record{Seq: h.seq, Kind: wire.KindHeartbeat, Time: f.clock.Now(), Heartbeat: &wire.Heartbeat{
-			State:  h.state,
-			Engine: wire.Engine{Flavor: h.flavor, Version: h.engine, Active: true, Healthy: h.state == "Healthy"},
+			State:        h.state,
+			Engine:       wire.Engine{Flavor: h.flavor, Version: h.engine, Active: true, Healthy: h.state == "Healthy"},
 			AgentVersion: h.agent, Labels: h.labels, IntervalSeconds: 10, OS: h.os, Arch: h.arch,
 			Rejected: h.rejected,
 		}}

@@ -86,6 +86,9 @@ type Service struct {
 	now      func() time.Time
 	tick     time.Duration
 	noCheck  sync.Once
+	// unsigned holds the (rollout, host) pairs already warned of: a host
+	// left out of a rollout for its platform, logged once, not each step.
+	unsigned sync.Map
 
 	waiters waiters
 }

@@ -178,3 +178,23 @@ func TestWaitDesiredAcrossReplicas(t *testing.T) {
 		}
 	})
 }
+
+// TestJoinerOnUnsignedPlatform: a host that matches the selector later
+// joins only when the version is signed for its platform.
+func TestJoinerOnUnsignedPlatform(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
+		f := newFleet(t, dsn(t), fakeReleases{"engine/docker/2.0.0/linux/amd64": true})
+		f.add("web", 4, web, "1.0.0")
+		spec := engineSpec("2.0.0")
+		spec.Waves = []float64{100}
+		spec.Bake = wire.Duration(time.Hour)
+		r := f.create(spec)
+		f.add("late", 2, web, "1.0.0")
+		f.hosts["late-001"].os = "windows"
+		r = f.round(r.ID, time.Second)
+		if r.Hosts != 5 || f.desiredEngine("late-000") != "2.0.0" || f.desiredEngine("late-001") != "" {
+			t.Errorf("%d hosts; late-000 desires %q, late-001 (windows) %q; want 5 hosts, the windows one left out",
+				r.Hosts, f.desiredEngine("late-000"), f.desiredEngine("late-001"))
+		}
+	})
+}

@@ -15,29 +15,25 @@ import (
 const Controller = "controller"
 
 // plan is one step of a rollout being worked out: the members as they
-// will be, which of them changed, and the change to write. Its methods
-// are pure: the same snapshot and clock give the same change.
+// will be (with their hosts' facts), which of them changed, and the
+// change to write. Its methods are pure: the same snapshot and clock
+// give the same change.
 type plan struct {
 	r       store.RolloutRow
 	t       target
 	now     time.Time
-	members []store.Member
-	facts   map[string]store.Facts
-	changed map[int]bool
+	members []store.MemberFacts
+	changed []bool
 	c       store.RolloutChange
 }
 
+// newPlan starts a plan from snap, its joiners placed among the members.
+// The plan takes snap's members over (a copy of a hundred thousand would
+// cost more than the rest of the step): snap is not read after.
 func newPlan(snap *store.RolloutSnapshot, now time.Time) *plan {
-	p := &plan{r: snap.Rollout, t: targetOf(snap.Rollout.Spec), now: now, changed: map[int]bool{},
-		facts: make(map[string]store.Facts, len(snap.Members)+len(snap.Joiners))}
-	p.members = make([]store.Member, len(snap.Members))
-	for i, m := range snap.Members {
-		p.members[i] = m.Member
-		p.facts[m.Host] = m.Facts
-	}
-	for _, f := range snap.Joiners {
-		p.facts[f.Host] = f
-	}
+	p := &plan{r: snap.Rollout, t: targetOf(snap.Rollout.Spec), now: now}
+	p.members, p.changed = placeMembers(p.r.ID, snap.Members, snap.Joiners, p.r.Spec.Waves)
+	snap.Members = nil
 	p.c = store.RolloutChange{State: p.r.State, Wave: p.r.Wave, Waves: slices.Clone(p.r.Waves)}
 	if len(p.c.Waves) < len(p.r.Spec.Waves) {
 		p.c.Waves = append(p.c.Waves, make([]store.WaveTimes, len(p.r.Spec.Waves)-len(p.c.Waves))...)
@@ -72,11 +68,10 @@ func (p *plan) tell() int {
 	n := 0
 	for i := range p.members {
 		m := &p.members[i]
-		f := p.facts[m.Host]
-		if m.State != wire.HostPending || m.Wave > p.c.Wave || p.t.pinned(f) || !reachable(f, p.now) {
+		if m.State != wire.HostPending || m.Wave > p.c.Wave || p.t.pinned(m.Facts) || !reachable(m.Facts, p.now) {
 			continue
 		}
-		m.PrevFlavor, m.PrevVersion = reported(f, p.t.kind)
+		m.PrevFlavor, m.PrevVersion = reported(m.Facts, p.t.kind)
 		m.Told, m.HealthySince = p.now, time.Time{}
 		p.set(i, wire.HostTold)
 		n++
@@ -102,7 +97,7 @@ func (p *plan) classifyAll() {
 	bake := time.Duration(p.r.Spec.Bake)
 	for i := range p.members {
 		m := &p.members[i]
-		state, since := classify(*m, p.facts[m.Host], p.t, bake, p.now)
+		state, since := classify(m.Member, m.Facts, p.t, bake, p.now)
 		if !since.Equal(m.HealthySince) {
 			m.HealthySince = since
 			p.changed[i] = true
@@ -156,10 +151,9 @@ func (p *plan) waveDone() (bool, int) {
 		if m.Wave != p.c.Wave {
 			continue
 		}
-		f := p.facts[m.Host]
 		switch {
-		case m.State == wire.HostHealthy || m.State == wire.HostFailed || m.State == wire.HostRolledBack || p.t.pinned(f):
-		case m.State == wire.HostPending && !reachable(f, p.now):
+		case m.State == wire.HostHealthy || m.State == wire.HostFailed || m.State == wire.HostRolledBack || p.t.pinned(m.Facts):
+		case m.State == wire.HostPending && !reachable(m.Facts, p.now):
 			unreachable++
 		default:
 			return false, 0
@@ -173,7 +167,7 @@ func (p *plan) waveDone() (bool, int) {
 func (p *plan) sample(last *wire.VersionSample) {
 	counts := map[string]int{}
 	for _, m := range p.members {
-		_, v := reported(p.facts[m.Host], p.t.kind)
+		_, v := reported(m.Facts, p.t.kind)
 		counts[v]++
 	}
 	if last != nil && (maps.Equal(last.Counts, counts) || p.now.Sub(last.Time) < wire.MinSampleGap) {
@@ -184,8 +178,10 @@ func (p *plan) sample(last *wire.VersionSample) {
 
 // change returns the change to write, nil when there is nothing.
 func (p *plan) change() *store.RolloutChange {
-	for _, i := range slices.Sorted(maps.Keys(p.changed)) {
-		p.c.Members = append(p.c.Members, p.members[i])
+	for i, ch := range p.changed {
+		if ch {
+			p.c.Members = append(p.c.Members, p.members[i].Member)
+		}
 	}
 	if len(p.c.Members) == 0 && len(p.c.Decisions) == 0 && p.c.Sample == nil {
 		return nil
@@ -202,34 +198,12 @@ func step(snap *store.RolloutSnapshot, now time.Time) *store.RolloutChange {
 		return nil
 	}
 	p := newPlan(snap, now)
-	joiners := make([]string, len(snap.Joiners))
-	for i, f := range snap.Joiners {
-		joiners[i] = f.Host
-	}
-	var moved []int
-	p.members, moved = placeMembers(p.r.ID, p.members, joiners, p.r.Spec.Waves)
-	if len(joiners) > 0 {
-		p.changed = map[int]bool{} // indexes shifted with the merge
-		p.remark()
-	}
-	for _, i := range moved {
-		p.changed[i] = true
-	}
 	p.classifyAll()
 	if p.c.State == wire.RolloutRunning {
 		p.run()
 	}
 	p.sample(snap.LastSample)
 	return p.change()
-}
-
-// remark marks as changed every member whose stored row may differ after
-// the merge of joiners renumbered them: all of them is simplest, and a
-// join is rare.
-func (p *plan) remark() {
-	for i := range p.members {
-		p.changed[i] = true
-	}
 }
 
 // run is the part of a step only a running rollout takes.
@@ -268,14 +242,7 @@ func (p *plan) run() {
 // start is a new rollout's first step: members placed in waves, the
 // create decision, and the first wave started.
 func start(r store.RolloutRow, who string, hosts []store.Facts, now time.Time) store.RolloutChange {
-	snap := &store.RolloutSnapshot{Rollout: r, Joiners: hosts}
-	p := newPlan(snap, now)
-	ids := make([]string, len(hosts))
-	for i, h := range hosts {
-		ids[i] = h.Host
-	}
-	p.members, _ = placeMembers(r.ID, nil, ids, r.Spec.Waves)
-	p.remark()
+	p := newPlan(&store.RolloutSnapshot{Rollout: r, Joiners: hosts}, now)
 	p.decide(who, wire.ActionCreate, -1, wire.RolloutRunning, fmt.Sprintf("%s %s%s for %d hosts matching %s",
 		r.Spec.Kind, flavorPrefix(r.Spec.Flavor), r.Spec.Version, len(hosts), selectorString(r.Spec.Selector)))
 	p.c.Waves[0].Started = now
@@ -283,8 +250,7 @@ func start(r store.RolloutRow, who string, hosts []store.Facts, now time.Time) s
 	p.decide(Controller, wire.ActionStart, 0, wire.RolloutRunning,
 		fmt.Sprintf("wave 1 (%v%%) starts: %d hosts told", r.Spec.Waves[0], told))
 	p.sample(nil)
-	c := p.change()
-	return *c
+	return *p.change()
 }
 
 func flavorPrefix(f string) string {

@@ -180,15 +180,14 @@ func (s *Service) watch(ctx context.Context) error {
 				s.log.Warn("old desired-state changes not pruned", "err", err)
 			}
 		case <-poll.C:
-			hosts, next, complete, err := s.st.DesiredChanges(ctx, gen)
+			hosts, next, all, err := s.st.DesiredChanges(ctx, gen)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("desired-state change feed unreadable", "err", err)
 				}
 				continue
 			}
-			if !complete {
-				s.log.Warn("desired-state changes were pruned before this replica read them; answering every long poll again", "from", gen, "to", next)
+			if all {
 				hosts = nil
 			}
 			if next != gen {

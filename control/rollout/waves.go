@@ -55,26 +55,26 @@ func waveOf(rank int, cum []int) int {
 // placeMembers merges joiners into members (both kept in hash order) and
 // gives every pending host the wave its rank among all the members now
 // decides; a host already told keeps its wave. It returns the members
-// and the indexes of those added or moved.
-func placeMembers(id string, members []store.Member, joiners []string, waves []float64) ([]store.Member, []int) {
-	joined := map[string]bool{}
-	for _, h := range joiners {
-		members = append(members, store.Member{Host: h, Hash: orderHash(id, h), Wave: -1, State: wire.HostPending})
-		joined[h] = true
+// and whether any was added or moved, by index.
+func placeMembers(id string, members []store.MemberFacts, joiners []store.Facts, waves []float64) ([]store.MemberFacts, []bool) {
+	joined := len(joiners) > 0
+	for _, f := range joiners {
+		members = append(members, store.MemberFacts{Member: store.Member{Host: f.Host, Hash: orderHash(id, f.Host), Wave: -1, State: wire.HostPending}, Facts: f})
 	}
-	if len(joiners) > 0 {
-		slices.SortFunc(members, func(a, b store.Member) int { return strings.Compare(a.Hash, b.Hash) })
+	byHash := func(a, b store.MemberFacts) int { return strings.Compare(a.Hash, b.Hash) }
+	if joined || !slices.IsSortedFunc(members, byHash) {
+		slices.SortFunc(members, byHash)
 	}
 	cum := cumulative(len(members), waves)
-	var changed []int
+	changed := make([]bool, len(members))
 	for i := range members {
 		m := &members[i]
 		if m.State != wire.HostPending {
 			continue
 		}
-		if w := waveOf(i, cum); w != m.Wave || joined[m.Host] {
+		if w := waveOf(i, cum); w != m.Wave {
 			m.Wave = w
-			changed = append(changed, i)
+			changed[i] = true
 		}
 	}
 	return members, changed

@@ -143,11 +143,12 @@ func (s *Store) DesiredGen(ctx context.Context) (int64, error) {
 
 // DesiredChanges returns the hosts whose desired state changed after
 // generation after, and the generation they bring the reader to. When
-// complete is false, changes after after were pruned before they were
-// read: the caller must assume every host changed.
-func (s *Store) DesiredChanges(ctx context.Context, after int64) (hosts []string, gen int64, complete bool, err error) {
+// all is true, the caller must assume every host changed: a change was
+// too large to list its hosts, or changes after after were pruned before
+// they were read.
+func (s *Store) DesiredChanges(ctx context.Context, after int64) (hosts []string, gen int64, all bool, err error) {
 	if gen, err = s.DesiredGen(ctx); err != nil || gen <= after {
-		return nil, max(gen, after), true, err
+		return nil, max(gen, after), false, err
 	}
 	rows, err := s.r.QueryContext(ctx, "SELECT gen, host_id FROM desired_changes WHERE gen > $1 AND gen <= $2", after, gen)
 	if err != nil {
@@ -164,12 +165,16 @@ func (s *Store) DesiredChanges(ctx context.Context, after int64) (hosts []string
 		if least == 0 || g < least {
 			least = g
 		}
+		all = all || h == allHosts
 		hosts = append(hosts, h)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, after, false, fmt.Errorf("desired changes: %w", err)
 	}
-	return hosts, gen, least == after+1, nil
+	if all || least != after+1 {
+		return nil, gen, true, nil
+	}
+	return hosts, gen, false, nil
 }
 
 // PruneDesiredChanges deletes the change records older than before and

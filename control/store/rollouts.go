@@ -140,38 +140,78 @@ const createLock = 0x726f6c6c6f7574
 const factCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.agent_version, h.os, h.arch,
 	h.last_report_ms, h.interval_ms, h.rejected, COALESCE(p.engine, ''), COALESCE(p.agent, '')`
 
-func scanFacts(dest []any, f *Facts) []any {
-	return append(dest, &f.Host, &f.State, &f.Flavor, &f.EngineVersion, &f.AgentVersion, &f.OS, &f.Arch,
-		new(int64), new(int64), new(string), &f.Pin.Engine, &f.Pin.Agent)
-}
+// stepCols are the facts a step needs (no platform, no pins), read for
+// every host of a rollout at every step: each column costs.
+const stepCols = "h.id, h.state, h.engine_flavor, h.engine_version, h.agent_version, h.last_report_ms, h.interval_ms, h.rejected"
 
-// finishFacts converts the columns scanFacts left raw (the last report,
-// interval and rejected versions, at the end of dest).
-func finishFacts(dest []any, f *Facts) error {
-	n := len(dest)
-	f.Exists = true
-	f.LastReport = msTime(*dest[n-5].(*int64))
-	f.Interval = time.Duration(*dest[n-4].(*int64)) * time.Millisecond
-	if err := unmarshalOpt(*dest[n-3].(*string), &f.Rejected); err != nil {
-		return fmt.Errorf("host %s rejected versions: %w", f.Host, err)
+// readStepFacts runs a selectorQuery without pins and returns its hosts;
+// about is how many it may return (the capacity to start with).
+func readStepFacts(ctx context.Context, q querier, about int, query string, args ...any) ([]Facts, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	defer rows.Close()
+	out := make([]Facts, 0, about)
+	for rows.Next() {
+		f := Facts{Exists: true}
+		var report, interval int64
+		var rejected string
+		if err := rows.Scan(&f.Host, &f.State, &f.Flavor, &f.EngineVersion, &f.AgentVersion, &report, &interval, &rejected); err != nil {
+			return nil, err
+		}
+		f.LastReport, f.Interval = msTime(report), time.Duration(interval)*time.Millisecond
+		if err := unmarshalOpt(rejected, &f.Rejected); err != nil {
+			return nil, fmt.Errorf("host %s rejected versions: %w", f.Host, err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }
 
 // selectorQuery is the SQL of the hosts whose labels match every pair of
-// sel, read from factCols, driven from the label index of the first pair;
-// extra adds conditions on h.
-func selectorQuery(sel map[string]string, extra string, a *sqlArgs) string {
+// sel, read as factCols, driven from the label index of the first pair.
+// Without pins it reads
+// stepCols: a caller reading every host of a large selection reads the
+// few pins apart (see readPins) rather than look each up.
+func selectorQuery(sel map[string]string, pins bool, a *sqlArgs) string {
 	keys := slices.Sorted(maps.Keys(sel))
 	var b strings.Builder
-	b.WriteString("SELECT " + factCols + " FROM host_labels l JOIN hosts h ON h.id = l.host_id LEFT JOIN pins p ON p.host_id = h.id WHERE l.key = ")
-	b.WriteString(a.add(keys[0]) + " AND l.value = " + a.add(sel[keys[0]]))
+	if pins {
+		b.WriteString("SELECT " + factCols + " FROM host_labels l JOIN hosts h ON h.id = l.host_id LEFT JOIN pins p ON p.host_id = h.id")
+	} else {
+		b.WriteString("SELECT " + stepCols + " FROM host_labels l JOIN hosts h ON h.id = l.host_id")
+	}
+	b.WriteString(" WHERE l.key = " + a.add(keys[0]) + " AND l.value = " + a.add(sel[keys[0]]))
 	for _, k := range keys[1:] {
 		b.WriteString(" AND EXISTS (SELECT 1 FROM host_labels m WHERE m.host_id = h.id AND m.key = " + a.add(k) + " AND m.value = " + a.add(sel[k]) + ")")
 	}
-	b.WriteString(extra)
-	b.WriteString(" ORDER BY h.id")
+	if pins {
+		// In the label index's order on SQLite; a sort on PostgreSQL, for
+		// the few hosts an operator's request reads. A step matches its
+		// hosts by id and needs no order.
+		b.WriteString(" ORDER BY l.host_id")
+	}
 	return b.String()
+}
+
+// readPins returns every host's pins, by host.
+func readPins(ctx context.Context, q querier) (map[string]wire.Pin, error) {
+	rows, err := q.QueryContext(ctx, "SELECT host_id, engine, agent FROM pins")
+	if err != nil {
+		return nil, fmt.Errorf("read pins: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]wire.Pin{}
+	for rows.Next() {
+		var h string
+		var p wire.Pin
+		if err := rows.Scan(&h, &p.Engine, &p.Agent); err != nil {
+			return nil, fmt.Errorf("read pins: %w", err)
+		}
+		out[h] = p
+	}
+	return out, rows.Err()
 }
 
 // readFacts runs a query of factCols and returns its hosts.
@@ -183,17 +223,39 @@ func readFacts(ctx context.Context, q querier, query string, args ...any) ([]Fac
 	defer rows.Close()
 	var out []Facts
 	for rows.Next() {
-		var f Facts
-		dest := scanFacts(nil, &f)
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		if err := finishFacts(dest, &f); err != nil {
+		f, err := scanFactsOne(rows)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// scanFactsOne scans one row of factCols.
+func scanFactsOne(rows *sql.Rows) (Facts, error) {
+	var f Facts
+	var report, interval int64
+	var rejected string
+	if err := rows.Scan(&f.Host, &f.State, &f.Flavor, &f.EngineVersion, &f.AgentVersion, &f.OS, &f.Arch,
+		&report, &interval, &rejected, &f.Pin.Engine, &f.Pin.Agent); err != nil {
+		return Facts{}, err
+	}
+	f.Exists = true
+	f.LastReport, f.Interval = msTime(report), time.Duration(interval)*time.Millisecond
+	if err := unmarshalOpt(rejected, &f.Rejected); err != nil {
+		return Facts{}, fmt.Errorf("host %s rejected versions: %w", f.Host, err)
+	}
+	return f, nil
+}
+
+// scanFactsRow scans one row of factCols into out, by host.
+func scanFactsRow(rows *sql.Rows, out map[string]Facts) error {
+	f, err := scanFactsOne(rows)
+	if err == nil {
+		out[f.Host] = f
+	}
+	return err
 }
 
 // MatchHosts returns the hosts whose labels match every pair of sel, by
@@ -203,7 +265,7 @@ func (s *Store) MatchHosts(ctx context.Context, sel map[string]string) ([]Facts,
 		return nil, nil
 	}
 	a := &sqlArgs{}
-	f, err := readFacts(ctx, s.r, selectorQuery(sel, "", a), a.vals...)
+	f, err := readFacts(ctx, s.r, selectorQuery(sel, true, a), a.vals...)
 	if err != nil {
 		return nil, fmt.Errorf("match hosts: %w", err)
 	}
@@ -214,16 +276,7 @@ func (s *Store) MatchHosts(ctx context.Context, sel map[string]string) ([]Facts,
 func (s *Store) HostFacts(ctx context.Context, ids []string) (map[string]Facts, error) {
 	out := map[string]Facts{}
 	err := s.inListQuery(ctx, s.r, "SELECT "+factCols+" FROM hosts h LEFT JOIN pins p ON p.host_id = h.id WHERE h.id", anys(ids), "", func(rows *sql.Rows) error {
-		var f Facts
-		dest := scanFacts(nil, &f)
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		if err := finishFacts(dest, &f); err != nil {
-			return err
-		}
-		out[f.Host] = f
-		return nil
+		return scanFactsRow(rows, out)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read hosts: %w", err)
@@ -268,7 +321,7 @@ func (s *Store) CreateRollout(ctx context.Context, r RolloutRow, build func(Crea
 	var v CreateView
 	if len(r.Spec.Selector) > 0 {
 		a := &sqlArgs{}
-		if v.Hosts, err = readFacts(ctx, tx, selectorQuery(r.Spec.Selector, "", a), a.vals...); err != nil {
+		if v.Hosts, err = readFacts(ctx, tx, selectorQuery(r.Spec.Selector, true, a), a.vals...); err != nil {
 			return fmt.Errorf("create rollout: match hosts: %w", err)
 		}
 	}
@@ -332,7 +385,7 @@ func overlaps(ctx context.Context, tx *sql.Tx, kind string, hosts []Facts) (map[
 var (
 	upsertMembers = insert{`INSERT INTO rollout_hosts (rollout_id, host_id, hash, wave, state, prev_flavor,
 		prev_version, told_ms, healthy_ms)`, colTypes("tttbtttbb"),
-		`ON CONFLICT (rollout_id, host_id) DO UPDATE SET wave = excluded.wave, state = excluded.state,
+		`ON CONFLICT (rollout_id, hash) DO UPDATE SET wave = excluded.wave, state = excluded.state,
 		prev_flavor = excluded.prev_flavor, prev_version = excluded.prev_version, told_ms = excluded.told_ms,
 		healthy_ms = excluded.healthy_ms`}
 	insDecisions = insert{`INSERT INTO rollout_decisions (rollout_id, seq, time_ms, who, action, wave,
@@ -374,6 +427,16 @@ func (s *Store) writeChange(ctx context.Context, tx *sql.Tx, id string, lastSeq 
 	return s.notify(ctx, tx, c.Notify, now)
 }
 
+// maxListedChanges bounds the hosts a change lists one by one; a change
+// of more (a wave of thousands starting) is recorded as allHosts: every
+// replica then answers all its long polls again, which costs it less
+// than writing and reading that many rows.
+const maxListedChanges = 1000
+
+// allHosts is the host of a change record that stands for every host (no
+// agent id can be "*").
+const allHosts = "*"
+
 // notify records, in tx, that the desired state of hosts may have
 // changed: one new generation of desired_gen for them all.
 func (s *Store) notify(ctx context.Context, tx *sql.Tx, hosts []string, now time.Time) error {
@@ -384,8 +447,12 @@ func (s *Store) notify(ctx context.Context, tx *sql.Tx, hosts []string, now time
 	if err := tx.QueryRowContext(ctx, "UPDATE desired_gen SET gen = gen + 1 WHERE id = 1 RETURNING gen").Scan(&gen); err != nil {
 		return fmt.Errorf("bump desired generation: %w", err)
 	}
+	hosts = slices.Compact(slices.Sorted(slices.Values(hosts)))
+	if len(hosts) > maxListedChanges {
+		hosts = []string{allHosts}
+	}
 	rows := make([]any, 0, 3*len(hosts))
-	for _, h := range slices.Compact(slices.Sorted(slices.Values(hosts))) {
+	for _, h := range hosts {
 		rows = append(rows, gen, h, now.UnixMilli())
 	}
 	if err := s.insertRows(ctx, tx, insChanges, rows); err != nil {

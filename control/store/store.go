@@ -99,6 +99,10 @@ type Store struct {
 	// a host's steady stream of reports needs no query.
 	bound sync.Map
 
+	// members caches the members of the rollouts this store last read or
+	// wrote (see memberCache).
+	members memberCache
+
 	retention    Retention
 	countsMaxAge time.Duration
 	counts       countsCache

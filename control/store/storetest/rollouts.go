@@ -261,14 +261,14 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hosts, gen, complete, err := s.DesiredChanges(ctx, gen0); err != nil || len(hosts) != 0 || gen != gen0 || !complete {
-		t.Errorf("no change: %v %d %v %v", hosts, gen, complete, err)
+	if hosts, gen, all, err := s.DesiredChanges(ctx, gen0); err != nil || len(hosts) != 0 || gen != gen0 || all {
+		t.Errorf("no change: %v %d %v %v", hosts, gen, all, err)
 	}
 	s.SetPin(ctx, "a", "x", wire.Pin{Agent: "1"}, T0)
 	s.SetPin(ctx, "b", "x", wire.Pin{Agent: "1"}, T0.Add(time.Hour))
-	hosts, gen, complete, err := s.DesiredChanges(ctx, gen0)
-	if err != nil || gen != gen0+2 || !complete || len(hosts) != 2 {
-		t.Errorf("two pins: hosts %v gen %d complete %v err %v; want a and b, gen %d", hosts, gen, complete, err, gen0+2)
+	hosts, gen, all, err := s.DesiredChanges(ctx, gen0)
+	if err != nil || gen != gen0+2 || all || len(hosts) != 2 {
+		t.Errorf("two pins: hosts %v gen %d all %v err %v; want a and b, gen %d", hosts, gen, all, err, gen0+2)
 	}
 	if hosts, _, _, _ := s.DesiredChanges(ctx, gen0+1); len(hosts) != 1 || hosts[0] != "b" {
 		t.Errorf("after the first: %v, want b", hosts)
@@ -276,7 +276,62 @@ func testDesiredChanges(t *testing.T, s *store.Store) {
 	if n, err := s.PruneDesiredChanges(ctx, T0.Add(time.Minute)); err != nil || n != 1 {
 		t.Errorf("prune: %d, %v; want the first change pruned", n, err)
 	}
-	if _, gen, complete, _ := s.DesiredChanges(ctx, gen0); complete || gen != gen0+2 {
-		t.Errorf("after pruning an unread change: complete %v gen %d; want incomplete", complete, gen)
+	if _, gen, all, _ := s.DesiredChanges(ctx, gen0); !all || gen != gen0+2 {
+		t.Errorf("after pruning an unread change: all %v gen %d; want all", all, gen)
+	}
+	// A change of more hosts than it lists stands for all of them.
+	var many []string
+	for i := 0; i < 1500; i++ {
+		many = append(many, fmt.Sprintf("m%04d", i))
+		mustIngest(t, s, batch(many[i], HB(1, "Healthy")), T0)
+	}
+	err = s.CreateRollout(ctx, newRollout("big", T0), func(v store.CreateView) (store.RolloutChange, error) {
+		c := store.RolloutChange{State: wire.RolloutRunning, Waves: make([]store.WaveTimes, 4), Notify: many}
+		for i, h := range many {
+			c.Members = append(c.Members, store.Member{Host: h, Hash: fmt.Sprintf("%04d", i), Wave: i % 4, State: wire.HostPending})
+		}
+		return c, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Rollout(ctx, "big"); err != nil || d.Counts[0][wire.HostPending] != 375 || d.Counts[3][wire.HostPending] != 375 {
+		t.Errorf("rollout of 1500 members: %v, counts %v", err, d.Counts)
+	}
+	if hosts, gen, all, err := s.DesiredChanges(ctx, gen0+2); err != nil || !all || hosts != nil || gen != gen0+3 {
+		t.Errorf("a change of 1500 hosts: %d hosts, gen %d, all %v, %v; want all at gen %d", len(hosts), gen, all, err, gen0+3)
+	}
+}
+
+// testRolloutTwoStores steps one rollout from two stores on one
+// database, as two serve replicas do: each step sees the members as the
+// other last wrote them, whatever either read before.
+func testRolloutTwoStores(t *testing.T, a, b *store.Store) {
+	ctx := context.Background()
+	for _, h := range []string{"w1", "w2", "w3"} {
+		mustIngest(t, a, batch(h, platformHB(1, map[string]string{"pool": "web"})), T0)
+	}
+	if err := a.CreateRollout(ctx, newRollout("r1", T0), func(v store.CreateView) (store.RolloutChange, error) { return firstChange(v), nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Each store in turn moves one member to the next wave and checks
+	// that it read every earlier move, its own and the other's.
+	stores := []*store.Store{a, b, a, a, b, b, a}
+	for i, s := range stores {
+		_, err := s.EvalRollout(ctx, "r1", T0, true, func(sn *store.RolloutSnapshot) (*store.RolloutChange, error) {
+			sum := 0
+			for _, m := range sn.Members {
+				sum += m.Wave
+			}
+			if sum != i {
+				t.Errorf("step %d: members' waves add up to %d, want %d (a step's write not seen)", i, sum, i)
+			}
+			m := sn.Members[i%len(sn.Members)].Member
+			m.Wave++
+			return &store.RolloutChange{State: sn.Rollout.State, Wave: sn.Rollout.Wave, Waves: sn.Rollout.Waves, Members: []store.Member{m}}, nil
+		})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
 	}
 }

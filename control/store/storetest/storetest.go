@@ -97,12 +97,25 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 			c.run(t, s)
 		})
 	}
-	t.Run("TwoStoresShareDatabase", func(t *testing.T) {
-		t.Parallel()
-		dsn := newDSN(t)
-		a, b := open(t, dsn), open(t, dsn)
-		testReplicas(t, a, b)
-	})
+	runShared(t, newDSN, open)
+}
+
+// runShared runs the cases of two stores on one database, as two serve
+// replicas are.
+func runShared(t *testing.T, newDSN func(t *testing.T) string, open func(t *testing.T, dsn string) *store.Store) {
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T, a, b *store.Store)
+	}{
+		{"TwoStoresShareDatabase", testReplicas},
+		{"RolloutTwoStores", testRolloutTwoStores},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dsn := newDSN(t)
+			c.run(t, open(t, dsn), open(t, dsn))
+		})
+	}
 }
 
 // HB returns a heartbeat record of state with default fields.
