@@ -43,6 +43,8 @@ type fixtureOptions struct {
 	Options func(*server.Options)
 	// Quiet logs at info, as a production server does, not debug.
 	Quiet bool
+	// Rollouts replaces the rollout controller.
+	Rollouts func(*store.Store) server.Rollouts
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -73,7 +75,11 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.Wrap != nil {
 		s = o.Wrap(st)
 	}
-	opts := server.Options{Store: s, Auth: a, Logger: log}
+	ro := newRollouts
+	if o.Rollouts != nil {
+		ro = o.Rollouts
+	}
+	opts := server.Options{Store: s, Auth: a, Logger: log, Rollouts: ro(st)}
 	if o.Options != nil {
 		o.Options(&opts)
 	}
@@ -144,6 +150,9 @@ type response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Close: the server closes the connection after this answer (net/http
+	// takes Connection: close out of Header).
+	Close bool
 }
 
 func (r response) wireError(t testing.TB) wire.Error {
@@ -183,7 +192,7 @@ func (f *fixture) do(t testing.TB, rq request) response {
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", rq.Method, rq.Path, err)
 	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: data, Close: resp.Close}
 }
 
 // post sends a batch body as JSON.

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,10 @@ const (
 	shutdownGrace = 15 * time.Second
 )
 
+// connTimeout is the read and the write timeout of a connection's
+// request; a variable so that tests need not wait a minute past it.
+var connTimeout = time.Minute
+
 // Options configure a Server. Store and Auth are required.
 type Options struct {
 	Store  Store
@@ -109,6 +114,12 @@ type Options struct {
 	// LoadTLS); nil serves plain http, for loopback or behind a proxy
 	// that terminates TLS.
 	TLS *tls.Config
+	// Rollouts serves /v1/rollouts, the pins and the desired state; nil
+	// answers them 404.
+	Rollouts Rollouts
+	// PollsPerIdentity bounds the long polls of the desired state one
+	// identity has open (default DefaultPollsPerIdentity).
+	PollsPerIdentity int
 }
 
 // Server is the control endpoint's HTTP handler.
@@ -122,6 +133,13 @@ type Server struct {
 	mux     *http.ServeMux
 	slots   chan struct{}
 	tls     *tls.Config
+	ro      Rollouts
+
+	// polls counts each identity's open long polls; draining ends when
+	// the server shuts down, which answers them at once.
+	polls    inProgress
+	draining context.Context
+	drain    context.CancelFunc
 
 	// The report path's bounds: see limits.go.
 	bodyTimeout time.Duration
@@ -159,8 +177,10 @@ func New(o Options) *Server {
 		maxBody: o.MaxBodyBytes,
 		now:     o.Now,
 		tls:     o.TLS,
+		ro:      o.Rollouts,
 		bound:   map[string]boundEntry{},
 	}
+	s.draining, s.drain = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -179,6 +199,7 @@ func New(o Options) *Server {
 	s.bodyTimeout = cmp.Or(max(o.BodyTimeout, 0), DefaultBodyTimeout)
 	s.maxBuffered = cmp.Or(max(o.MaxBufferedBytes, 0), DefaultMaxBuffered)
 	s.inProgress = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
+	s.polls = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PollsPerIdentity, 0), DefaultPollsPerIdentity)}
 	// A measure below 0 is unbounded (a limit of 0 in the quota).
 	records, bytes := max(cmp.Or(o.QuotaRecords, DefaultQuotaRecords), 0), max(cmp.Or(o.QuotaBytes, DefaultQuotaBytes), 0)
 	if records > 0 || bytes > 0 {
@@ -208,8 +229,17 @@ func (s *Server) routes() {
 	handle(http.MethodDelete, "/v1/hosts/{id}", s.deleteHost)
 	handle(http.MethodGet, "/v1/counts", s.getCounts)
 	handle(http.MethodGet, "/healthz", s.getHealthz)
+	handle(http.MethodGet, "/v1/agents/{id}/desired", s.getDesired)
+	handle(http.MethodPost, wire.RolloutsPath, s.postRollout)
+	handle(http.MethodGet, wire.RolloutsPath, s.getRollouts)
+	handle(http.MethodGet, wire.RolloutsPath+"/{id}", s.getRollout)
+	for _, a := range []string{wire.ActionPause, wire.ActionResume, wire.ActionAbort} {
+		handle(http.MethodPost, wire.RolloutsPath+"/{id}/"+a, s.postRolloutAction(a))
+	}
+	handle(http.MethodPut, "/v1/hosts/{id}/pin", s.putPin)
+	handle(http.MethodDelete, "/v1/hosts/{id}/pin", s.deletePin)
 	for path, methods := range allow {
-		if methods[0] == http.MethodGet {
+		if slices.Contains(methods, http.MethodGet) {
 			methods = append(methods, http.MethodHead)
 		}
 		s.mux.Handle(path, s.wrap(methodNotAllowed(strings.Join(methods, ", "))))
@@ -347,15 +377,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		// A 4 MiB report over a slow link still fits in a minute.
-		ReadTimeout:    time.Minute,
-		WriteTimeout:   time.Minute,
+		// A 4 MiB report over a slow link still fits in a minute. A long
+		// poll of the desired state moves its own deadlines past its
+		// wait (see extendDeadlines).
+		ReadTimeout:    connTimeout,
+		WriteTimeout:   connTimeout,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		TLSConfig:      s.tls,
 	}
+	// Shutdown waits for requests in flight; open long polls are answered
+	// at once rather than held until their wait ends.
+	hs.RegisterOnShutdown(s.drain)
 	done := make(chan error, 1)
 	go func() {
 		if s.tls != nil {
