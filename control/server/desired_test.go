@@ -83,6 +83,8 @@ func TestDesiredOnlyTheHost(t *testing.T) {
 // ends 304, and a change that ends the wait at once.
 func TestDesiredLongPoll(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
+	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", nil))
+	f.ack(t, f.AgentB, "vm-b", heartbeat(1, "Healthy", nil))
 	r := f.desired(t, f.AgentA, "vm-a", "", "")
 	etag := r.Header.Get("ETag")
 	if r.Status != 200 || len(etag) < 3 || etag[0] != '"' || etag[len(etag)-1] != '"' {
@@ -188,6 +190,7 @@ func TestDesiredBadQuery(t *testing.T) {
 // thousands; others are not affected.
 func TestDesiredPollsPerIdentity(t *testing.T) {
 	f := newFixture(t, fixtureOptions{Options: func(o *server.Options) { o.PollsPerIdentity = 2 }})
+	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", nil))
 	etag := f.desired(t, f.AgentA, "vm-a", "", "").Header.Get("ETag")
 	var wg sync.WaitGroup
 	statuses := make(chan int, 3)
@@ -243,6 +246,7 @@ func serveOn(t *testing.T, f *fixture) (*fixture, func() error) {
 func TestLongPollOutlivesConnTimeouts(t *testing.T) {
 	defer server.SetConnTimeout(300 * time.Millisecond)()
 	f, _ := serveOn(t, newFixture(t, fixtureOptions{}))
+	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", nil))
 	etag := f.desired(t, f.AgentA, "vm-a", "", "").Header.Get("ETag")
 	start := time.Now()
 	r := f.desired(t, f.AgentA, "vm-a", etag, "?wait=1200ms")

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 )
@@ -54,7 +55,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge, msg: err.Error()}
 	case errors.Is(err, wire.ErrInvalidSpec):
 		ae = &apiError{status: http.StatusBadRequest, code: wire.CodeBadRequest, msg: err.Error()}
-	case errors.Is(err, errRolloutConflict):
+	case errors.Is(err, rollout.ErrConflict):
 		ae = &apiError{status: http.StatusConflict, code: wire.CodeConflict, msg: err.Error()}
 	case errors.Is(err, wire.ErrInvalid):
 		ae = &apiError{status: http.StatusBadRequest, code: wire.CodeBadRequest, msg: err.Error()}

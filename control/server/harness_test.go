@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
@@ -43,8 +44,6 @@ type fixtureOptions struct {
 	Options func(*server.Options)
 	// Quiet logs at info, as a production server does, not debug.
 	Quiet bool
-	// Rollouts replaces the rollout controller.
-	Rollouts func(*store.Store) server.Rollouts
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -75,11 +74,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.Wrap != nil {
 		s = o.Wrap(st)
 	}
-	ro := newRollouts
-	if o.Rollouts != nil {
-		ro = o.Rollouts
-	}
-	opts := server.Options{Store: s, Auth: a, Logger: log, Rollouts: ro(st)}
+	opts := server.Options{Store: s, Auth: a, Logger: log, Rollouts: startRollouts(t, st, log)}
 	if o.Options != nil {
 		o.Options(&opts)
 	}
@@ -98,6 +93,22 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	f.AgentB = issue(store.RoleAgent, "vm-b")
 	f.Operator = issue(store.RoleOperator, "alice")
 	return f
+}
+
+// startRollouts runs the rollout controller on st until the test ends,
+// evaluating every 100 ms.
+func startRollouts(t testing.TB, st *store.Store, log *slog.Logger) *rollout.Service {
+	ro := rollout.New(rollout.Options{Store: st, Logger: log, Tick: 100 * time.Millisecond, Holder: "test"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ro.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("rollout controller: %v", err)
+		}
+	})
+	return ro
 }
 
 // heartbeat returns a valid heartbeat record numbered seq.

@@ -35,7 +35,6 @@ func (s *Server) putPin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("host pinned", "request", requestID(w), "host", host, "by", by, "engine", got.Engine, "agent", got.Agent)
 	return writeJSON(w, got)
 }
 
@@ -54,7 +53,6 @@ func (s *Server) deletePin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("host unpinned", "request", requestID(w), "host", host, "by", by, "kind", kind, "engine", got.Engine, "agent", got.Agent)
 	return writeJSON(w, got)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/berthhq/berth/internal/clip"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/wire"
 )
 
@@ -32,6 +33,8 @@ type Rollouts interface {
 	Desired(ctx context.Context, host string) (wire.Desired, string, error)
 	WaitDesired(ctx context.Context, host, etag string, wait time.Duration) (wire.Desired, string, error)
 }
+
+var _ Rollouts = (*rollout.Service)(nil)
 
 // maxActionBytes bounds the body of pause, resume and abort, and of a
 // pin: a reason of wire.MaxReasonLen with its JSON fits many times over.
@@ -85,7 +88,6 @@ func (s *Server) postRollout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("rollout created", "request", requestID(w), "rollout", ro2.ID, "by", by, "kind", spec.Kind, "version", spec.Version, "hosts", ro2.Hosts)
 	w.Header().Set("Location", wire.RolloutsPath+"/"+ro2.ID)
 	return writeJSONStatus(w, http.StatusCreated, ro2)
 }
@@ -146,7 +148,6 @@ func (s *Server) postRolloutAction(action string) func(http.ResponseWriter, *htt
 		if err != nil {
 			return rolloutError(id, err)
 		}
-		s.log.Info("rollout "+action, "request", requestID(w), "rollout", id, "by", by, "state", v.State, "reason", a.Reason)
 		return writeJSON(w, v)
 	}
 }

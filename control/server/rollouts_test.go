@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthhq/berth/control/wire"
 )
@@ -162,5 +163,101 @@ func TestPinsThroughTheAPI(t *testing.T) {
 		if got := pin(s.method, s.path, s.body); got != s.want {
 			t.Errorf("%s %s %s: %+v, want %+v", s.method, s.path, s.body, got, s.want)
 		}
+	}
+}
+
+// TestRolloutThroughTheAPI: a rollout created through the API tells its
+// host at once (one wave of 100%), which the host's long poll sees; an
+// overlapping rollout is 409; pause, resume and abort are kept in the
+// history with who and why; abort sends the host back.
+func TestRolloutThroughTheAPI(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", map[string]string{"pool": "web"}))
+	etag := f.desired(t, f.AgentA, "vm-a", "", "").Header.Get("ETag")
+	got := make(chan response, 1)
+	go func() { got <- f.desired(t, f.AgentA, "vm-a", etag, "?wait=30s") }()
+	time.Sleep(100 * time.Millisecond)
+
+	r := f.send(t, http.MethodPost, wire.RolloutsPath, f.Operator,
+		`{"selector": {"pool": "web"}, "kind": "engine", "flavor": "docker", "version": "25.0.1", "waves": [100], "bake": "1s"}`)
+	var ro wire.Rollout
+	if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &ro) != nil {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	if ro.CreatedBy != "alice" || ro.Hosts != 1 || ro.State != wire.RolloutRunning {
+		t.Errorf("created: by %q, %d hosts, %s", ro.CreatedBy, ro.Hosts, ro.State)
+	}
+	var d wire.Desired
+	select {
+	case r := <-got:
+		if r.Status != 200 || json.Unmarshal(r.Body, &d) != nil || d.Engine == nil || d.Engine.Version != "25.0.1" ||
+			len(d.Rollouts) != 1 || d.Rollouts[0] != ro.ID {
+			t.Fatalf("the poll after the wave started: %d %s", r.Status, r.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host's poll did not see its wave start")
+	}
+
+	for _, c := range []struct {
+		name, body, says string
+		status           int
+	}{
+		{"overlapping rollout of the same kind", `{"selector": {"pool": "web"}, "kind": "engine", "flavor": "docker", "version": "26.0.0"}`, ro.ID, 409},
+		{"selector matching no host", `{"selector": {"pool": "db"}, "kind": "agent", "version": "2.0.0"}`, "selector", 400},
+	} {
+		r := f.send(t, http.MethodPost, wire.RolloutsPath, f.Operator, c.body)
+		if r.Status != c.status || !contains(r.wireError(t).Message, c.says) {
+			t.Errorf("%s: %d %s, want %d naming %q", c.name, r.Status, r.Body, c.status, c.says)
+		}
+	}
+
+	act := func(action, reason string, status int) wire.Rollout {
+		t.Helper()
+		r := f.send(t, http.MethodPost, wire.RolloutsPath+"/"+ro.ID+"/"+action, f.Operator, `{"reason": "`+reason+`"}`)
+		var v wire.Rollout
+		if r.Status != status {
+			t.Fatalf("%s: %d %s, want %d", action, r.Status, r.Body, status)
+		}
+		_ = json.Unmarshal(r.Body, &v)
+		return v
+	}
+	if v := act("pause", "change freeze", 200); v.State != wire.RolloutPaused {
+		t.Errorf("after pause: %s", v.State)
+	}
+	if v := act("resume", "freeze over", 200); v.State != wire.RolloutRunning {
+		t.Errorf("after resume: %s", v.State)
+	}
+	if v := act("abort", "wrong version", 200); v.State != wire.RolloutAborted {
+		t.Errorf("after abort: %s", v.State)
+	}
+	if r := f.send(t, http.MethodPost, wire.RolloutsPath+"/"+ro.ID+"/resume", f.Operator, ""); r.Status != 409 {
+		t.Errorf("resume after abort: %d %s, want 409", r.Status, r.Body)
+	}
+	var final wire.Rollout
+	f.getJSON(t, wire.RolloutsPath+"/"+ro.ID, &final)
+	want := map[string]string{wire.ActionPause: "change freeze", wire.ActionResume: "freeze over", wire.ActionAbort: "wrong version"}
+	for _, h := range final.History {
+		if reason, ok := want[h.Action]; ok {
+			if h.Who != "alice" || !strings.Contains(h.Reason, reason) {
+				t.Errorf("history %s: by %q, reason %q", h.Action, h.Who, h.Reason)
+			}
+			delete(want, h.Action)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("history lacks %v: %+v", want, final.History)
+	}
+	// Aborted, the host is sent back to what it ran before.
+	r = f.desired(t, f.AgentA, "vm-a", "", "")
+	if json.Unmarshal(r.Body, &d) != nil || d.Engine == nil || d.Engine.Version != "24.0.7" {
+		t.Errorf("after abort the host should go back to 24.0.7: %s", r.Body)
+	}
+	var l wire.RolloutList
+	f.getJSON(t, wire.RolloutsPath, &l)
+	if len(l.Rollouts) != 1 || l.Rollouts[0].ID != ro.ID {
+		t.Errorf("list: %+v", l)
+	}
+	if r := f.send(t, http.MethodPut, "/v1/hosts/vm-nowhere/pin", f.Operator, `{"engine": "25.0.1"}`); r.Status != 404 {
+		t.Errorf("pin of a host that never reported: %d %s", r.Status, r.Body)
 	}
 }

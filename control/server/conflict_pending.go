@@ -1,7 +1,0 @@
-package server
-
-import "errors"
-
-// errRolloutConflict stands for rollout.ErrConflict until the rollout
-// package is on this branch.
-var errRolloutConflict = errors.New("rollout conflict")
