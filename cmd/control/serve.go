@@ -6,15 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/web"
+	"github.com/berthhq/berth/internal/azstore"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/logging"
@@ -45,6 +50,8 @@ func serveCommand() *cli.Command {
 			fs.StringVar(&f.TLS.Key, "tls-key", "", "the private key of --tls-cert (PEM)")
 			fs.StringVar(&f.TLS.TrustedProxies, "trusted-proxies", "", "TLS-terminating proxies (addresses or CIDR prefixes, comma-separated) whose X-Forwarded-Proto: https is believed")
 			fs.StringVar(&f.Log.Format, "log-format", def.Log.Format, "text or json")
+			fs.StringVar(&f.Releases.URL, "releases", "", "the signed release metadata the agents trust (`URL` of an Azure Blob container or https base, or a folder); rollouts and pins may then name only versions signed for the hosts' platforms")
+			fs.StringVar(&f.Releases.Root, "releases-root", "", "the root.json (`FILE`) that --releases is verified with")
 			fs.StringVar(&f.Retention, "retention", "", "what the store keeps of each host's records, as `KEY=VALUE,…`: heartbeats and events by age (30d, 12h; 0 keeps for ever), heartbeatsPerHost and eventsPerHost by count (0: no bound); keys not given keep their defaults, "+store.DefaultRetention.String())
 		},
 		Run: func(ctx context.Context, in *cli.Invocation) error {
@@ -94,6 +101,10 @@ func applyServeFlag(cfg *server.Config, f server.Config, name string) {
 		cfg.Log.Format = f.Log.Format
 	case "retention":
 		cfg.Retention = f.Retention
+	case "releases":
+		cfg.Releases.URL = f.Releases.URL
+	case "releases-root":
+		cfg.Releases.Root = f.Releases.Root
 	}
 }
 
@@ -145,17 +156,15 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	opts := auth.Options{Methods: methods, Tokens: st, Logger: log,
-		HTTPClient: httpclient.NewStandard(httpclient.Options{Timeout: 30 * time.Second, Logger: log})}
-	for _, m := range methods {
-		if m == auth.MethodEntra {
-			opts.Entra = cfg.EntraOptions()
-		}
-	}
-	authn, err := auth.New(ctx, opts)
+	authn, err := openAuth(ctx, cfg, methods, st, log)
 	if err != nil {
 		return err
 	}
+	ro, closeReleases, err := openRollouts(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeReleases()
 	signIn := server.NewWebAuth(server.WebAuthOptions{Auth: authn, Sessions: st, Cookie: web.CookieName, TrustedProxies: proxies})
 	page := web.New(web.Options{
 		Store:     st,
@@ -165,14 +174,58 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		IsHTTPS:   signIn.IsHTTPS,
 		Logger:    log,
 	})
-	so := server.Options{Store: st, Auth: authn, Logger: log, Web: page, TLS: tlsConfig}
+	so := server.Options{Store: st, Auth: authn, Logger: log, Web: page, TLS: tlsConfig, Rollouts: ro}
 	cfg.QuotaOptions(&so)
 	srv := server.New(so)
-	err = srv.ListenAndServe(ctx, cfg.Listen, func(a net.Addr) {
-		fmt.Fprintf(stderr, "berth-control serving %s://%s (auth %s, db %s); Ctrl-C stops\n", srv.Scheme(), a, cfg.Auth, server.RedactDSN(cfg.DB))
+	// The controller and the API stop together: on SIGTERM, or when
+	// either fails.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ro.Run(gctx) })
+	g.Go(func() error {
+		return srv.ListenAndServe(gctx, cfg.Listen, func(a net.Addr) {
+			fmt.Fprintf(stderr, "berth-control serving %s://%s (auth %s, db %s); Ctrl-C stops\n", srv.Scheme(), a, cfg.Auth, server.RedactDSN(cfg.DB))
+		})
 	})
+	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// openAuth is the authenticator of the methods cfg accepts.
+func openAuth(ctx context.Context, cfg server.Config, methods []auth.Method, st *store.Store, log *slog.Logger) (*auth.Authenticator, error) {
+	opts := auth.Options{Methods: methods, Tokens: st, Logger: log,
+		HTTPClient: httpclient.NewStandard(httpclient.Options{Timeout: 30 * time.Second, Logger: log})}
+	for _, m := range methods {
+		if m == auth.MethodEntra {
+			opts.Entra = cfg.EntraOptions()
+		}
+	}
+	return auth.New(ctx, opts)
+}
+
+// openRollouts is the rollout controller on st, checking versions against
+// the release metadata cfg names (none: not checked). The metadata is
+// verified into a directory of its own, removed by the returned func: the
+// server fetches it afresh at each start, trusting only the root file.
+func openRollouts(ctx context.Context, cfg server.Config, st *store.Store, log *slog.Logger) (*rollout.Service, func(), error) {
+	host, _ := os.Hostname()
+	o := rollout.Options{Store: st, Logger: log, Holder: fmt.Sprintf("%s:%d", host, os.Getpid())}
+	if cfg.Releases.URL == "" {
+		return rollout.New(o), func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "berth-control-releases-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("a directory for the release metadata: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	rel, err := rollout.OpenReleases(ctx, cfg.Releases.URL, cfg.Releases.Root, dir, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("%w (check --releases %s and --releases-root %s)", err, azstore.Redact(cfg.Releases.URL), cfg.Releases.Root)
+	}
+	o.Releases = rel
+	log.Info("rollouts check versions against the signed release metadata", "releases", azstore.Redact(cfg.Releases.URL), "root", cfg.Releases.Root)
+	return rollout.New(o), cleanup, nil
 }
