@@ -1,11 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,6 +115,12 @@ func (s *Server) pollDesired(w http.ResponseWriter, r *http.Request, ro Rollouts
 		return &apiError{status: http.StatusTooManyRequests, code: wire.CodeRateLimited, retryAfter: jitter(5, 30),
 			msg: fmt.Sprintf("%s has %d long polls open already, the most one identity may; an agent needs one", id, s.polls.max)}
 	}
+	if conn := s.takeConn(w, r); conn != nil {
+		rec := pollRecord{id: requestID(w), path: r.URL.Path}
+		setStatus(w, http.StatusSwitchingProtocols, 0)
+		go s.waitTaken(conn, ro, id, host, have, wait, rec)
+		return nil
+	}
 	defer s.polls.leave(id)
 	s.extendDeadlines(w, wait+pollSlack)
 	pctx, cancel := context.WithCancel(ctx)
@@ -125,6 +136,96 @@ func (s *Server) pollDesired(w http.ResponseWriter, r *http.Request, ro Rollouts
 		return fmt.Errorf("wait for the desired state of %s: %w", host, err)
 	}
 	return s.answerPoll(w, d, etag, have)
+}
+
+// takeConn takes the connection of a long poll over HTTP/1 away from
+// net/http (nil when it cannot: HTTP/2, HEAD, a test's recorder). The
+// poll then waits in a goroutine of its own holding the connection and
+// little else, while net/http's goroutines, its 10 KiB of buffers and the
+// request are freed: most of a poll's memory. The price is the
+// connection: the answer closes it, and the agent opens another for its
+// next poll.
+func (s *Server) takeConn(w http.ResponseWriter, r *http.Request) net.Conn {
+	if r.Method != http.MethodGet || r.ProtoMajor != 1 {
+		return nil
+	}
+	s.hijacked.Add(1)
+	// A long poll's client sends nothing more before the answer; what
+	// it may have pipelined goes with the connection.
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.hijacked.Done()
+		return nil
+	}
+	return conn
+}
+
+// pollRecord is what a taken poll keeps of its request, for the log.
+type pollRecord struct{ id, path string }
+
+// waitTaken waits for host's desired state to differ from have and
+// answers on conn, which it closes. The server owns it: it counts in
+// s.hijacked, and shutdown (s.draining) ends its wait at once with a 304.
+func (s *Server) waitTaken(conn net.Conn, ro Rollouts, id identity, host, have string, wait time.Duration, rec pollRecord) {
+	defer s.hijacked.Done()
+	defer s.polls.leave(id)
+	defer conn.Close()
+	d, etag, err := ro.WaitDesired(s.draining, host, have, wait)
+	switch {
+	case err != nil && s.draining.Err() != nil:
+		s.writeRaw(conn, rec, http.StatusNotModified, have, nil)
+	case err != nil:
+		s.log.Error("request failed", "request", rec.id, "path", rec.path, "err", fmt.Errorf("wait for the desired state of %s: %w", host, err))
+		s.writeRaw(conn, rec, http.StatusInternalServerError, "", errorBody(wire.CodeInternal, "internal error (request "+rec.id+"); the server log has the details"))
+	case etag == have:
+		s.writeRaw(conn, rec, http.StatusNotModified, etag, nil)
+	default:
+		if d.Rollouts == nil {
+			d.Rollouts = []string{}
+		}
+		b, _ := json.Marshal(d) // strings and slices of strings always encode
+		s.writeRaw(conn, rec, http.StatusOK, etag, append(b, '\n'))
+	}
+}
+
+// setStatus tells the access log the status and size of an answer
+// written around net/http.
+func setStatus(w http.ResponseWriter, status int, n int64) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.status, sw.wroteHeader, sw.bytes = status, true, n
+	}
+}
+
+// rawWriteTimeout bounds writing an answer on a taken connection.
+const rawWriteTimeout = 10 * time.Second
+
+// writeRaw writes an HTTP/1.1 answer on a taken connection (which is
+// closed after it) and logs it as the access log would.
+func (s *Server) writeRaw(conn net.Conn, rec pollRecord, status int, etag string, body []byte) {
+	h := http.Header{}
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Connection", "close")
+	if etag != "" {
+		h.Set("ETag", quoteETag(etag))
+	}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	_ = h.Write(&buf)
+	buf.WriteString("\r\n")
+	buf.Write(body)
+	_ = conn.SetWriteDeadline(time.Now().Add(rawWriteTimeout))
+	_, err := conn.Write(buf.Bytes())
+	level := slog.LevelDebug
+	if status >= 400 || err != nil {
+		level = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), level, "long poll answered", "request", rec.id, "path", rec.path, "status", status, "bytes", len(body), "err", err)
 }
 
 // answerPoll writes 304 when etag is the one the agent has, else d.

@@ -104,12 +104,17 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Encoding")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorBody(code, msg))
+}
+
+// errorBody is the one error shape's JSON, with its newline.
+func errorBody(code, msg string) []byte {
 	b, err := json.Marshal(wire.Error{Code: code, Message: msg})
 	if err != nil {
 		b = []byte(`{"code":"internal","message":"cannot encode the error"}`)
 	}
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	return append(b, '\n')
 }
 
 // writeJSON writes v with status 200.

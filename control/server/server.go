@@ -140,6 +140,9 @@ type Server struct {
 	polls    inProgress
 	draining context.Context
 	drain    context.CancelFunc
+	// hijacked counts the polls whose connection net/http handed over
+	// (see takeConn); Serve waits for them, as Shutdown does not.
+	hijacked sync.WaitGroup
 
 	// The report path's bounds: see limits.go.
 	bodyTimeout time.Duration
@@ -411,6 +414,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	err := hs.Shutdown(sctx)
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
+	}
+	// The drained polls on connections of their own are answering now.
+	polls := make(chan struct{})
+	go func() { s.hijacked.Wait(); close(polls) }()
+	select {
+	case <-polls:
+	case <-sctx.Done():
+		err = errors.Join(err, errors.New("long polls still answering after the grace period"))
 	}
 	if err != nil {
 		hs.Close()
