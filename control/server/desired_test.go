@@ -14,6 +14,7 @@ import (
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/wire"
+	"github.com/berthhq/berth/internal/testenv/postgres"
 )
 
 // desired GETs host's desired state with token and the given
@@ -288,5 +289,54 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 		if r.Status != 304 || !r.Close {
 			t.Errorf("a poll at shutdown: %d, connection closed %v", r.Status, r.Close)
 		}
+	}
+}
+
+// TestLongPollAcrossReplicas: two servers on one PostgreSQL, each with its
+// controller; a poll held by one is answered when the other pins the
+// host, and when a rollout created on the other starts the host's wave.
+func TestLongPollAcrossReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no PostgreSQL")
+	}
+	dsn := postgres.Start(t).NewDatabase(t)
+	a := newFixture(t, fixtureOptions{DSN: dsn})
+	b := newFixture(t, fixtureOptions{DSN: dsn})
+	a.ack(t, a.AgentA, "vm-a", heartbeat(1, "Healthy", map[string]string{"pool": "web"}))
+	for _, c := range []struct {
+		name   string
+		change func()
+		check  func(wire.Desired) bool
+	}{
+		{"a pin on the other replica", func() { b.pin(t, "vm-a", "25.0.1") },
+			func(d wire.Desired) bool { return d.Engine != nil && d.Engine.Version == "25.0.1" }},
+		{"a rollout created on the other replica", func() {
+			r := b.send(t, http.MethodPost, wire.RolloutsPath, b.Operator, `{"selector": {"pool": "web"}, "kind": "agent", "version": "2.0.0", "waves": [100], "bake": "1s"}`)
+			if r.Status != http.StatusCreated {
+				t.Errorf("create on b: %d %s", r.Status, r.Body)
+			}
+		}, func(d wire.Desired) bool { return d.Agent != nil && d.Agent.Version == "2.0.0" && len(d.Rollouts) == 1 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			etag := a.desired(t, a.AgentA, "vm-a", "", "").Header.Get("ETag")
+			got := make(chan response, 1)
+			go func() { got <- a.desired(t, a.AgentA, "vm-a", etag, "?wait=1m") }()
+			time.Sleep(300 * time.Millisecond)
+			start := time.Now()
+			c.change()
+			select {
+			case r := <-got:
+				var d wire.Desired
+				if r.Status != 200 || json.Unmarshal(r.Body, &d) != nil || !c.check(d) {
+					t.Fatalf("poll on a: %d %s", r.Status, r.Body)
+				}
+				t.Logf("answered %s after the change on the other replica", time.Since(start).Round(time.Millisecond))
+				if took := time.Since(start); took > 3*time.Second {
+					t.Errorf("answered %s after the change; the feed is read every 250 ms", took)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the poll on a never saw the change made on b")
+			}
+		})
 	}
 }
