@@ -31,7 +31,8 @@ import (
 // this one restarted) instead of holding the shutdown for minutes.
 const (
 	// DefaultPollsPerIdentity bounds the polls one identity has open: an
-	// agent keeps one; a stolen token cannot hold thousands.
+	// agent keeps one; a stolen token cannot hold thousands (see
+	// pollSlots: a poll past the bound ends the oldest).
 	DefaultPollsPerIdentity = 4
 	// pollSlack is how much longer than its wait a poll's connection may
 	// take, for the store's answer and the response to be written.
@@ -111,26 +112,33 @@ func (s *Server) pollDesired(w http.ResponseWriter, r *http.Request, ro Rollouts
 		return s.answerPoll(w, d, etag, have)
 	}
 	id := identityOf(p)
-	if !s.polls.enter(id) {
-		return &apiError{status: http.StatusTooManyRequests, code: wire.CodeRateLimited, retryAfter: jitter(5, 30),
-			msg: fmt.Sprintf("%s has %d long polls open already, the most one identity may; an agent needs one", id, s.polls.max)}
+	conn := s.takeConn(w, r)
+	if conn != nil {
+		// The request's context ends with this handler; the taken poll
+		// lives on until its answer.
+		ctx = s.draining
 	}
-	if conn := s.takeConn(w, r); conn != nil {
-		rec := pollRecord{id: requestID(w), path: r.URL.Path}
+	pctx, cancel := context.WithCancel(ctx)
+	slot := s.polls.enter(id, cancel)
+	if conn != nil {
 		setStatus(w, http.StatusSwitchingProtocols, 0)
-		go s.waitTaken(conn, ro, id, host, have, wait, rec)
+		go s.waitTaken(pctx, conn, ro, takenPoll{id: id, slot: slot, end: cancel, host: host, have: have, wait: wait,
+			rec: pollRecord{id: requestID(w), path: r.URL.Path}})
 		return nil
 	}
-	defer s.polls.leave(id)
-	s.extendDeadlines(w, wait+pollSlack)
-	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer s.polls.leave(id, slot)
+	s.extendDeadlines(w, wait+pollSlack)
 	stop := context.AfterFunc(s.draining, cancel)
 	defer stop()
 	d, etag, err := ro.WaitDesired(pctx, host, have, wait)
 	if err != nil {
-		if s.draining.Err() != nil && ctx.Err() == nil {
-			w.Header().Set("Connection", "close")
+		// Ended by shutdown or by a newer poll of the same identity, not
+		// by the client: nothing changed, as far as this poll knows.
+		if pctx.Err() != nil && ctx.Err() == nil {
+			if s.draining.Err() != nil {
+				w.Header().Set("Connection", "close")
+			}
 			return s.answerPoll(w, wire.Desired{}, have, have)
 		}
 		return fmt.Errorf("wait for the desired state of %s: %w", host, err)
@@ -163,28 +171,40 @@ func (s *Server) takeConn(w http.ResponseWriter, r *http.Request) net.Conn {
 // pollRecord is what a taken poll keeps of its request, for the log.
 type pollRecord struct{ id, path string }
 
-// waitTaken waits for host's desired state to differ from have and
-// answers on conn, which it closes. The server owns it: it counts in
-// s.hijacked, and shutdown (s.draining) ends its wait at once with a 304.
-func (s *Server) waitTaken(conn net.Conn, ro Rollouts, id identity, host, have string, wait time.Duration, rec pollRecord) {
+// takenPoll is a poll waiting on a taken connection.
+type takenPoll struct {
+	id         identity
+	slot       *pollSlot
+	end        context.CancelFunc
+	host, have string
+	wait       time.Duration
+	rec        pollRecord
+}
+
+// waitTaken waits for the host's desired state to differ from what the
+// agent has and answers on conn, which it closes. The server owns it: it
+// counts in s.hijacked, and ctx ends with shutdown (or a newer poll of
+// the same identity), which answers 304 at once.
+func (s *Server) waitTaken(ctx context.Context, conn net.Conn, ro Rollouts, p takenPoll) {
 	defer s.hijacked.Done()
-	defer s.polls.leave(id)
+	defer s.polls.leave(p.id, p.slot)
+	defer p.end()
 	defer conn.Close()
-	d, etag, err := ro.WaitDesired(s.draining, host, have, wait)
+	d, etag, err := ro.WaitDesired(ctx, p.host, p.have, p.wait)
 	switch {
-	case err != nil && s.draining.Err() != nil:
-		s.writeRaw(conn, rec, http.StatusNotModified, have, nil)
+	case err != nil && ctx.Err() != nil:
+		s.writeRaw(conn, p.rec, http.StatusNotModified, p.have, nil)
 	case err != nil:
-		s.log.Error("request failed", "request", rec.id, "path", rec.path, "err", fmt.Errorf("wait for the desired state of %s: %w", host, err))
-		s.writeRaw(conn, rec, http.StatusInternalServerError, "", errorBody(wire.CodeInternal, "internal error (request "+rec.id+"); the server log has the details"))
-	case etag == have:
-		s.writeRaw(conn, rec, http.StatusNotModified, etag, nil)
+		s.log.Error("request failed", "request", p.rec.id, "path", p.rec.path, "err", fmt.Errorf("wait for the desired state of %s: %w", p.host, err))
+		s.writeRaw(conn, p.rec, http.StatusInternalServerError, "", errorBody(wire.CodeInternal, "internal error (request "+p.rec.id+"); the server log has the details"))
+	case etag == p.have:
+		s.writeRaw(conn, p.rec, http.StatusNotModified, etag, nil)
 	default:
 		if d.Rollouts == nil {
 			d.Rollouts = []string{}
 		}
 		b, _ := json.Marshal(d) // strings and slices of strings always encode
-		s.writeRaw(conn, rec, http.StatusOK, etag, append(b, '\n'))
+		s.writeRaw(conn, p.rec, http.StatusOK, etag, append(b, '\n'))
 	}
 }
 

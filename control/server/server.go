@@ -118,7 +118,8 @@ type Options struct {
 	// answers them 404.
 	Rollouts Rollouts
 	// PollsPerIdentity bounds the long polls of the desired state one
-	// identity has open (default DefaultPollsPerIdentity).
+	// identity has open (default DefaultPollsPerIdentity); a poll past it
+	// ends that identity's oldest.
 	PollsPerIdentity int
 }
 
@@ -137,7 +138,7 @@ type Server struct {
 
 	// polls counts each identity's open long polls; draining ends when
 	// the server shuts down, which answers them at once.
-	polls    inProgress
+	polls    pollSlots
 	draining context.Context
 	drain    context.CancelFunc
 	// hijacked counts the polls whose connection net/http handed over
@@ -202,7 +203,7 @@ func New(o Options) *Server {
 	s.bodyTimeout = cmp.Or(max(o.BodyTimeout, 0), DefaultBodyTimeout)
 	s.maxBuffered = cmp.Or(max(o.MaxBufferedBytes, 0), DefaultMaxBuffered)
 	s.inProgress = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
-	s.polls = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PollsPerIdentity, 0), DefaultPollsPerIdentity)}
+	s.polls = pollSlots{m: map[identity][]*pollSlot{}, max: cmp.Or(max(o.PollsPerIdentity, 0), DefaultPollsPerIdentity)}
 	// A measure below 0 is unbounded (a limit of 0 in the quota).
 	records, bytes := max(cmp.Or(o.QuotaRecords, DefaultQuotaRecords), 0), max(cmp.Or(o.QuotaBytes, DefaultQuotaBytes), 0)
 	if records > 0 || bytes > 0 {
