@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -141,11 +143,10 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
-	// A report is a few KiB of short-lived garbage and the live heap is
-	// small, so the default GC target spends a fifth of the CPU collecting;
-	// a higher one trades a few MiB for ingest rate. GOGC still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+	// GOGC or GOMEMLIMIT, when set, win.
+	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
+	if tune {
+		debug.SetGCPercent(gcPercent)
 	}
 
 	st, err := store.Open(ctx, cfg.DB, store.Options{Logger: log, Retention: retention, CountsMaxAge: countsMaxAge})
@@ -181,6 +182,9 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	// either fails.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ro.Run(gctx) })
+	if tune {
+		g.Go(func() error { tuneGC(gctx); return nil })
+	}
 	g.Go(func() error {
 		return srv.ListenAndServe(gctx, cfg.Listen, func(a net.Addr) {
 			fmt.Fprintf(stderr, "berth-control serving %s://%s (auth %s, db %s); Ctrl-C stops\n", srv.Scheme(), a, cfg.Auth, server.RedactDSN(cfg.DB))
@@ -191,6 +195,63 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// Memory of serve. A report is a few KiB of short-lived garbage, so
+// while the live heap is small the default GC target spends a fifth of
+// the CPU collecting, and a higher one (GOGC 400) buys ingest rate for a
+// few MiB. Long polls make serve's live memory large (10,000 of them
+// about 125 MiB, most of it goroutine stacks), and GOGC 400 alone would
+// then let garbage, and memory never given back, grow far past it. So a
+// soft memory limit follows the live memory (the live heap and what is
+// not heap) with gcSlack to spare: the collector runs before garbage
+// passes it, and the runtime gives freed memory back down to it. Being
+// always above what is live, the limit never makes the collector chase
+// memory it cannot free.
+const (
+	gcPercent  = 400
+	gcSlack    = 128 << 20
+	gcTuneTick = time.Second
+)
+
+// gcMetrics are what tuneGC reads.
+var gcMetrics = []string{"/gc/heap/live:bytes", "/memory/classes/total:bytes", "/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes", "/memory/classes/heap/free:bytes", "/memory/classes/heap/released:bytes"}
+
+// memoryLimit is the soft limit for the metrics' values, in gcMetrics'
+// order: the live heap, plus the memory that is not heap, plus gcSlack.
+func memoryLimit(v []uint64) int64 {
+	live, total := v[0], v[1]
+	heap := v[2] + v[3] + v[4] + v[5]
+	return int64(live + (total - min(total, heap)) + gcSlack)
+}
+
+// tuneGC moves the soft memory limit with the live memory every
+// gcTuneTick until ctx ends, then lifts it.
+func tuneGC(ctx context.Context) {
+	samples := make([]metrics.Sample, len(gcMetrics))
+	for i, name := range gcMetrics {
+		samples[i].Name = name
+	}
+	values := make([]uint64, len(samples))
+	t := time.NewTicker(gcTuneTick)
+	defer t.Stop()
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	for {
+		metrics.Read(samples)
+		for i, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return // a Go without these metrics: GOGC 400 alone
+			}
+			values[i] = s.Value.Uint64()
+		}
+		debug.SetMemoryLimit(memoryLimit(values))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openAuth is the authenticator of the methods cfg accepts.
