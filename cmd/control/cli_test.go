@@ -94,3 +94,23 @@ func TestErrorsThatAreUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryLimit: serve's soft limit stays gcSlack above what is live
+// (the live heap and the memory that is not heap), so the collector never
+// chases memory it cannot free, whatever the metrics say.
+func TestMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name string
+		v    []uint64 // live, total, heap objects, unused, free, released
+		want int64
+	}{
+		{"idle", []uint64{8 * mib, 40 * mib, 10 * mib, 2 * mib, 10 * mib, 8 * mib}, (8+10)*mib + gcSlack},
+		{"10,000 polls", []uint64{35 * mib, 300 * mib, 60 * mib, 5 * mib, 80 * mib, 20 * mib}, (35+135)*mib + gcSlack},
+		{"heap classes over the total", []uint64{8 * mib, 10 * mib, 20 * mib, 0, 0, 0}, 8*mib + gcSlack},
+	} {
+		if got := memoryLimit(c.v); got != c.want {
+			t.Errorf("%s: limit %d MiB, want %d MiB", c.name, got/mib, c.want/mib)
+		}
+	}
+}

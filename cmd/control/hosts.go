@@ -46,6 +46,12 @@ func hostsCommand() *cli.Command {
 			{Name: "forget", Args: "ID", ArgsDoc: "one host ID",
 				Summary: "reset a host: its next reports are taken whatever their numbers (its history is kept unless --drop-history)",
 				Flags:   h.forgetFlags, Run: h.forget},
+			{Name: "pin", Args: "ID", ArgsDoc: "one host ID",
+				Summary: "fix a host's engine or agent version, whatever the rollouts say",
+				Flags:   h.pinFlags, Run: h.pinHost},
+			{Name: "unpin", Args: "ID", ArgsDoc: "one host ID",
+				Summary: "let rollouts decide a host's versions again (both unless --engine or --agent)",
+				Flags:   h.unpinFlags, Run: h.unpinHost},
 		},
 	}
 }
@@ -53,17 +59,25 @@ func hostsCommand() *cli.Command {
 // hostsCmd holds the flags of berth-control hosts; its methods are the
 // subcommands.
 type hostsCmd struct {
-	serverURL, tokenFile string
-	filter               wire.HostFilter
-	labels               labelFlags
-	all                  bool
-	history              int
-	dropHistory          bool
+	apiFlags
+	filter      wire.HostFilter
+	labels      labelFlags
+	all         bool
+	history     int
+	dropHistory bool
+	pin         wire.Pin
+	unpinEngine bool
+	unpinAgent  bool
 }
 
-func (h *hostsCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&h.serverURL, "server", "", "berth-control server `URL` (default $BERTH_SERVER, else "+client.DefaultServer+")")
-	fs.StringVar(&h.tokenFile, "token-file", "", "`FILE` holding an operator token (else $BERTH_TOKEN)")
+// apiFlags are the flags of the commands that talk to a running server.
+type apiFlags struct {
+	serverURL, tokenFile string
+}
+
+func (a *apiFlags) flags(fs *flag.FlagSet) {
+	fs.StringVar(&a.serverURL, "server", "", "berth-control server `URL` (default $BERTH_SERVER, else "+client.DefaultServer+")")
+	fs.StringVar(&a.tokenFile, "token-file", "", "`FILE` holding an operator token (else $BERTH_TOKEN)")
 }
 
 func (h *hostsCmd) listFlags(fs *flag.FlagSet) {
@@ -84,12 +98,12 @@ func (h *hostsCmd) showFlags(fs *flag.FlagSet) {
 
 // connect is the operator API client that --server and --token-file (or
 // their environment variables) name.
-func (h *hostsCmd) connect(in *cli.Invocation) (*client.Client, error) {
-	token, err := client.LoadToken(h.tokenFile, in.Getenv("BERTH_TOKEN"))
+func (a *apiFlags) connect(in *cli.Invocation) (*client.Client, error) {
+	token, err := client.LoadToken(a.tokenFile, in.Getenv("BERTH_TOKEN"))
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(client.Options{Server: serverOr(h.serverURL, in.Getenv), Token: token, Logger: retryLogger(in)})
+	c, err := client.New(client.Options{Server: serverOr(a.serverURL, in.Getenv), Token: token, Logger: retryLogger(in)})
 	if err != nil {
 		return nil, cli.Usage(err)
 	}

@@ -32,10 +32,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func program() *cli.Program {
 	return &cli.Program{
 		Name:    "berth-control",
-		Summary: "Berth's control endpoint (serve), the operator's view of the fleet (hosts), its tokens and signed releases.",
+		Summary: "Berth's control endpoint (serve), the operator's view of the fleet (hosts), its rollouts, tokens and signed releases.",
 		Commands: []*cli.Command{
 			serveCommand(),
 			hostsCommand(),
+			rolloutsCommand(),
 			tokenCommand(),
 			releasesCommand(),
 			{Name: "version", Summary: "print version, commit, build date and platform", Run: cmdVersion},

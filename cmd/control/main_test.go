@@ -31,8 +31,10 @@ func TestMain(m *testing.M) {
 //
 //	waitserver URL                 wait until URL/healthz answers 200
 //	report URL TOKENFILE AGENT SEQ STATE [KEY=VALUE…]
-//	                               post one heartbeat with those labels;
-//	                               its status and answer go to stdout
+//	                               post one heartbeat with those labels, of
+//	                               linux/amd64 running docker $REPORT_ENGINE
+//	                               (default 24.0.7); its status and answer
+//	                               go to stdout
 //	envjson VAR FILE FIELD         set $VAR to a string field of a JSON file
 //	status N PROGRAM [ARGS…]       run PROGRAM like exec and want exit status N
 //	                               (exec and ! exec tell only 0 from not 0)
@@ -92,10 +94,15 @@ func cmdReport(ts *testscript.TestScript, neg bool, args []string) {
 		k, v, _ := strings.Cut(kv, "=")
 		labels[k] = v
 	}
+	engine := ts.Getenv("REPORT_ENGINE")
+	if engine == "" {
+		engine = "24.0.7"
+	}
 	now := time.Now().UTC()
 	body, err := json.Marshal(wire.Batch{Agent: args[2], Records: []wire.Record{{
 		Seq: seq, Kind: wire.KindHeartbeat, Time: now, Heartbeat: &wire.Heartbeat{
-			State: args[4], Engine: wire.Engine{Flavor: "docker", Version: "24.0.7", Active: true, Healthy: true},
+			State: args[4], Engine: wire.Engine{Flavor: "docker", Version: engine, Active: true, Healthy: true},
+			OS: "linux", Arch: "amd64",
 			AgentVersion: "1.0.0", Labels: labels, IntervalSeconds: 60,
 			Checks: []wire.Check{{Name: "engine.api", Status: "ok", Message: "docker answers", Time: now}},
 		}}}})

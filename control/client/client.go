@@ -1,10 +1,11 @@
 // Package client is a typed client of berth-control's operator API (hosts,
-// counts, and forgetting a host), for the berth-control CLI and for tools that want the
+// counts, forgetting a host, rollouts and pins), for the berth-control CLI and for tools that want the
 // fleet without parsing JSON themselves. Errors from the server come back
 // as *APIError with the status, code and message the server sent.
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -195,34 +196,73 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) erro
 
 // call sends method path?q and decodes the answer into v.
 func (c *Client) call(ctx context.Context, method, path string, q url.Values, v any) error {
+	return c.send(ctx, request{method: method, path: path, query: q, retry: true}, v)
+}
+
+// request is one call of the API.
+type request struct {
+	method, path string
+	query        url.Values
+	// body, when not nil, is sent as JSON.
+	body any
+	// retry allows retries after a network error or a 429/5xx: true for
+	// requests that do the same when repeated. A POST that creates or
+	// changes a rollout is sent once: a retry after a lost answer would
+	// be refused as a conflict with what the first one did.
+	retry bool
+}
+
+// send sends rq and decodes a 2xx answer into v.
+func (c *Client) send(ctx context.Context, rq request, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	u := *c.base
-	u.Path += path
+	u.Path += rq.path
 	u.RawPath = ""
-	if len(q) > 0 {
-		u.RawQuery = q.Encode()
+	if len(rq.query) > 0 {
+		u.RawQuery = rq.query.Encode()
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), nil)
+	var body []byte
+	if rq.body != nil {
+		var err error
+		if body, err = json.Marshal(rq.body); err != nil {
+			return fmt.Errorf("%s %s: encode the request: %w", rq.method, rq.path, err)
+		}
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, rq.method, u.String(), body)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s %s: %w", rq.method, rq.path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
 	}
-	resp, err := c.http.Do(req)
+	var resp *http.Response
+	if rq.retry {
+		resp, err = c.http.Do(req)
+	} else {
+		// retryablehttp sets the body on each attempt; sent directly, the
+		// request needs it set here.
+		hr := req.Request
+		if body != nil {
+			hr.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err = c.http.HTTPClient.Do(hr)
+	}
 	if err != nil {
 		// err is a *url.Error, which names the method and the URL.
 		return fmt.Errorf("%w (is berth-control serve running at %s? set --server or BERTH_SERVER)", err, c.base.Redacted())
 	}
 	defer resp.Body.Close()
-	body := io.LimitReader(resp.Body, maxResponseBytes)
-	if resp.StatusCode != http.StatusOK {
-		return decodeError(resp.StatusCode, body)
+	rd := io.LimitReader(resp.Body, maxResponseBytes)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeError(resp.StatusCode, rd)
 	}
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
+	if err := json.NewDecoder(rd).Decode(v); err != nil {
+		return fmt.Errorf("%s %s: decode the answer: %w", rq.method, rq.path, err)
 	}
 	return nil
 }

@@ -15,13 +15,15 @@ import (
 
 	"github.com/berthhq/berth/control/auth"
 	"github.com/berthhq/berth/control/client"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/secret"
 )
 
-// start runs a real server on a real SQLite store with five hosts and
+// start runs a real server (with its rollout service, whose controller
+// does not run) on a real SQLite store with five hosts and
 // returns its URL, an operator token and an agent token.
 func start(t *testing.T) (url, operator, agent string) {
 	t.Helper()
@@ -35,7 +37,7 @@ func start(t *testing.T) (url, operator, agent string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a}))
+	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a, Rollouts: rollout.New(rollout.Options{Store: st})}))
 	t.Cleanup(hs.Close)
 	_, operator, _ = st.IssueToken(ctx, store.RoleOperator, "alice", time.Now())
 	_, agent, _ = st.IssueToken(ctx, store.RoleAgent, "vm-0", time.Now())

@@ -46,6 +46,17 @@ type Config struct {
 	Retention string `yaml:"retention" json:"retention"`
 	// Quota is what one agent may send a minute.
 	Quota QuotaConfig `yaml:"quota" json:"quota"`
+	// Releases is the signed release metadata rollouts and pins are
+	// checked against.
+	Releases ReleasesConfig `yaml:"releases" json:"releases"`
+}
+
+// ReleasesConfig is where the release metadata the agents trust is
+// (--releases, an Azure Blob container, an https base or a folder) and
+// the root it is verified with (--releases-root). Both or neither.
+type ReleasesConfig struct {
+	URL  string `yaml:"url" json:"url"`
+	Root string `yaml:"root" json:"root"`
 }
 
 // QuotaConfig is what one agent may send a minute, past which its reports
@@ -169,6 +180,9 @@ func (c Config) Methods() ([]auth.Method, error) {
 	}
 	if _, err := ParseTrustedProxies(c.TLS.TrustedProxies); err != nil {
 		return nil, err
+	}
+	if (c.Releases.URL == "") != (c.Releases.Root == "") {
+		return nil, errors.New("--releases and --releases-root go together: the release metadata's URL or folder and the root.json it is verified with (releases init wrote DIR/metadata/root.json), or neither")
 	}
 	return ms, nil
 }

@@ -19,6 +19,7 @@ func TestParseConfig(t *testing.T) {
 		AgentScope: "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"}
 	want.Retention = "heartbeats=7d,eventsPerHost=500"
 	want.Quota.RecordsPerMinute = 1200
+	want.Releases = server.ReleasesConfig{URL: "/srv/releases", Root: "/etc/berth-control/root.json"}
 	tests := []struct {
 		name, data string
 	}{
@@ -34,11 +35,15 @@ entra:
 retention: heartbeats=7d,eventsPerHost=500
 quota:
   recordsPerMinute: 1200
+releases:
+  url: /srv/releases
+  root: /etc/berth-control/root.json
 `},
 		{"json", `{"listen": ":9090", "db": "sqlite:///var/lib/berth-control/control.db", "auth": "entra,token",
  "entra": {"tenant": "t", "audience": "api://berth-control", "operatorRole": "Ops",
  "agentScope": "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab/resourceGroups/fleet"},
- "retention": "heartbeats=7d,eventsPerHost=500", "quota": {"recordsPerMinute": 1200}}`},
+ "retention": "heartbeats=7d,eventsPerHost=500", "quota": {"recordsPerMinute": 1200},
+ "releases": {"url": "/srv/releases", "root": "/etc/berth-control/root.json"}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +92,8 @@ func TestConfigErrors(t *testing.T) {
 			c.Entra.AgentScope = "/subscriptions/0b1c2d3e-aaaa-4bbb-8ccc-1234567890ab"
 		}, "--auth does not accept Entra"},
 		{"tls cert alone", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.Cert = "c.pem" }, "--tls-cert and --tls-key go together"},
+		{"releases without a root", func(c *server.Config) { c.Releases.URL = "/srv/releases" }, "--releases and --releases-root go together"},
+		{"a root without releases", func(c *server.Config) { c.Releases.Root = "root.json" }, "--releases and --releases-root go together"},
 		{"bad trusted proxies", func(c *server.Config) { c.DB = "sqlite://x"; c.TLS.TrustedProxies = "10.0.0.0/8,proxy" }, `--trusted-proxies "proxy"`},
 		{"bad agent scope", func(c *server.Config) {
 			c.DB, c.Auth, c.Entra = "sqlite://x", "entra", server.EntraConfig{Tenant: "t", Audience: "a", AgentScope: "/subscriptions/prod"}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 )
@@ -52,6 +53,10 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, msg: err.Error()}
 	case errors.Is(err, wire.ErrTooLarge):
 		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge, msg: err.Error()}
+	case errors.Is(err, wire.ErrInvalidSpec):
+		ae = &apiError{status: http.StatusBadRequest, code: wire.CodeBadRequest, msg: err.Error()}
+	case errors.Is(err, rollout.ErrConflict):
+		ae = &apiError{status: http.StatusConflict, code: wire.CodeConflict, msg: err.Error()}
 	case errors.Is(err, wire.ErrInvalid):
 		ae = &apiError{status: http.StatusBadRequest, code: wire.CodeBadRequest, msg: err.Error()}
 	case r.Context().Err() != nil:
@@ -99,16 +104,24 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Encoding")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorBody(code, msg))
+}
+
+// errorBody is the one error shape's JSON, with its newline.
+func errorBody(code, msg string) []byte {
 	b, err := json.Marshal(wire.Error{Code: code, Message: msg})
 	if err != nil {
 		b = []byte(`{"code":"internal","message":"cannot encode the error"}`)
 	}
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	return append(b, '\n')
 }
 
 // writeJSON writes v with status 200.
-func writeJSON(w http.ResponseWriter, v any) error {
+func writeJSON(w http.ResponseWriter, v any) error { return writeJSONStatus(w, http.StatusOK, v) }
+
+// writeJSONStatus writes v with status.
+func writeJSONStatus(w http.ResponseWriter, status int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode the answer: %w", err)
@@ -117,7 +130,7 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 	return nil
 }

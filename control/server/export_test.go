@@ -13,6 +13,20 @@ func SetSlotWait(d time.Duration) func() {
 	return func() { slotWait = old }
 }
 
+// SetConnTimeout shortens the connections' read and write timeouts and
+// returns the undo.
+func SetConnTimeout(d time.Duration) func() {
+	old := connTimeout
+	connTimeout = d
+	return func() { connTimeout = old }
+}
+
+// ParseWait is parseWait, for its table test.
+var ParseWait = parseWait
+
+// ParseIfNoneMatch is parseIfNoneMatch, for its table test.
+var ParseIfNoneMatch = parseIfNoneMatch
+
 // ParseDropHistory is parseDropHistory, for its table test.
 var ParseDropHistory = parseDropHistory
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
@@ -73,7 +74,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	if o.Wrap != nil {
 		s = o.Wrap(st)
 	}
-	opts := server.Options{Store: s, Auth: a, Logger: log}
+	opts := server.Options{Store: s, Auth: a, Logger: log, Rollouts: startRollouts(t, st, log)}
 	if o.Options != nil {
 		o.Options(&opts)
 	}
@@ -92,6 +93,22 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	f.AgentB = issue(store.RoleAgent, "vm-b")
 	f.Operator = issue(store.RoleOperator, "alice")
 	return f
+}
+
+// startRollouts runs the rollout controller on st until the test ends,
+// evaluating every 100 ms.
+func startRollouts(t testing.TB, st *store.Store, log *slog.Logger) *rollout.Service {
+	ro := rollout.New(rollout.Options{Store: st, Logger: log, Tick: 100 * time.Millisecond, Holder: "test"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ro.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("rollout controller: %v", err)
+		}
+	})
+	return ro
 }
 
 // heartbeat returns a valid heartbeat record numbered seq.
@@ -144,6 +161,9 @@ type response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Close: the server closes the connection after this answer (net/http
+	// takes Connection: close out of Header).
+	Close bool
 }
 
 func (r response) wireError(t testing.TB) wire.Error {
@@ -183,7 +203,7 @@ func (f *fixture) do(t testing.TB, rq request) response {
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", rq.Method, rq.Path, err)
 	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: data, Close: resp.Close}
 }
 
 // post sends a batch body as JSON.

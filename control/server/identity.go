@@ -37,9 +37,9 @@ type boundEntry struct {
 	seen            time.Time
 }
 
-// allowEntra checks that an Entra principal may write as agent, binding
-// them on first use (see store.Binding).
-func (s *Server) allowEntra(ctx context.Context, p auth.Principal, agent string) error {
+// allowEntra checks that an Entra principal may act as agent, binding
+// them on first use (see store.Binding); what is allowAs's.
+func (s *Server) allowEntra(ctx context.Context, p auth.Principal, agent, what string) error {
 	b := bindingOf(p, agent)
 	now := time.Now()
 	s.boundMu.RLock()
@@ -49,11 +49,11 @@ func (s *Server) allowEntra(ctx context.Context, p auth.Principal, agent string)
 		if e.agent == agent {
 			return nil
 		}
-		return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "token for host %s cannot write reports of host %s (identity %s is bound to host %s)", e.agent, agent, b.Subject, e.agent)
+		return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "token for host %s cannot %s host %s (identity %s is bound to host %s)", e.agent, what, agent, b.Subject, e.agent)
 	}
 	if err := s.st.Bind(ctx, b); err != nil {
 		if errors.Is(err, store.ErrIdentityMismatch) {
-			return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "identity %s cannot write reports of host %s: %v", b.Subject, agent, err)
+			return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "identity %s cannot %s host %s: %v", b.Subject, what, agent, err)
 		}
 		return fmt.Errorf("bind identity %s to host %s: %w", b.Subject, agent, err)
 	}

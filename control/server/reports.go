@@ -77,7 +77,7 @@ func (s *Server) postReports(w http.ResponseWriter, r *http.Request) (err error)
 	if err != nil {
 		return err
 	}
-	if err := s.allowWrite(r.Context(), p, batch.Agent); err != nil {
+	if err := s.allowAs(r.Context(), p, batch.Agent, "write reports of"); err != nil {
 		return err
 	}
 	if err := s.chargeQuota(batch, size); err != nil {
@@ -221,18 +221,19 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 	return p, nil
 }
 
-// allowWrite checks that p may write the reports of agent: an issued
-// agent token names its agent; an Entra identity is bound to the first
-// agent id it writes as (and that id to it), once, in the store.
-func (s *Server) allowWrite(ctx context.Context, p auth.Principal, agent string) error {
+// allowAs checks that p may act as agent (what says how, for the 403:
+// "write reports of", "read the desired state of"): an issued agent token
+// names its agent; an Entra identity is bound to the first agent id it
+// acts as (and that id to it), once, in the store.
+func (s *Server) allowAs(ctx context.Context, p auth.Principal, agent, what string) error {
 	switch {
 	case p.Method == auth.MethodNone:
 		return nil
 	case p.Agent != "":
 		if p.Agent != agent {
-			return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "token for host %s cannot write reports of host %s", p.Agent, agent)
+			return apiErrorf(http.StatusForbidden, wire.CodeForbidden, "token for host %s cannot %s host %s", p.Agent, what, agent)
 		}
 		return nil
 	}
-	return s.allowEntra(ctx, p, agent)
+	return s.allowEntra(ctx, p, agent, what)
 }

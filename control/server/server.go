@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,10 @@ const (
 	shutdownGrace = 15 * time.Second
 )
 
+// connTimeout is the read and the write timeout of a connection's
+// request; a variable so that tests need not wait a minute past it.
+var connTimeout = time.Minute
+
 // Options configure a Server. Store and Auth are required.
 type Options struct {
 	Store  Store
@@ -109,6 +114,13 @@ type Options struct {
 	// LoadTLS); nil serves plain http, for loopback or behind a proxy
 	// that terminates TLS.
 	TLS *tls.Config
+	// Rollouts serves /v1/rollouts, the pins and the desired state; nil
+	// answers them 404.
+	Rollouts Rollouts
+	// PollsPerIdentity bounds the long polls of the desired state one
+	// identity has open (default DefaultPollsPerIdentity); a poll past it
+	// ends that identity's oldest.
+	PollsPerIdentity int
 }
 
 // Server is the control endpoint's HTTP handler.
@@ -122,6 +134,16 @@ type Server struct {
 	mux     *http.ServeMux
 	slots   chan struct{}
 	tls     *tls.Config
+	ro      Rollouts
+
+	// polls counts each identity's open long polls; draining ends when
+	// the server shuts down, which answers them at once.
+	polls    pollSlots
+	draining context.Context
+	drain    context.CancelFunc
+	// hijacked counts the polls whose connection net/http handed over
+	// (see takeConn); Serve waits for them, as Shutdown does not.
+	hijacked sync.WaitGroup
 
 	// The report path's bounds: see limits.go.
 	bodyTimeout time.Duration
@@ -159,8 +181,10 @@ func New(o Options) *Server {
 		maxBody: o.MaxBodyBytes,
 		now:     o.Now,
 		tls:     o.TLS,
+		ro:      o.Rollouts,
 		bound:   map[string]boundEntry{},
 	}
+	s.draining, s.drain = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -179,6 +203,7 @@ func New(o Options) *Server {
 	s.bodyTimeout = cmp.Or(max(o.BodyTimeout, 0), DefaultBodyTimeout)
 	s.maxBuffered = cmp.Or(max(o.MaxBufferedBytes, 0), DefaultMaxBuffered)
 	s.inProgress = inProgress{n: map[identity]int{}, max: cmp.Or(max(o.PerIdentity, 0), DefaultPerIdentity)}
+	s.polls = pollSlots{m: map[identity][]*pollSlot{}, max: cmp.Or(max(o.PollsPerIdentity, 0), DefaultPollsPerIdentity)}
 	// A measure below 0 is unbounded (a limit of 0 in the quota).
 	records, bytes := max(cmp.Or(o.QuotaRecords, DefaultQuotaRecords), 0), max(cmp.Or(o.QuotaBytes, DefaultQuotaBytes), 0)
 	if records > 0 || bytes > 0 {
@@ -208,8 +233,17 @@ func (s *Server) routes() {
 	handle(http.MethodDelete, "/v1/hosts/{id}", s.deleteHost)
 	handle(http.MethodGet, "/v1/counts", s.getCounts)
 	handle(http.MethodGet, "/healthz", s.getHealthz)
+	handle(http.MethodGet, "/v1/agents/{id}/desired", s.getDesired)
+	handle(http.MethodPost, wire.RolloutsPath, s.postRollout)
+	handle(http.MethodGet, wire.RolloutsPath, s.getRollouts)
+	handle(http.MethodGet, wire.RolloutsPath+"/{id}", s.getRollout)
+	for _, a := range []string{wire.ActionPause, wire.ActionResume, wire.ActionAbort} {
+		handle(http.MethodPost, wire.RolloutsPath+"/{id}/"+a, s.postRolloutAction(a))
+	}
+	handle(http.MethodPut, "/v1/hosts/{id}/pin", s.putPin)
+	handle(http.MethodDelete, "/v1/hosts/{id}/pin", s.deletePin)
 	for path, methods := range allow {
-		if methods[0] == http.MethodGet {
+		if slices.Contains(methods, http.MethodGet) {
 			methods = append(methods, http.MethodHead)
 		}
 		s.mux.Handle(path, s.wrap(methodNotAllowed(strings.Join(methods, ", "))))
@@ -347,15 +381,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		// A 4 MiB report over a slow link still fits in a minute.
-		ReadTimeout:    time.Minute,
-		WriteTimeout:   time.Minute,
+		// A 4 MiB report over a slow link still fits in a minute. A long
+		// poll of the desired state moves its own deadlines past its
+		// wait (see extendDeadlines).
+		ReadTimeout:    connTimeout,
+		WriteTimeout:   connTimeout,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		TLSConfig:      s.tls,
 	}
+	// Shutdown waits for requests in flight; open long polls are answered
+	// at once rather than held until their wait ends.
+	hs.RegisterOnShutdown(s.drain)
 	done := make(chan error, 1)
 	go func() {
 		if s.tls != nil {
@@ -376,6 +415,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	err := hs.Shutdown(sctx)
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
+	}
+	// The drained polls on connections of their own are answering now.
+	polls := make(chan struct{})
+	go func() { s.hijacked.Wait(); close(polls) }()
+	select {
+	case <-polls:
+	case <-sctx.Done():
+		err = errors.Join(err, errors.New("long polls still answering after the grace period"))
 	}
 	if err != nil {
 		hs.Close()

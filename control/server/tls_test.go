@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/server"
+	"github.com/berthhq/berth/control/wire"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with serial
@@ -144,6 +146,73 @@ func TestLoadTLSErrors(t *testing.T) {
 	} {
 		if _, err := server.LoadTLS(tt.cert, tt.key, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: LoadTLS = %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestLongPollOverTLS: a long poll over https is answered on a change and
+// at shutdown whether the client speaks HTTP/1.1 (the connection is taken
+// over) or HTTP/2 (the poll waits in its handler).
+func TestLongPollOverTLS(t *testing.T) {
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cfg, err := server.LoadTLS(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{Options: func(o *server.Options) { o.TLS = cfg }})
+	f.ack(t, f.AgentA, "vm-a", heartbeat(1, "Healthy", nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- f.Server.ListenAndServe(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a.String() }) }()
+	base := "https://" + <-addr
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	clients := map[string]*http.Client{
+		"HTTP/1.1": {Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}},
+		"HTTP/2.0": {Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}},
+	}
+	poll := func(c *http.Client, etag string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, base+wire.DesiredPath("vm-a")+"?wait=1m", nil)
+		req.Header.Set("Authorization", "Bearer "+f.AgentA)
+		req.Header.Set("If-None-Match", etag)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	version := 0
+	for proto, c := range clients {
+		version++
+		resp, err := poll(c, `"x"`)
+		if err != nil || resp.Proto != proto {
+			t.Fatalf("%s: first GET: %v %v", proto, resp, err)
+		}
+		got := make(chan *http.Response, 1)
+		go func() { r, _ := poll(c, resp.Header.Get("ETag")); got <- r }()
+		time.Sleep(200 * time.Millisecond)
+		f.pin(t, "vm-a", fmt.Sprintf("25.0.%d", version))
+		if r := <-got; r == nil || r.StatusCode != 200 || r.Header.Get("ETag") == resp.Header.Get("ETag") {
+			t.Errorf("%s: the poll after the pin: %v", proto, r)
+		}
+	}
+	// Shutdown answers the polls of both at once.
+	answers := make(chan *http.Response, len(clients))
+	for _, c := range clients {
+		resp, _ := poll(c, `"x"`)
+		go func() { r, _ := poll(c, resp.Header.Get("ETag")); answers <- r }()
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil || time.Since(start) > 5*time.Second {
+		t.Errorf("shutdown with polls open: %v after %s", err, time.Since(start))
+	}
+	for range clients {
+		if r := <-answers; r == nil || r.StatusCode != http.StatusNotModified {
+			t.Errorf("a poll at shutdown: %v", r)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/berthhq/berth/internal/clip"
@@ -205,7 +206,10 @@ func DecodeRolloutSpec(r io.Reader) (RolloutSpec, error) {
 
 func describeSpec(err error) string {
 	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) && typ.Field != "" {
+	if errors.As(err, &typ) {
+		if typ.Field == "" {
+			return fmt.Sprintf("JSON %s where a rollout object is expected", typ.Value)
+		}
 		return fmt.Sprintf("%s: JSON %s where %s expected", typ.Field, typ.Value, typ.Type)
 	}
 	return describe(err)
@@ -238,13 +242,13 @@ func (s RolloutSpec) Validate() error {
 	}
 	for k, v := range s.Selector {
 		if err := checkKey("selector", k); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidSpec, errors.Unwrap(err))
+			return asSpecError(err)
 		}
 		if v == "" {
 			return bad("selector["+k+"]", "empty value")
 		}
 		if err := checkLen("selector["+k+"]", v, MaxShortLen); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidSpec, errors.Unwrap(err))
+			return asSpecError(err)
 		}
 	}
 	switch s.Kind {
@@ -280,6 +284,12 @@ func (s RolloutSpec) Validate() error {
 		return bad("maxFailurePercent", "%v is outside 0..100", *p)
 	}
 	return nil
+}
+
+// asSpecError turns a batch field's ErrInvalid into the spec's
+// ErrInvalidSpec, keeping what it says of the field.
+func asSpecError(err error) error {
+	return fmt.Errorf("%w: %s", ErrInvalidSpec, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 }
 
 func checkWaves(w []float64) error {
