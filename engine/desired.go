@@ -371,8 +371,21 @@ func (m *Manager) Check(d *Desired, pin string) telemetry.CheckFunc {
 			return c
 		}
 		rerr, since, next := d.failure()
-		return withResolveFailure(c, rerr, since, next)
+		r, refused := d.Refused()
+		return withRefusal(withResolveFailure(c, rerr, since, next), r, refused)
 	}
+}
+
+// withRefusal adds control's refused version to a check that passes: the
+// engine runs, but not what control asks for, and an operator looking at
+// /healthz should see why.
+func withRefusal(c telemetry.Check, r Refusal, refused bool) telemetry.Check {
+	if !refused || c.Status != telemetry.OK {
+		return c
+	}
+	c.Status = telemetry.Warn
+	c.Message = fmt.Sprintf("control's desired engine %s is refused since %s: %s; %s", r.Version, r.At.UTC().Format(time.RFC3339), r.Reason, c.Message)
+	return c
 }
 
 // withResolveFailure adds a failing resolution of the desired version to a

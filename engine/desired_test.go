@@ -139,6 +139,29 @@ func TestWithResolveFailure(t *testing.T) {
 	}
 }
 
+func TestWithRefusal(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := Refusal{Version: "9.9.9", Reason: "docker 9.9.9 is not signed for linux/amd64", At: at}
+	ok := telemetry.Check{Name: "engine", Status: telemetry.OK, Message: "docker 24.0.7 answers"}
+	down := telemetry.Check{Name: "engine", Status: telemetry.Fail, Message: "engine unhealthy"}
+	for _, tc := range []struct {
+		name    string
+		in      telemetry.Check
+		refused bool
+		status  telemetry.Status
+		msg     string
+	}{
+		{"nothing refused", ok, false, telemetry.OK, "docker 24.0.7 answers"},
+		{"refused", ok, true, telemetry.Warn, "control's desired engine 9.9.9 is refused since 2026-01-01T00:00:00Z: docker 9.9.9 is not signed for linux/amd64; docker 24.0.7 answers"},
+		{"engine down wins", down, true, telemetry.Fail, "engine unhealthy"},
+	} {
+		got := withRefusal(tc.in, r, tc.refused)
+		if got.Status != tc.status || got.Message != tc.msg {
+			t.Errorf("%s: %s %q; want %s %q", tc.name, got.Status, got.Message, tc.status, tc.msg)
+		}
+	}
+}
+
 // dockerStub is stubFlavor named docker, so that release packages signed
 // for docker match it.
 type dockerStub struct{ stubFlavor }
