@@ -26,7 +26,6 @@ import (
 	"github.com/berthhq/berth/imagecache"
 
 	"github.com/berthhq/berth/internal/hostid"
-	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/provision"
@@ -105,7 +104,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 	if a.reporter, err = a.newReporter(ctx, tokens, log); err != nil {
 		return nil, err
 	}
-	if a.releases, err = newReleases(ctx, cfg, log); err != nil {
+	if a.releases, err = openReleases(ctx, cfg, log); err != nil {
 		if cfg.Engine.Managed {
 			return nil, err
 		}
@@ -140,33 +139,11 @@ func newEngine(ctx context.Context, cfg config.Config, db *statedb.DB, log *slog
 	var rel *release.Client
 	if cfg.Engine.Managed {
 		var err error
-		if rel, err = newReleases(ctx, cfg, log); err != nil {
+		if rel, err = openReleases(ctx, cfg, log); err != nil {
 			return nil, err
 		}
 	}
 	return newEngineWith(cfg, db, rel, log, progress, onEvent)
-}
-
-// newReleases is the signed release metadata's client, nil when
-// engine.releases.url is empty. The daemon builds one and shares it (the
-// engine's versions and the desired agent version's check), so that one
-// process never runs two TUF updates of <stateDir>/releases at once.
-func newReleases(ctx context.Context, cfg config.Config, log *slog.Logger) (*release.Client, error) {
-	if cfg.Engine.Releases.URL == "" {
-		return nil, nil
-	}
-	rel, err := release.Open(ctx, release.Options{
-		URL:        cfg.Engine.Releases.URL,
-		Credential: cfg.Engine.Releases.Credential,
-		RootFile:   cfg.Engine.Releases.RootFile,
-		StateDir:   cfg.StateDir(),
-		HTTPClient: httpclient.NewStandard(httpclient.Options{Logger: log}),
-		Logger:     log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("engine.releases: %w", err)
-	}
-	return rel, nil
 }
 
 // newEngineWith is newEngine with the release client given (nil: none).

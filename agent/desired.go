@@ -17,6 +17,7 @@ import (
 	"github.com/berthhq/berth/internal/clip"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/provision/desired"
+	"github.com/berthhq/berth/provision/selfupdate"
 	"github.com/berthhq/berth/telemetry/report"
 )
 
@@ -29,11 +30,17 @@ const agentRecheck = time.Minute
 // desired agent version (is it signed for this host?). The engine's
 // version is judged by engine.Desired, which asks engineControl.
 type controlState struct {
-	poller   *desired.Poller // nil without control.url
-	releases *release.Client // nil without engine.releases.url
-	events   eventQueue
-	log      *slog.Logger
-	os, arch string
+	poller *desired.Poller // nil without control.url
+	// wake is the poller's change signal for the daemon's loop; nil
+	// (never) without control.url.
+	wake <-chan struct{}
+	// agentWake tells the self-updater that the judged desired agent
+	// version changed.
+	agentWake chan struct{}
+	releases  *release.Client // nil without engine.releases.url
+	events    eventQueue
+	log       *slog.Logger
+	os, arch  string
 
 	mu sync.Mutex
 	// agentFor is the desired agent version last judged; agentOK says it
@@ -49,7 +56,7 @@ type controlState struct {
 // agent id and token source as the reports) and the engine's resolver of
 // SPEC's "Which engine version" on it.
 func (a *Agent) newDesired(ctx context.Context, tokens report.TokenSource, log *slog.Logger) error {
-	s := &controlState{releases: a.releases, events: a.reporter, log: a.log, os: runtime.GOOS, arch: runtime.GOARCH}
+	s := &controlState{releases: a.releases, events: a.reporter, log: a.log, os: runtime.GOOS, arch: runtime.GOARCH, agentWake: make(chan struct{}, 1)}
 	a.control = s
 	opts := engine.DesiredOptions{Pin: a.cfg.Engine.Version}
 	if a.cfg.Control.URL != "" {
@@ -61,8 +68,10 @@ func (a *Agent) newDesired(ctx context.Context, tokens report.TokenSource, log *
 			return err
 		}
 		opts.Control = s.engineControl
+		s.wake = s.poller.Changed()
 	}
 	a.desired = a.engine.DesiredWith(opts)
+	a.agentRejected = func(ctx context.Context) []wire.Rejected { return selfupdate.Rejected(ctx, a.db) }
 	return nil
 }
 
@@ -99,14 +108,15 @@ func (s *controlState) engineControl() engine.Control {
 	return c
 }
 
-// changed receives a value when control's answer changes; nil (never)
-// without a control endpoint.
-func (s *controlState) changed() <-chan struct{} {
-	if s.poller == nil {
-		return nil
-	}
-	return s.poller.Changed()
-}
+// changed receives a value when control's answer changes, for the
+// daemon's loop.
+func (s *controlState) changed() <-chan struct{} { return s.wake }
+
+// desiredAgentChanged receives a value when what desiredAgent answers may
+// have changed (a desired agent version judged), for the self-updater
+// (agent/selfupdate.go), so that it acts at once rather than at its next
+// look.
+func (a *Agent) desiredAgentChanged() <-chan struct{} { return a.control.agentWake }
 
 // wantedAgent is the agent version control names for this host, "" for
 // none.
@@ -166,6 +176,10 @@ func (s *controlState) judgeAgent(ctx context.Context, now time.Time) {
 		s.agentRefusal = &wire.Rejected{Kind: wire.KindAgent, Version: v, Reason: wire.RejectedNotSigned, Message: why, Time: now.UTC()}
 	}
 	s.mu.Unlock()
+	select {
+	case s.agentWake <- struct{}{}:
+	default:
+	}
 	switch {
 	case err != nil:
 		s.log.Warn("cannot tell whether control's desired agent version is signed; asking again later", "version", v, "err", err)

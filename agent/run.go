@@ -38,6 +38,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if p := a.control.poller; p != nil {
 		bg.Go(func() { p.Run(bgCtx) })
 	}
+	bg.Go(func() { a.runSelfUpdate(bgCtx) })
 	if err := a.reporter.Event(ctx, "agent.started", "berth-agent "+buildinfo.Version+" started",
 		map[string]string{"version": buildinfo.Version, "commit": buildinfo.Commit, "osBuild": a.osBuild}); err != nil {
 		a.log.Error("queue the agent.started event", "err", err)

@@ -111,12 +111,13 @@ func TestPollerFollowsTheEndpoint(t *testing.T) {
 func waitChange(t *testing.T, p *Poller, want string) {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
+	changed := p.Changed()
 	for {
 		if a, ok := p.Current(); ok && a.Desired.Engine != nil && a.Desired.Engine.Version == want {
 			return
 		}
 		select {
-		case <-p.Changed():
+		case <-changed:
 		case <-deadline:
 			a, _ := p.Current()
 			t.Fatalf("desired engine never became %s; holds %+v", want, a.Desired.Engine)

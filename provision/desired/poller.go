@@ -62,16 +62,16 @@ type Status struct {
 
 // Poller keeps one host's desired state current.
 type Poller struct {
-	o       Options
-	log     *slog.Logger
-	changed chan struct{}
+	o   Options
+	log *slog.Logger
 	// draw returns a random duration in [0, n); rand.N unless a test sets it.
 	draw func(n time.Duration) time.Duration
 
-	mu     sync.Mutex
-	cur    Answer
-	have   bool
-	status Status
+	mu      sync.Mutex
+	cur     Answer
+	have    bool
+	status  Status
+	changed []chan struct{} // one per reader, see Changed
 }
 
 // New returns a Poller holding the answer kept in agent.db, if any; it
@@ -100,7 +100,7 @@ func New(ctx context.Context, o Options) (*Poller, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	p := &Poller{o: o, log: o.Logger.With("component", "desired"), changed: make(chan struct{}, 1), draw: rand.N[time.Duration]}
+	p := &Poller{o: o, log: o.Logger.With("component", "desired"), draw: rand.N[time.Duration]}
 	a, ok, err := Load(ctx, o.DB)
 	if err != nil {
 		// A damaged record costs one answer: the first poll asks afresh.
@@ -131,10 +131,18 @@ func (p *Poller) Current() (Answer, bool) {
 	return p.cur, p.have
 }
 
-// Changed receives a value after each answer that differs from the one
-// before. It holds at most one: a reader that was busy sees one signal
-// for several changes, and reads Current.
-func (p *Poller) Changed() <-chan struct{} { return p.changed }
+// Changed returns a channel of the caller's own that receives a value
+// after each answer that differs from the one before. Each reader calls
+// it once (the daemon's loop, the self-updater). A channel holds at most
+// one value: a reader that was busy sees one signal for several changes,
+// and reads Current.
+func (p *Poller) Changed() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.changed = append(p.changed, c)
+	return c
+}
 
 // Status is how polling goes.
 func (p *Poller) Status() Status {
@@ -222,10 +230,14 @@ func (p *Poller) Poll(ctx context.Context) error {
 		// endpoint gives it again.
 		p.log.Warn("keep the desired state in agent.db", "err", err)
 	}
-	select {
-	case p.changed <- struct{}{}:
-	default:
+	p.mu.Lock()
+	for _, c := range p.changed {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
+	p.mu.Unlock()
 	return nil
 }
 
