@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthhq/berth/agent/config"
+	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/engine/flavors"
 	"github.com/berthhq/berth/engine/release"
@@ -60,8 +61,18 @@ type Agent struct {
 	db      *statedb.DB
 	engine  *engine.Manager
 	desired *engine.Desired
-	cache   *imagecache.Service // nil when cache.enabled is false
-	metrics *prometheus.Registry
+	// releases is the signed release metadata; nil without
+	// engine.releases.url.
+	releases *release.Client
+	// control is what the control endpoint says this host should run
+	// (agent/desired.go).
+	control *controlState
+	// agentRejected lists the agent versions self-update blacklisted, for
+	// the heartbeat's Rejected (agent/selfupdate.go sets it to
+	// selfupdate.Rejected); nil reports none.
+	agentRejected func(ctx context.Context) []wire.Rejected
+	cache         *imagecache.Service // nil when cache.enabled is false
+	metrics       *prometheus.Registry
 	// reporter queues heartbeats and events in agent.db and, while Run
 	// runs, sends them to control.url.
 	reporter *report.Reporter
@@ -82,13 +93,30 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, db: db, metrics: prometheus.NewRegistry(), log: log.With("component", "agent"), opts: o, osBuild: hostid.OSBuild()}
-	if a.reporter, err = a.newReporter(ctx, log); err != nil {
+	// One token source for every request to control: a managed identity
+	// keeps one token cache.
+	var tokens report.TokenSource
+	if cfg.Control.URL != "" {
+		if tokens, err = controlTokens(cfg.Control, log); err != nil {
+			return nil, err
+		}
+	}
+	if a.reporter, err = a.newReporter(ctx, tokens, log); err != nil {
 		return nil, err
 	}
-	if a.engine, err = newEngine(ctx, cfg, db, log, o.Progress, engineEvents(a.reporter, a.log)); err != nil {
+	if a.releases, err = openReleases(ctx, cfg, log); err != nil {
+		if cfg.Engine.Managed {
+			return nil, err
+		}
+		// Only the desired agent version's check needs it then.
+		a.log.Error("release metadata; desired agent versions are refused until the config is fixed", "err", err)
+	}
+	if a.engine, err = newEngineWith(cfg, db, a.releases, log, o.Progress, engineEvents(a.reporter, a.log)); err != nil {
 		return nil, err
 	}
-	a.desired = a.engine.Desired(cfg.Engine.Version)
+	if err := a.newDesired(ctx, tokens, log); err != nil {
+		return nil, err
+	}
 	if cfg.Cache.Enabled {
 		if a.cache, err = newCache(cfg, db, a.metrics, log); err != nil {
 			return nil, err
@@ -108,16 +136,25 @@ func openDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*statedb.
 // the signed release source, and what Berth writes into the engine's
 // configuration. onEvent is told of every change worth reporting.
 func newEngine(ctx context.Context, cfg config.Config, db *statedb.DB, log *slog.Logger, progress engine.ProgressFunc, onEvent func(engine.Event)) (*engine.Manager, error) {
+	var rel *release.Client
+	if cfg.Engine.Managed {
+		var err error
+		if rel, err = openReleases(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	return newEngineWith(cfg, db, rel, log, progress, onEvent)
+}
+
+// newEngineWith is newEngine with the release client given (nil: none).
+func newEngineWith(cfg config.Config, db *statedb.DB, rel *release.Client, log *slog.Logger, progress engine.ProgressFunc, onEvent func(engine.Event)) (*engine.Manager, error) {
 	flavor, err := flavors.New(cfg.Engine.Flavor, filepath.Join(cfg.StateDir(), paths.LogsDir))
 	if err != nil {
 		return nil, err
 	}
 	stateDir := cfg.StateDir()
-	var rel *release.Client
-	if cfg.Engine.Managed {
-		if rel, err = openReleases(ctx, cfg, log); err != nil {
-			return nil, err
-		}
+	if !cfg.Engine.Managed {
+		rel = nil
 	}
 	mirror := ""
 	if cfg.Cache.Enabled {
@@ -162,14 +199,16 @@ func newCache(cfg config.Config, db *statedb.DB, reg prometheus.Registerer, log 
 // newReporter resolves the agent id (agent.id, else the one remembered in
 // agent.db, else the VM id from IMDS, else the machine id) and builds the
 // reporter on the outbox in agent.db.
-func (a *Agent) newReporter(ctx context.Context, log *slog.Logger) (*report.Reporter, error) {
+func (a *Agent) newReporter(ctx context.Context, tokens report.TokenSource, log *slog.Logger) (*report.Reporter, error) {
 	id, err := hostid.Resolve(ctx, hostid.Options{Configured: a.cfg.Agent.ID, DB: a.db, Logger: a.log})
 	if err != nil {
 		return nil, err
 	}
-	client, err := newClient(a.cfg.Control, log)
-	if err != nil {
-		return nil, err
+	var client *report.Client
+	if a.cfg.Control.URL != "" {
+		if client, err = report.NewClient(report.ClientOptions{URL: a.cfg.Control.URL, Tokens: tokens, Logger: log}); err != nil {
+			return nil, err
+		}
 	}
 	interval := a.cfg.Control.ReportInterval.D()
 	return report.New(report.Options{
@@ -184,33 +223,27 @@ func (a *Agent) newReporter(ctx context.Context, log *slog.Logger) (*report.Repo
 	})
 }
 
-// newClient returns the control endpoint's client, or nil when control.url
-// is empty. A managed identity that cannot be set up (control.audience
-// missing) is not fatal here: the agent still manages the engine and the
-// cache, and every send fails with the reason, which the "control" check
-// and the log show.
-func newClient(c report.Config, log *slog.Logger) (*report.Client, error) {
-	if c.URL == "" {
-		return nil, nil
-	}
-	var tokens report.TokenSource
+// controlTokens is the bearer token source of every request to control
+// (reports and the desired state). A managed identity that cannot be set
+// up (control.audience missing) is not fatal here: the agent still manages
+// the engine and the cache, and every request fails with the reason, which
+// the "control" check and the log show.
+func controlTokens(c report.Config, log *slog.Logger) (report.TokenSource, error) {
 	switch c.Auth {
 	case "token":
-		tokens = report.FileToken{Path: c.TokenFile}
+		return report.FileToken{Path: c.TokenFile}, nil
 	case "none", "":
-		tokens = report.NoToken{}
+		return report.NoToken{}, nil
 	case "managed-identity":
 		mi, err := report.NewManagedIdentity(c.Audience, c.ClientID, nil)
 		if err != nil {
 			log.Error("control endpoint credentials; reports stay queued until the config is fixed", "err", err)
-			tokens = brokenToken{err}
-		} else {
-			tokens = mi
+			return brokenToken{err}, nil
 		}
+		return mi, nil
 	default:
 		return nil, fmt.Errorf("control.auth %q: want managed-identity, token or none", c.Auth)
 	}
-	return report.NewClient(report.ClientOptions{URL: c.URL, Tokens: tokens, Logger: log})
 }
 
 // brokenToken stands for a credential that could not be set up.

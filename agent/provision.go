@@ -82,7 +82,8 @@ func Provision(ctx context.Context, cfg config.Config, o ProvisionOptions) (*pro
 		return nil, err
 	}
 	parts := planParts{
-		cfg: cfg, db: db, engine: m, desired: m.Desired(cfg.Engine.Version), service: o.Service,
+		cfg: cfg, db: db, engine: m, service: o.Service,
+		desired:      storedDesired(ctx, controlConfig{url: cfg.Control.URL, pin: cfg.Engine.Version}, db, m, log),
 		health:       func(ctx context.Context) []telemetry.Check { return telemetry.Run(ctx, cs, 10*time.Second).Checks },
 		pullProgress: o.PullProgress, observers: o.Observers, log: log,
 		rebooter: o.Rebooter, bootID: o.BootID,

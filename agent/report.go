@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ func (a *Agent) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 		AgentVersion: buildinfo.Version,
 		Labels:       maps.Clone(a.cfg.Agent.Labels),
 		OSBuild:      a.osBuild,
+		OS:           runtime.GOOS,
+		Arch:         runtime.GOARCH,
 	}
 	if mon := a.monitor.Load(); mon != nil {
 		health := mon.Refresh(ctx)
@@ -43,12 +46,15 @@ func (a *Agent) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 		}
 	}
 	hb.Engine.Flavor = a.cfg.Engine.Flavor
+	var failed map[string]engine.Failure
 	if st, err := a.engine.Status(ctx); err == nil {
 		hb.Engine = wire.Engine{Flavor: st.Flavor, Version: st.Active, Active: st.Running || st.API != nil, Healthy: st.Healthy}
 		if hb.Engine.Version == "" && st.API != nil {
 			hb.Engine.Version = st.API.Version // an engine Berth does not manage
 		}
+		failed = st.Failed
 	}
+	hb.Rejected = a.rejected(ctx, failed)
 	if a.cache != nil {
 		hb.Cache = a.cacheFigures()
 	}

@@ -94,7 +94,15 @@ func TestAgentReports(t *testing.T) {
 // acknowledges it.
 func fakeControl(t *testing.T, got func(wire.Batch)) *httptest.Server {
 	t.Helper()
-	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ctl := httptest.NewServer(reportsHandler(got))
+	t.Cleanup(ctl.Close)
+	return ctl
+}
+
+// reportsHandler is POST /v1/reports: every batch handed to got and
+// acknowledged.
+func reportsHandler(got func(wire.Batch)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -107,9 +115,7 @@ func fakeControl(t *testing.T, got func(wire.Batch)) *httptest.Server {
 		}
 		got(b)
 		json.NewEncoder(w).Encode(wire.Ack{Agent: b.Agent, UpTo: b.Records[len(b.Records)-1].Seq, Stored: len(b.Records)})
-	}))
-	t.Cleanup(ctl.Close)
-	return ctl
+	}
 }
 
 // stopRun cancels a Run and checks that it returns nil, promptly.

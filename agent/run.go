@@ -35,6 +35,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { mon.Run(bgCtx) })
 	bg.Go(func() { a.reporter.Run(bgCtx) })
 	bg.Go(func() { a.watchHealth(bgCtx, mon) })
+	if p := a.control.poller; p != nil {
+		bg.Go(func() { p.Run(bgCtx) })
+	}
 	bg.Go(func() { a.runSelfUpdate(bgCtx) })
 	if err := a.reporter.Event(ctx, "agent.started", "berth-agent "+buildinfo.Version+" started",
 		map[string]string{"version": buildinfo.Version, "commit": buildinfo.Commit, "osBuild": a.osBuild}); err != nil {
@@ -74,12 +77,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		// First, so that the event is queued before a long engine change.
 		a.logStateErr(ctx, "queue the state.rebuilt event", a.reportRebuild(ctx))
+		a.control.judgeAgent(ctx, time.Now())
 		a.converge(ctx, plan)
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; the engine keeps running")
 			return nil
 		case <-tick.C:
+		case <-a.control.changed():
+			// control's answer changed: act on it now, not a round later.
 		}
 	}
 }

@@ -91,21 +91,6 @@ func stager(ctx context.Context, cfg config.Config, db *statedb.DB, launcher str
 	}, nil
 }
 
-// desiredAgent is the agent version control wants for this host, and
-// false while it has no opinion.
-//
-// HOOK(issue 11, desired state): wire the desired-state poller here —
-// return its current answer's agent version. Until then the daemon never
-// moves the agent by itself; `berth-agent self-update` still does.
-func (a *Agent) desiredAgent() (string, bool) { return "", false }
-
-// desiredAgentChanged tells the updater of a new desired answer, so that
-// it acts at once rather than at its next look (2 s); nil for none.
-//
-// HOOK(issue 11, desired state): return the poller's change channel (or
-// one its change callback sends to without blocking).
-func (a *Agent) desiredAgentChanged() <-chan struct{} { return nil }
-
 // runSelfUpdate is the daemon's updater, while ctx lasts. It runs only in
 // an agent a launcher started: without one nothing would switch.
 func (a *Agent) runSelfUpdate(ctx context.Context) {

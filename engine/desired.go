@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/berthhq/berth/engine/release"
 	"github.com/berthhq/berth/telemetry"
 )
 
@@ -23,13 +25,16 @@ const (
 	backoffMax   = 5 * time.Minute
 )
 
-// Desired keeps the version the engine should run, resolved from the pin or
-// the channel's newest signed release, and the failure of its last
+// Desired keeps the version the engine should run, resolved from the pin,
+// the control endpoint's desired state or the channel's newest signed
+// release (SPEC "Which engine version"), and the failure of its last
 // resolution. Version is called by the daemon's loop; Check reads it.
 type Desired struct {
-	m   *Manager
-	pin string
-	log *slog.Logger
+	m       *Manager
+	pin     string
+	control ControlFunc
+	grace   time.Duration
+	log     *slog.Logger
 	// jitter draws from [0, n); rand.Int64N unless a test sets it.
 	jitter func(n int64) int64
 
@@ -39,30 +44,103 @@ type Desired struct {
 	failing  time.Time // since when resolution fails; zero while it works
 	failures int
 	next     time.Time // when to resolve again
+	started  time.Time // first Version call, for the first answer's grace
+	input    Control   // control's word the last resolution saw
+	// keep: the engine stays on whatever version is active (control has
+	// no opinion, or its version was refused); version is then unused.
+	keep bool
+	// named: version is control's, by name (not the channel's newest).
+	named   bool
+	refusal *Refusal
 }
+
+// Control is what the control endpoint says of this host's engine, as the
+// agent last read it.
+type Control struct {
+	// Answered is true once control has answered this host, in this run
+	// or an earlier one.
+	Answered bool
+	// Flavor and Version are control's desired engine; Version "" is no
+	// opinion.
+	Flavor, Version string
+}
+
+// ControlFunc returns control's current word on the engine.
+type ControlFunc func() Control
+
+// DesiredOptions configure DesiredWith.
+type DesiredOptions struct {
+	// Pin is engine.version; it wins over everything.
+	Pin string
+	// Control is set when the host has a control endpoint (control.url):
+	// then only control's desired version moves an engine that runs.
+	Control ControlFunc
+	// FirstAnswerGrace is how long a host with no engine waits for
+	// control's first answer before it installs the channel's newest
+	// (default DefaultFirstAnswerGrace).
+	FirstAnswerGrace time.Duration
+}
+
+// DefaultFirstAnswerGrace: a new host asks control within seconds; a
+// minute covers a slow start without leaving a host engine-less for long
+// when control is down.
+const DefaultFirstAnswerGrace = time.Minute
+
+// Refusal is a desired version from control that this host refused: it is
+// not in the verified release metadata for this host's OS and
+// architecture (or names another flavor). Nothing changes for it.
+type Refusal struct {
+	Version string
+	Reason  string
+	At      time.Time
+}
+
+// ErrNotSigned: control's desired engine version is not in this host's
+// verified release metadata; the host refuses it and keeps its engine.
+var ErrNotSigned = errors.New("not in the verified release metadata")
 
 // Desired returns the resolver of the desired version for pin (the
-// engine.version of the config; "" for the channel's newest).
+// engine.version of the config; "" for the channel's newest), without a
+// control endpoint.
 func (m *Manager) Desired(pin string) *Desired {
-	return &Desired{m: m, pin: pin, log: m.log, jitter: rand.Int64N}
+	return m.DesiredWith(DesiredOptions{Pin: pin})
 }
 
-// Version resolves the desired version when it is due and returns the last
-// one known ("" before the first success). A failure is logged once when
-// it starts, and its end once when it ends; between, the engine check shows it.
+// DesiredWith returns the resolver of the desired version of o.
+func (m *Manager) DesiredWith(o DesiredOptions) *Desired {
+	if o.FirstAnswerGrace <= 0 {
+		o.FirstAnswerGrace = DefaultFirstAnswerGrace
+	}
+	return &Desired{m: m, pin: o.Pin, control: o.Control, grace: o.FirstAnswerGrace, log: m.log, jitter: rand.Int64N}
+}
+
+// Version resolves the desired version when it is due (its period passed,
+// or control's word changed) and returns the last one known ("" before the
+// first success). A failure is logged once when it starts, and its end
+// once when it ends; between, the engine check shows it.
 func (d *Desired) Version(ctx context.Context, now time.Time) string {
+	var in Control
+	if d.control != nil {
+		in = d.control()
+	}
 	d.mu.Lock()
-	due := now.After(d.next) || d.next.IsZero()
+	if d.started.IsZero() {
+		d.started = now
+	}
+	due := now.After(d.next) || d.next.IsZero() || in != d.input
 	d.mu.Unlock()
 	if !due {
-		return d.Current()
+		return d.current(ctx)
 	}
-	v, err := d.m.resolve(ctx, d.pin)
+	r, err := d.resolve(ctx, in, now)
 	if ctx.Err() != nil {
-		return d.Current()
+		return d.current(ctx)
+	}
+	if err == nil || r.refusal != nil {
+		// A failure to tell (storage down) keeps the refusal known.
+		d.noteRefusal(ctx, r.refusal)
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	switch {
 	case err != nil:
 		if d.failing.IsZero() {
@@ -72,23 +150,36 @@ func (d *Desired) Version(ctx context.Context, now time.Time) string {
 		d.err = err
 		d.failures++
 		d.next = now.Add(backoffWait(d.failures, d.jitter))
+		// A change of control's word is tried at once, backoff or not.
+		d.input = in
 	default:
 		if !d.failing.IsZero() {
-			d.log.Info("desired engine version resolved again", "version", v, "failing_for", now.Sub(d.failing).Round(time.Second).String())
-		} else if v != d.version {
-			d.log.Info("desired engine version", "version", v)
+			d.log.Info("desired engine version resolved again", "version", r.describe(), "failing_for", now.Sub(d.failing).Round(time.Second).String())
+		} else if r.version != d.version || r.keep != d.keep {
+			d.log.Info("desired engine version", "version", r.describe())
 		}
-		d.version, d.err, d.failing, d.failures = v, nil, time.Time{}, 0
+		d.version, d.keep, d.named, d.err, d.failing, d.failures = r.version, r.keep, r.named, nil, time.Time{}, 0
 		d.next = now.Add(resolveEvery)
+		d.input = in
 	}
-	return d.version
+	d.mu.Unlock()
+	return d.current(ctx)
 }
 
-// Current is the last version resolved, without resolving.
-func (d *Desired) Current() string {
+// current is the version to converge on now: the one resolved, or the
+// active one while the engine is kept as it is.
+func (d *Desired) current(ctx context.Context) string {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.version
+	v, keep := d.version, d.keep
+	d.mu.Unlock()
+	if !keep {
+		return v
+	}
+	st, err := d.m.loadState(ctx)
+	if err != nil {
+		return ""
+	}
+	return st.Active
 }
 
 // Err is the last resolution's failure, nil while it works.
@@ -115,7 +206,141 @@ func backoffWait(n int, jitter func(int64) int64) time.Duration {
 	return max(time.Second, time.Duration(jitter(int64(ceiling))))
 }
 
-// resolve is the desired version: the pin, else the channel's newest.
+// resolution is what one resolution decided.
+type resolution struct {
+	version string
+	keep    bool     // stay on the active version
+	named   bool     // version is control's
+	refusal *Refusal // control's version, refused; nil when none is
+}
+
+func (r resolution) describe() string {
+	if r.keep {
+		return "(the active one)"
+	}
+	return r.version
+}
+
+// resolve applies SPEC's "Which engine version": the pin wins; without
+// control, the channel's newest; with control, control's version when it
+// has one (refused unless signed for this host), else the active version,
+// and for a host with no engine the channel's newest once control had its
+// chance to answer.
+func (d *Desired) resolve(ctx context.Context, c Control, now time.Time) (resolution, error) {
+	if d.pin != "" {
+		return resolution{version: d.pin}, CheckVersion(d.pin)
+	}
+	if d.control == nil || c.Version == "" {
+		return d.withoutOpinion(ctx, c, now)
+	}
+	why, err := d.m.refuse(ctx, c)
+	if err != nil {
+		return resolution{}, err
+	}
+	if why == "" {
+		return resolution{version: c.Version, named: true}, nil
+	}
+	r := resolution{keep: true, refusal: &Refusal{Version: c.Version, Reason: why, At: now.UTC()}}
+	st, err := d.m.loadState(ctx)
+	if err != nil {
+		return r, err
+	}
+	if st.Active == "" {
+		return r, fmt.Errorf("control's desired engine %s %s is refused (%s) and no engine is installed: %w", c.Flavor, c.Version, why, ErrNotSigned)
+	}
+	return r, nil
+}
+
+// withoutOpinion is the desired version when control names none (or the
+// host has no control endpoint).
+func (d *Desired) withoutOpinion(ctx context.Context, c Control, now time.Time) (resolution, error) {
+	if d.control != nil {
+		st, err := d.m.loadState(ctx)
+		if err != nil {
+			return resolution{}, err
+		}
+		if st.Active != "" {
+			return resolution{keep: true}, nil
+		}
+		d.mu.Lock()
+		waited := now.Sub(d.started)
+		d.mu.Unlock()
+		if !c.Answered && waited < d.grace {
+			return resolution{}, fmt.Errorf("no engine installed; waiting up to %s for the control endpoint's desired state before installing the channel's newest", d.grace)
+		}
+	}
+	v, err := d.m.resolve(ctx, "")
+	return resolution{version: v}, err
+}
+
+// refuse says why control's desired engine c cannot be used on this host
+// ("" when it can): another flavor, not a version, or not in the verified
+// release metadata for this OS and architecture. An error is a failure to
+// tell (the release storage down), not a refusal.
+func (m *Manager) refuse(ctx context.Context, c Control) (string, error) {
+	switch {
+	case c.Flavor != m.o.Flavor.Name():
+		return fmt.Sprintf("control asks for flavor %s; this host runs %s (engine.flavor)", c.Flavor, m.o.Flavor.Name()), nil
+	case CheckVersion(c.Version) != nil:
+		return CheckVersion(c.Version).Error(), nil
+	case m.o.Releases == nil:
+		return "engine.releases.url is not set, so no version can be verified", nil
+	}
+	_, err := m.find(ctx, c.Version)
+	if errors.Is(err, release.ErrNotFound) {
+		return fmt.Sprintf("%s %s is not signed for %s/%s in the verified release metadata", c.Flavor, c.Version, m.o.OS, m.o.Arch), nil
+	}
+	return "", err
+}
+
+// noteRefusal keeps the refusal of control's version (nil: none) and
+// reports a new one as an event, once per version.
+func (d *Desired) noteRefusal(ctx context.Context, r *Refusal) {
+	d.mu.Lock()
+	prev := d.refusal
+	same := r != nil && prev != nil && prev.Version == r.Version
+	if same {
+		r.At = prev.At // the same refusal, dated from its start
+	}
+	d.refusal = r
+	d.mu.Unlock()
+	if r == nil || same {
+		return
+	}
+	active := ""
+	if st, err := d.m.loadState(ctx); err == nil {
+		active = st.Active
+	}
+	d.log.Error("refusing control's desired engine version; the engine stays as it is", "version", r.Version, "reason", r.Reason)
+	d.m.emit("rejected", active, r.Version, r.Reason)
+}
+
+// Refused is control's desired version this host refused, if any.
+func (d *Desired) Refused() (Refusal, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refusal == nil {
+		return Refusal{}, false
+	}
+	return *d.refusal, true
+}
+
+// target is the version the engine is asked to run by name (the pin, or
+// control's accepted version); "" when it follows the channel or stays
+// as it is.
+func (d *Desired) target() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pin != "" {
+		return d.pin
+	}
+	if !d.named {
+		return ""
+	}
+	return d.version
+}
+
+// resolve is the channel's newest signed version, or the pin.
 func (m *Manager) resolve(ctx context.Context, pin string) (string, error) {
 	if pin != "" {
 		return pin, CheckVersion(pin)
@@ -136,14 +361,31 @@ func (m *Manager) resolve(ctx context.Context, pin string) (string, error) {
 // commands, which resolve nothing).
 func (m *Manager) Check(d *Desired, pin string) telemetry.CheckFunc {
 	return func(ctx context.Context) telemetry.Check {
+		want := pin
+		if d != nil {
+			want = d.target()
+		}
 		st, err := m.Status(ctx)
-		c := statusCheck(st, err, pin)
+		c := statusCheck(st, err, want)
 		if d == nil {
 			return c
 		}
 		rerr, since, next := d.failure()
-		return withResolveFailure(c, rerr, since, next)
+		r, refused := d.Refused()
+		return withRefusal(withResolveFailure(c, rerr, since, next), r, refused)
 	}
+}
+
+// withRefusal adds control's refused version to a check that passes: the
+// engine runs, but not what control asks for, and an operator looking at
+// /healthz should see why.
+func withRefusal(c telemetry.Check, r Refusal, refused bool) telemetry.Check {
+	if !refused || c.Status != telemetry.OK {
+		return c
+	}
+	c.Status = telemetry.Warn
+	c.Message = fmt.Sprintf("control's desired engine %s is refused since %s: %s; %s", r.Version, r.At.UTC().Format(time.RFC3339), r.Reason, c.Message)
+	return c
 }
 
 // withResolveFailure adds a failing resolution of the desired version to a

@@ -50,7 +50,7 @@ type ProgressFunc func(stage string, done, total int64)
 
 // Event is a change of the engine worth reporting.
 type Event struct {
-	Kind    string    `json:"kind"` // installed | upgrade-started | upgrade-succeeded | rolled-back | restarted | config-repaired | failed
+	Kind    string    `json:"kind"` // installed | upgrade-started | upgrade-succeeded | rolled-back | restarted | config-repaired | failed | rejected
 	Flavor  string    `json:"flavor"`
 	From    string    `json:"from,omitempty"`
 	To      string    `json:"to,omitempty"`

@@ -85,6 +85,15 @@ func judgeEngine(st engine.Status, desired string, resolveErr error) (bool, stri
 		}
 		return false, "", resolveErr
 	}
+	// A failure is forgotten once the desired version moved on (Converge
+	// does it): without this an engine already at the new desired version
+	// would never converge, and the old version, asked for again later,
+	// would not be tried.
+	for v := range st.Failed {
+		if v != desired {
+			return false, fmt.Sprintf("engine %s %s failed before and is no longer desired (%s is); forget the failure", st.Flavor, v, desired), nil
+		}
+	}
 	if st.Active != desired {
 		if f, failed := st.Failed[desired]; failed {
 			return false, "", Permanent(fmt.Errorf("engine %s %s failed its health gate (%s) and is not tried again until the desired version changes; the engine stays on %s", st.Flavor, desired, f.Reason, orNone(st.Active)))

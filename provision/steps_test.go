@@ -27,6 +27,7 @@ func TestJudgeEngine(t *testing.T) {
 		{name: "older version", st: healthy, desired: "2", say: "docker 1, desired 2"},
 		{name: "change under way", st: engine.Status{Flavor: "docker", Active: "1", Journal: &engine.Journal{Op: "upgrade", To: "2", Step: engine.StepStopped}}, desired: "2", say: "upgrade to 2 is under way"},
 		{name: "desired failed before", st: engine.Status{Flavor: "docker", Active: "1", Healthy: true, Failed: map[string]engine.Failure{"2": {Reason: "exited"}}}, desired: "2", fail: true, permanent: true, say: "failed its health gate (exited)"},
+		{name: "a failure no longer desired", st: engine.Status{Flavor: "docker", Active: "1", Running: true, Healthy: true, Failed: map[string]engine.Failure{"3": {Reason: "exited"}}}, desired: "1", say: "docker 3 failed before and is no longer desired (1 is); forget the failure"},
 		{name: "not running", st: engine.Status{Flavor: "docker", Active: "1"}, desired: "1", say: "not running"},
 		{name: "api down", st: engine.Status{Flavor: "docker", Active: "1", Running: true, APIError: "refused"}, desired: "1", say: "refused"},
 		{name: "unresolved, healthy engine kept", st: healthy, resolveErr: down, done: true, say: "kept, since release storage down"},
@@ -115,6 +116,13 @@ func TestEngineStepFailedVersionStillConverges(t *testing.T) {
 	if _, _, err := verdict(true); !IsPermanent(err) {
 		t.Fatalf("check after Apply = %v; want a permanent failure", err)
 	}
+	// The desired version moves back to the one that runs: the failure
+	// of 2 is to be forgotten (Apply's Converge does it), so that 2, asked
+	// for again later, is tried again.
+	if done, msg, err := afterApply(judgeEngine(failed, "1", nil))(false); done || err != nil || !strings.Contains(msg, "forget") {
+		t.Fatalf("at desired with a stale failure = %v, %q, %v; want not done so that Apply forgets it", done, msg, err)
+	}
+	failed.Failed = nil
 	if done, _, err := afterApply(judgeEngine(failed, "1", nil))(false); !done || err != nil {
 		t.Fatalf("healthy at desired = %v, %v", done, err)
 	}

@@ -204,20 +204,27 @@ func (c *Client) post(ctx context.Context, body []byte, refresh bool) (wire.Ack,
 		return wire.Ack{}, fmt.Errorf("post reports to %s: read the answer: %w", c.url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &StatusError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
-		var we wire.Error
-		if json.Unmarshal(answer, &we) == nil {
-			se.Code, se.Message = we.Code, we.Message
-		} else {
-			se.Message = clip.String(strings.TrimSpace(string(answer)), 256)
-		}
-		return wire.Ack{}, se
+		return wire.Ack{}, NewStatusError(resp, answer)
 	}
 	var ack wire.Ack
 	if err := json.Unmarshal(answer, &ack); err != nil {
 		return wire.Ack{}, fmt.Errorf("post reports to %s: the answer is not an acknowledgement: %w", c.url, err)
 	}
 	return ack, nil
+}
+
+// NewStatusError is the refusal resp (with its body read) stands for: its
+// status, its wire.Error (or the start of whatever it said) and the
+// Retry-After it asked for. The desired-state client shares it.
+func NewStatusError(resp *http.Response, body []byte) *StatusError {
+	se := &StatusError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var we wire.Error
+	if json.Unmarshal(body, &we) == nil {
+		se.Code, se.Message = we.Code, we.Message
+	} else {
+		se.Message = clip.String(strings.TrimSpace(string(body)), 256)
+	}
+	return se
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date. It is not
