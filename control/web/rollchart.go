@@ -15,9 +15,10 @@ import (
 // The geometry of a progress bar: a rollout's hosts by state, one
 // segment per state, in SVG user units.
 const (
-	progressW     = 200 // in the list and the waves table
-	progressWideW = 600 // at the top of a rollout's page
-	progressH     = 14
+	progressW       = 200 // in the list
+	progressNarrowW = 120 // in the waves table, one of many columns
+	progressWideW   = 600 // at the top of a rollout's page
+	progressH       = 14
 )
 
 // progress is a stacked bar of hosts by state, its geometry worked out here
@@ -38,10 +39,14 @@ type segment struct {
 }
 
 // newProgress lays out the counts by on a bar of width for total hosts.
-// Edges are placed by the running sum, so the segments tile the bar
-// exactly whatever the rounding.
+// It fills from the left like any progress bar: healthy first, pending
+// last, the grey of what is still to do. Edges are placed by the running
+// sum, so the segments tile the bar exactly whatever the rounding.
 func newProgress(by map[string]int, total, width int) progress {
 	counts := countStates(by)
+	slices.SortStableFunc(counts, func(a, b stateCount) int {
+		return cmp.Compare(progressRank(a.State), progressRank(b.State))
+	})
 	sum := 0
 	for _, c := range counts {
 		sum += max(c.Count, 0)
@@ -67,6 +72,19 @@ func newProgress(by map[string]int, total, width int) progress {
 	}
 	p.Label = strings.Join(words, ", ")
 	return p
+}
+
+// progressRank orders the states of a progress bar; a state this page
+// does not know yet goes before pending.
+func progressRank(state string) int {
+	order := []string{wire.HostHealthy, wire.HostUpdated, wire.HostTold, wire.HostFailed, wire.HostRolledBack}
+	if i := slices.Index(order, state); i >= 0 {
+		return i
+	}
+	if state == wire.HostPending {
+		return len(order) + 1
+	}
+	return len(order)
 }
 
 // The geometry of the versions chart: the plot, and the margins for the
@@ -133,7 +151,11 @@ func newVersionChart(ro wire.Rollout, now time.Time) *versionChart {
 	if ro.State == wire.RolloutRunning || ro.State == wire.RolloutPaused {
 		end = now
 	}
-	end = later(end, samples[len(samples)-1].Time)
+	// The last sample holds until the end; when it is the end (a rollout
+	// that finished on it), it still gets a twentieth of the width, or it
+	// would not show at all.
+	last := samples[len(samples)-1].Time
+	end = later(end, last.Add(max(wire.MinSampleGap, last.Sub(t0)/20)))
 	span := max(end.Sub(t0), time.Second)
 	clock := "15:04:05"
 	if t0.UTC().YearDay() != end.UTC().YearDay() || span > 24*time.Hour {

@@ -176,7 +176,7 @@ func newWaveRow(ro wire.Rollout, i int, ws wire.WaveStatus, now time.Time) waveR
 		Hosts:    ws.Hosts,
 		Counts:   knownStates(ws.ByState),
 		Current:  i == ro.Wave && ro.State != wire.RolloutCompleted,
-		Progress: newProgress(ws.ByState, ws.Hosts, progressW),
+		Progress: newProgress(ws.ByState, ws.Hosts, progressNarrowW),
 	}
 	switch {
 	case ws.Done != nil:

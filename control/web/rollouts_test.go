@@ -190,9 +190,10 @@ func TestRolloutList(t *testing.T) {
 		`<span class="state ro-completed">completed</span>`,
 		`<td class="wave">2 of 3 (50%)</td>`,
 		`<td class="wave">all 1 done</td>`,
-		// 20 hosts on 200 units: 10 units a host, states in order.
-		`<rect class="seg" x="0" y="0" width="100" height="14" fill="#b0bec5" data-state="pending" data-count="10">`,
-		`<rect class="seg" x="190" y="0" width="10" height="14" fill="#c62828" data-state="failed" data-count="1">`,
+		// 20 hosts on 200 units: 10 units a host, healthy first, pending last.
+		`<rect class="seg" x="0" y="0" width="20" height="14" fill="#2e7d32" data-state="healthy" data-count="2">`,
+		`<rect class="seg" x="90" y="0" width="10" height="14" fill="#c62828" data-state="failed" data-count="1">`,
+		`<rect class="seg" x="100" y="0" width="100" height="14" fill="#b0bec5" data-state="pending" data-count="10">`,
 		`<small class="progress-text">2 of 20 healthy, 1 failed</small>`,
 		`<meta http-equiv="refresh" content="10">`,
 		`title="2026-03-14 14:39:26 UTC">30 min ago by alice&lt;b&gt;</td>`,
@@ -226,7 +227,7 @@ func TestRolloutPage(t *testing.T) {
 		`<li data-state="failed"><span class="state hs-failed">failed</span> <span class="n">1</span></li>`,
 		`<tr data-wave="2" class="current" aria-current="step">`,
 		`<td class="num" data-state="updated">4</td>`,
-		`<td class="status">done</td>`, `<td class="status">in progress</td>`, `<td class="status">waiting</td>`,
+		`<td class="phase">done</td>`, `<td class="phase">in progress</td>`, `<td class="phase">waiting</td>`,
 		`<td class="who"><em>controller</em></td>`,
 		`<td class="action">advance</td>`,
 		`<td class="reason">2 of 2 healthy for 10m0s</td>`,
@@ -237,15 +238,15 @@ func TestRolloutPage(t *testing.T) {
 		`data-version="27.4.0" data-last="6"`,
 		`data-version="27.3.1" data-last="12"`,
 		`data-version="" data-last="1"`,
-		`<text x="40" y="16" dy="-4" text-anchor="middle">W1</text>`,
-		`<text x="280" y="16" dy="-4" text-anchor="middle">W2</text>`,
+		`<text x="40" y="16" dx="2" dy="-4">W1</text>`,
+		`<text x="280" y="16" dx="2" dy="-4">W2</text>`,
 		`<text x="640" y="192" text-anchor="end">15:09:26 UTC</text>`,
 		`27.4.0 (target) <span class="n">6</span>`,
 	)
 
 	_, body = get(t, h, "/rollouts/ro-2")
 	wantIn(t, "the halted rollout's page", body,
-		`<td class="status">halted</td>`,
+		`<td class="phase">halted</td>`,
 		`<td class="change">running → halted</td>`,
 		`<td class="reason">1 failed host is more than 0: h-9 rejected 0.5.0 (blacklisted)</td>`,
 		`<dd id="threshold">at the first failed host</dd>`,
@@ -330,11 +331,11 @@ func TestNewProgress(t *testing.T) {
 	}{
 		{"empty", nil, 0, nil, "0 of 0 healthy"},
 		{"thirds tile the bar", map[string]int{"pending": 1, "told": 1, "healthy": 1}, 3,
-			[]seg{{"pending", 0, 66, 1}, {"told", 66, 67, 1}, {"healthy", 133, 67, 1}}, "1 of 3 healthy"},
+			[]seg{{"healthy", 0, 66, 1}, {"told", 66, 67, 1}, {"pending", 133, 67, 1}}, "1 of 3 healthy"},
 		{"more counted than the total", map[string]int{"healthy": 3, "failed": 1}, 2,
 			[]seg{{"healthy", 0, 150, 3}, {"failed", 150, 50, 1}}, "3 of 4 healthy, 1 failed"},
-		{"an unknown state still counts", map[string]int{"healthy": 1, "zombie": 1, "rolled-back": 2}, 4,
-			[]seg{{"healthy", 0, 50, 1}, {"rolled-back", 50, 100, 2}, {"zombie", 150, 50, 1}}, "1 of 4 healthy, 2 rolled-back"},
+		{"an unknown state still counts, before pending", map[string]int{"healthy": 1, "zombie": 1, "rolled-back": 2, "pending": 4}, 8,
+			[]seg{{"healthy", 0, 25, 1}, {"rolled-back", 25, 50, 2}, {"zombie", 75, 25, 1}, {"pending", 100, 100, 4}}, "1 of 8 healthy, 2 rolled-back"},
 		{"negative counts are ignored", map[string]int{"healthy": -5, "told": 2}, 2,
 			[]seg{{"told", 0, 200, 2}}, "-5 of 2 healthy"},
 	} {
