@@ -76,7 +76,7 @@ func (s *simRollout) startWave(k int) {
 		s.decide("controller", wire.ActionStart, k, "", "", fmt.Sprintf("%d hosts told %s", s.waveEnd(k)-lo, s.ro.Version))
 		return
 	}
-	s.decide("controller", wire.ActionAdvance, k-1, "", "", fmt.Sprintf("wave %d healthy for the bake time; %d hosts told %s", k, s.waveEnd(k)-lo, s.ro.Version))
+	s.decide("controller", wire.ActionAdvance, k, wire.RolloutRunning, wire.RolloutRunning, fmt.Sprintf("wave %d baked; wave %d starts: %d hosts told", k, k+1, s.waveEnd(k)-lo))
 }
 
 // set moves the hosts of wave k that are in state from to state to,
@@ -113,9 +113,9 @@ func (s *simRollout) view() wire.Rollout {
 		}
 		for _, d := range ro.History {
 			switch {
-			case d.Action == wire.ActionStart && d.Wave == k, d.Action == wire.ActionAdvance && d.Wave == k-1:
+			case (d.Action == wire.ActionStart || d.Action == wire.ActionAdvance) && d.Wave == k:
 				ws.Started = &d.Time
-			case (d.Action == wire.ActionAdvance || d.Action == wire.ActionComplete) && d.Wave == k:
+			case d.Action == wire.ActionAdvance && d.Wave == k+1, d.Action == wire.ActionComplete && d.Wave == k:
 				ws.Done = &d.Time
 			}
 		}

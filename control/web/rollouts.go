@@ -123,9 +123,10 @@ type decisionRow struct {
 	Seq               int
 	Rel, Abs          string
 	Who, Action, Wave string
-	From, To          string
-	Reason            string
-	Controller        bool
+	// Change is the rollout's state change, "" when it stayed.
+	Change     string
+	Reason     string
+	Controller bool
 }
 
 // rolloutPage serves GET /rollouts/{id}.
@@ -200,8 +201,14 @@ func newWaveRow(ro wire.Rollout, i int, ws wire.WaveStatus, now time.Time) waveR
 func newDecisionRow(d wire.Decision, now time.Time) decisionRow {
 	row := decisionRow{
 		Seq: d.Seq, Rel: relTime(now, d.Time), Abs: absTime(d.Time),
-		Who: d.Who, Action: d.Action, From: d.From, To: d.To, Reason: d.Reason,
+		Who: d.Who, Action: d.Action, Reason: d.Reason,
 		Controller: d.Who == "controller",
+	}
+	switch {
+	case d.From != "" && d.To != "" && d.From != d.To:
+		row.Change = d.From + " → " + d.To
+	case d.From == "":
+		row.Change = d.To // the first decision: the state the rollout starts in
 	}
 	if d.Wave >= 0 {
 		row.Wave = strconv.Itoa(d.Wave + 1)

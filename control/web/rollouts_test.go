@@ -98,8 +98,8 @@ func testRollouts(now time.Time) []wire.Rollout {
 		History: []wire.Decision{
 			{Seq: 1, Time: at(30 * time.Minute), Who: "alice<b>", Action: wire.ActionCreate, Wave: -1, To: wire.RolloutRunning, Reason: "CVE fix <img src=x onerror=alert(2)>"},
 			{Seq: 2, Time: at(30 * time.Minute), Who: "controller", Action: wire.ActionStart, Wave: 0, Reason: "2 hosts told 27.4.0"},
-			{Seq: 3, Time: at(18 * time.Minute), Who: "controller", Action: wire.ActionAdvance, Wave: 0, Reason: "2 of 2 healthy for 10m0s"},
-			{Seq: 4, Time: at(18 * time.Minute), Who: "controller", Action: wire.ActionStart, Wave: 1, Reason: "8 hosts told 27.4.0"},
+			{Seq: 3, Time: at(18 * time.Minute), Who: "controller", Action: wire.ActionAdvance, Wave: 1, From: wire.RolloutRunning, To: wire.RolloutRunning,
+				Reason: "wave 1 of 3 baked (10m0s): 2 healthy; wave 2 (50%) starts: 8 hosts told"},
 		},
 		Versions: []wire.VersionSample{
 			{Time: at(30 * time.Minute), Counts: map[string]int{"27.3.1": 19, "": 1}},
@@ -230,7 +230,8 @@ func TestRolloutPage(t *testing.T) {
 		`<td class="phase">done</td>`, `<td class="phase">in progress</td>`, `<td class="phase">waiting</td>`,
 		`<td class="who"><em>controller</em></td>`,
 		`<td class="action">advance</td>`,
-		`<td class="reason">2 of 2 healthy for 10m0s</td>`,
+		`<td class="reason">wave 1 of 3 baked (10m0s): 2 healthy; wave 2 (50%) starts: 8 hosts told</td>`,
+		"<td class=\"action\">advance</td>\n<td class=\"num\">2</td>\n<td class=\"change\"></td>",
 		`<td class="change">running</td>`,
 		// The versions chart: the target band at the bottom, with its count.
 		// 30 min over 600 units: the second sample, 5 min in, at 140.
