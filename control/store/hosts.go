@@ -47,7 +47,11 @@ func stateExpr(now string) string {
 
 const hostCols = `h.id, h.state, h.engine_flavor, h.engine_version, h.engine_active, h.engine_healthy,
 	h.agent_version, h.os_build, h.labels, h.checks, h.cache, h.dropped_heartbeats, h.dropped_events,
-	h.interval_ms, h.first_seen_ms, h.last_report_ms, h.last_heartbeat_ms, h.last_seq`
+	h.interval_ms, h.first_seen_ms, h.last_report_ms, h.last_heartbeat_ms, h.last_seq,
+	h.os, h.arch, h.rejected, COALESCE(p.engine, ''), COALESCE(p.agent, '')`
+
+// hostFrom is what hostCols reads from: the host and its pins, if any.
+const hostFrom = " FROM hosts h LEFT JOIN pins p ON p.host_id = h.id"
 
 // cursor is what HostPage.Next encodes: the sort and the last host's key,
 // so the next page starts after it (keyset paging: stable under inserts,
@@ -139,7 +143,7 @@ func planHosts(f wire.HostFilter, now time.Time) (hostsQuery, error) {
 		where = append(where, cursorCond(o, keyExpr, c, a))
 	}
 	limit := a.add(int64(o.limit + 1))
-	q.list = "SELECT " + hostCols + " FROM hosts h" + whereClause(where) + orderClause(keyExpr, o.desc, limit)
+	q.list = "SELECT " + hostCols + hostFrom + whereClause(where) + orderClause(keyExpr, o.desc, limit)
 	q.listArgs = a.vals
 	return q, nil
 }
@@ -368,11 +372,19 @@ func scanHost(r scanner, now time.Time) (wire.Host, error) {
 		dropHB, dropEv                      int64
 		intervalMs, firstMs, reportMs, hbMs int64
 		lastSeq                             int64
+		rejected, pinEngine, pinAgent       string
 	)
 	if err := r.Scan(&h.ID, &h.ReportedState, &h.Engine.Flavor, &h.Engine.Version, &active, &healthy,
 		&h.AgentVersion, &h.OSBuild, &labels, &checks, &cache, &dropHB, &dropEv,
-		&intervalMs, &firstMs, &reportMs, &hbMs, &lastSeq); err != nil {
+		&intervalMs, &firstMs, &reportMs, &hbMs, &lastSeq,
+		&h.OS, &h.Arch, &rejected, &pinEngine, &pinAgent); err != nil {
 		return wire.Host{}, err
+	}
+	if err := unmarshalOpt(rejected, &h.Rejected); err != nil {
+		return wire.Host{}, fmt.Errorf("host %s rejected versions: %w", h.ID, err)
+	}
+	if pinEngine != "" || pinAgent != "" {
+		h.Pin = &wire.Pin{Engine: pinEngine, Agent: pinAgent}
 	}
 	h.Engine.Active, h.Engine.Healthy = active != 0, healthy != 0
 	if err := unmarshalOpt(labels, &h.Labels); err != nil {
@@ -419,7 +431,7 @@ func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 // events, newest first (n is capped at wire.MaxLimit), or ErrNotFound.
 func (s *Store) Host(ctx context.Context, id string, now time.Time, n int) (wire.HostDetail, error) {
 	n = min(max(n, 0), wire.MaxLimit)
-	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts h WHERE h.id = $1", id)
+	row := s.r.QueryRowContext(ctx, "SELECT "+hostCols+hostFrom+" WHERE h.id = $1", id)
 	h, err := scanHost(row, now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return wire.HostDetail{}, fmt.Errorf("host %q: %w", clip.String(id, quoteLen), ErrNotFound)

@@ -72,6 +72,7 @@ type hostRow struct {
 	labelMap                    map[string]string
 	droppedHB, droppedEv        int64
 	intervalMs, lastHeartbeatMs int64
+	os, arch, rejected          string
 }
 
 // Ingest stores a batch of b.Agent's records (validated by the caller with
@@ -169,11 +170,13 @@ func heartbeatRow(r wire.Record) (*hostRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	checks := []byte("[]")
-	if len(hb.Checks) > 0 {
-		if checks, err = json.Marshal(hb.Checks); err != nil {
-			return nil, err
-		}
+	checks, err := jsonList(hb.Checks)
+	if err != nil {
+		return nil, err
+	}
+	rejected, err := jsonList(hb.Rejected)
+	if err != nil {
+		return nil, err
 	}
 	interval := DefaultInterval.Milliseconds()
 	if hb.IntervalSeconds > 0 {
@@ -190,13 +193,25 @@ func heartbeatRow(r wire.Record) (*hostRow, error) {
 		osBuild:         hb.OSBuild,
 		labels:          labels,
 		labelMap:        hb.Labels,
-		checks:          string(checks),
+		checks:          checks,
 		cache:           cache,
 		droppedHB:       clampInt64(hb.Dropped.Heartbeats),
 		droppedEv:       clampInt64(hb.Dropped.Events),
 		intervalMs:      interval,
 		lastHeartbeatMs: r.Time.UnixMilli(),
+		os:              hb.OS,
+		arch:            hb.Arch,
+		rejected:        rejected,
 	}, nil
+}
+
+// jsonList encodes a list, "[]" when empty.
+func jsonList[V any](l []V) (string, error) {
+	if len(l) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(l)
+	return string(b), err
 }
 
 // jsonObject encodes a map with sorted keys, "{}" when empty, so that equal
@@ -499,7 +514,7 @@ func hostWrites(agents []string, hosts map[string]*hostState, w *groupWrites) {
 		}
 		w.full = append(w.full, a, hb.state, hb.flavor, hb.version, hb.active, hb.healthy, hb.agentVersion, hb.osBuild,
 			hb.labels, hb.checks, hb.cache, hb.droppedHB, hb.droppedEv, hb.intervalMs, h.firstSeen, h.report,
-			hb.lastHeartbeatMs, h.lastSeq, h.heartbeats, h.events, h.prunedSeq, h.prunedTime)
+			hb.lastHeartbeatMs, h.lastSeq, h.heartbeats, h.events, h.prunedSeq, h.prunedTime, hb.os, hb.arch, hb.rejected)
 		if hb.labels != h.dbLabels {
 			if h.exists {
 				w.delLabels = append(w.delLabels, a)
@@ -759,7 +774,7 @@ var (
 	upsertHosts = insert{`INSERT INTO hosts (id, state, engine_flavor, engine_version, engine_active,
 		engine_healthy, agent_version, os_build, labels, checks, cache, dropped_heartbeats, dropped_events,
 		interval_ms, first_seen_ms, last_report_ms, last_heartbeat_ms, last_seq, heartbeats, events,
-		pruned_seq, pruned_time_ms)`, colTypes("ttttbbttttt" + "bbbbbbbbbbb"),
+		pruned_seq, pruned_time_ms, os, arch, rejected)`, colTypes("ttttbbttttt" + "bbbbbbbbbbb" + "ttt"),
 		`ON CONFLICT (id) DO UPDATE SET state = excluded.state, engine_flavor = excluded.engine_flavor,
 		engine_version = excluded.engine_version, engine_active = excluded.engine_active,
 		engine_healthy = excluded.engine_healthy, agent_version = excluded.agent_version,
@@ -768,7 +783,8 @@ var (
 		interval_ms = excluded.interval_ms, last_report_ms = excluded.last_report_ms,
 		last_heartbeat_ms = excluded.last_heartbeat_ms, last_seq = excluded.last_seq,
 		heartbeats = excluded.heartbeats, events = excluded.events, pruned_seq = excluded.pruned_seq,
-		pruned_time_ms = excluded.pruned_time_ms`}
+		pruned_time_ms = excluded.pruned_time_ms, os = excluded.os, arch = excluded.arch,
+		rejected = excluded.rejected`}
 	touchHosts = insert{`INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms, last_seq, heartbeats, events,
 		pruned_seq, pruned_time_ms)`, colTypes("tbbbbbbbb"),
 		`ON CONFLICT (id) DO UPDATE SET last_report_ms = excluded.last_report_ms, last_seq = excluded.last_seq,
@@ -776,7 +792,8 @@ var (
 		pruned_time_ms = excluded.pruned_time_ms`}
 	newHosts  = insert{"INSERT INTO hosts (id, interval_ms, first_seen_ms, last_report_ms)", colTypes("tbbb"), "ON CONFLICT (id) DO NOTHING"}
 	insLabels = insert{"INSERT INTO host_labels (host_id, key, value)", colTypes("ttt"), ""}
-	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels}
+	inserts   = []insert{insHistory, insEvents, upsertHosts, touchHosts, newHosts, insLabels,
+		upsertMembers, insDecisions, insChanges}
 )
 
 // prepareInserts prepares the inserts on SQLite's one writer connection,
@@ -804,7 +821,7 @@ func (s *Store) inList(ctx context.Context, tx *sql.Tx, head string, ids []any, 
 
 // inListQuery runs the query head IN (ids) tail, calling scan for each
 // row; head ends with the column.
-func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []any, tail string, scan func(*sql.Rows) error) error {
+func (s *Store) inListQuery(ctx context.Context, tx querier, head string, ids []any, tail string, scan func(*sql.Rows) error) error {
 	return s.eachChunk(ids, func(q string, args []any) error {
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -818,6 +835,12 @@ func (s *Store) inListQuery(ctx context.Context, tx *sql.Tx, head string, ids []
 		}
 		return errors.Join(rows.Err(), rows.Close())
 	}, head, tail)
+}
+
+// querier is what reads run on: a transaction or a pool.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // eachChunk calls run with the statement head IN (ids) tail and its

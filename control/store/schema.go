@@ -128,6 +128,84 @@ var migrations = []string{
 	// longer than a host's report interval. Partial: of a million tokens
 	// only the few revoked are in it.
 	`CREATE INDEX tokens_revoked ON tokens (revoked_ms) WHERE revoked_ms <> 0`,
+	// 6: rollouts and desired state. Hosts keep their platform (a
+	// rollout's version must be signed for it) and the versions they
+	// rejected, as JSON (a rollout counts a host that rejected its target
+	// as failed). A rollout's members are one row each, with the hash that
+	// orders them into waves. Every decision is a row numbered per
+	// rollout, so that two replicas deciding the same step collide on the
+	// key. desired_gen is one row that every transaction changing some
+	// host's desired state bumps: its row lock orders those transactions,
+	// so desired_changes' generations commit in order and a replica that
+	// polls "gen > the last I saw" misses none.
+	`ALTER TABLE hosts ADD COLUMN os TEXT NOT NULL DEFAULT '';
+	ALTER TABLE hosts ADD COLUMN arch TEXT NOT NULL DEFAULT '';
+	ALTER TABLE hosts ADD COLUMN rejected TEXT NOT NULL DEFAULT '[]';
+	CREATE TABLE pins (
+		host_id TEXT PRIMARY KEY,
+		engine TEXT NOT NULL DEFAULT '',
+		agent TEXT NOT NULL DEFAULT '',
+		who TEXT NOT NULL,
+		updated_ms BIGINT NOT NULL
+	);
+	CREATE TABLE rollouts (
+		id TEXT{{C}} PRIMARY KEY,
+		kind TEXT NOT NULL,
+		flavor TEXT NOT NULL,
+		version TEXT NOT NULL,
+		spec TEXT NOT NULL,
+		state TEXT NOT NULL,
+		wave BIGINT NOT NULL,
+		waves TEXT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		updated_ms BIGINT NOT NULL,
+		rev BIGINT NOT NULL
+	);
+	CREATE INDEX rollouts_state ON rollouts (state);
+	CREATE TABLE rollout_hosts (
+		rollout_id TEXT NOT NULL,
+		host_id TEXT NOT NULL,
+		hash TEXT NOT NULL,
+		wave BIGINT NOT NULL,
+		state TEXT NOT NULL,
+		prev_flavor TEXT NOT NULL DEFAULT '',
+		prev_version TEXT NOT NULL DEFAULT '',
+		told_ms BIGINT NOT NULL DEFAULT 0,
+		healthy_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (rollout_id, host_id)
+	);
+	CREATE INDEX rollout_hosts_host ON rollout_hosts (host_id);
+	CREATE TABLE rollout_decisions (
+		rollout_id TEXT NOT NULL,
+		seq BIGINT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		who TEXT NOT NULL,
+		action TEXT NOT NULL,
+		wave BIGINT NOT NULL,
+		from_state TEXT NOT NULL,
+		to_state TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		PRIMARY KEY (rollout_id, seq)
+	);
+	CREATE TABLE rollout_samples (
+		rollout_id TEXT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		counts TEXT NOT NULL,
+		PRIMARY KEY (rollout_id, time_ms)
+	);
+	CREATE TABLE desired_gen (
+		id BIGINT PRIMARY KEY,
+		gen BIGINT NOT NULL
+	);
+	INSERT INTO desired_gen (id, gen) VALUES (1, 0);
+	CREATE TABLE desired_changes (
+		gen BIGINT NOT NULL,
+		host_id TEXT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		PRIMARY KEY (gen, host_id)
+	);
+	CREATE INDEX desired_changes_time ON desired_changes (time_ms)`,
 }
 
 // migrateLock is the PostgreSQL advisory lock that keeps several serve

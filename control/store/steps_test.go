@@ -171,9 +171,11 @@ func TestDecide(t *testing.T) {
 func TestHostWrites(t *testing.T) {
 	hb := &hostRow{seq: 3, state: "Healthy", flavor: "docker", version: "24.0.7", active: 1, healthy: 1,
 		agentVersion: "1.0.0", labels: `{"pool":"blue","zone":"1"}`, checks: "[]", cache: "{}",
-		labelMap: map[string]string{"zone": "1", "pool": "blue"}, intervalMs: 60000, lastHeartbeatMs: 30}
+		labelMap: map[string]string{"zone": "1", "pool": "blue"}, intervalMs: 60000, lastHeartbeatMs: 30,
+		os: "linux", arch: "amd64", rejected: `[{"kind":"engine"}]`}
 	full := []any{"a", "Healthy", "docker", "24.0.7", int64(1), int64(1), "1.0.0", "", `{"pool":"blue","zone":"1"}`, "[]", "{}",
-		int64(0), int64(0), int64(60000), int64(10), int64(20), int64(30), int64(3), int64(8), int64(2), int64(0), int64(0)}
+		int64(0), int64(0), int64(60000), int64(10), int64(20), int64(30), int64(3), int64(8), int64(2), int64(0), int64(0),
+		"linux", "amd64", `[{"kind":"engine"}]`}
 	labels := []any{"a", "pool", "blue", "a", "zone", "1"}
 	for _, c := range []struct {
 		name string
@@ -202,7 +204,7 @@ func TestHostWrites(t *testing.T) {
 func TestPlanHosts(t *testing.T) {
 	now := time.UnixMilli(1_000_000)
 	stale := "h.last_report_ms + 3 * h.interval_ms < "
-	list := "SELECT " + hostCols + " FROM hosts h"
+	list := "SELECT " + hostCols + hostFrom
 	for _, c := range []struct {
 		name string
 		f    wire.HostFilter

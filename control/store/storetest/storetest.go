@@ -60,6 +60,11 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"Sessions", testSessions},
 		{"Closed", testClosed},
 		{"Forget", testForget},
+		{"HostPlatformAndPins", testHostPlatformAndPins},
+		{"RolloutCreate", testRolloutCreate},
+		{"RolloutEval", testRolloutEval},
+		{"RolloutEvalConcurrent", testRolloutEvalConcurrent},
+		{"DesiredChanges", testDesiredChanges},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
