@@ -3,214 +3,267 @@ package web
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/berthhq/berth/control/rollout"
+	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv/chromium"
 )
 
-// simRollout builds the wire view of a rollout from its hosts' states, the
-// way the controller reports it, so that a test can move it step by step.
-type simRollout struct {
-	ro    wire.Rollout
-	hosts []string // each host's state, in wave order
-	// versions are what each host reports.
-	versions []string
-	clock    time.Time
+// liveHost is a simulated agent: it acts on its desired engine version
+// at once, or, told a version it is broken on, stays where it is and
+// reports the version rejected, as the agent's health-gated upgrade does.
+type liveHost struct {
+	id       string
+	engine   string
+	seq      uint64
+	broken   map[string]bool
+	rejected []wire.Rejected
 }
 
-func newSimRollout(id string, spec wire.RolloutSpec, n int, from string, start time.Time) *simRollout {
-	s := &simRollout{clock: start}
-	s.ro = wire.Rollout{ID: id, RolloutSpec: spec.WithDefaults(), State: wire.RolloutRunning, CreatedBy: "alice",
-		Created: start, Hosts: n}
-	for range n {
-		s.hosts = append(s.hosts, wire.HostPending)
-		s.versions = append(s.versions, from)
-	}
-	s.decide("alice", wire.ActionCreate, -1, "", wire.RolloutRunning, "move the web pool to "+spec.Version)
-	return s
+// liveFleet is simulated hosts reporting through store.Ingest, as the
+// server's report handler does, to a store a rollout.Service decides on.
+type liveFleet struct {
+	st  *store.Store
+	svc *rollout.Service
+	mu  sync.Mutex
+	hs  []*liveHost
 }
 
-// waveEnd is the number of hosts in waves 0..k (ceil of the cumulative
-// percentage, as SPEC sizes them).
-func (s *simRollout) waveEnd(k int) int {
-	return int(math.Ceil(float64(len(s.hosts)) * s.ro.Waves[k] / 100))
-}
-
-// waveHosts is how many hosts wave k adds.
-func (s *simRollout) waveHosts(k int) int {
-	if k == 0 {
-		return s.waveEnd(0)
-	}
-	return s.waveEnd(k) - s.waveEnd(k-1)
-}
-
-func (s *simRollout) tick() time.Time {
-	s.clock = s.clock.Add(wire.MinSampleGap)
-	return s.clock
-}
-
-func (s *simRollout) decide(who, action string, wave int, from, to, why string) {
-	s.ro.History = append(s.ro.History, wire.Decision{Seq: len(s.ro.History) + 1, Time: s.tick(), Who: who,
-		Action: action, Wave: wave, From: from, To: to, Reason: why})
-}
-
-// startWave tells wave k's hosts: the first wave with a decision of its
-// own, the others with the advance past the wave before.
-func (s *simRollout) startWave(k int) {
-	s.ro.Wave = k
-	lo := 0
-	if k > 0 {
-		lo = s.waveEnd(k - 1)
-	}
-	for i := lo; i < s.waveEnd(k); i++ {
-		s.hosts[i] = wire.HostTold
-	}
-	if k == 0 {
-		s.decide("controller", wire.ActionStart, k, "", "", fmt.Sprintf("%d hosts told %s", s.waveEnd(k)-lo, s.ro.Version))
-		return
-	}
-	s.decide("controller", wire.ActionAdvance, k, wire.RolloutRunning, wire.RolloutRunning, fmt.Sprintf("wave %d baked; wave %d starts: %d hosts told", k, k+1, s.waveEnd(k)-lo))
-}
-
-// set moves the hosts of wave k that are in state from to state to,
-// reporting version v.
-func (s *simRollout) set(k int, from, to, v string) {
-	lo := 0
-	if k > 0 {
-		lo = s.waveEnd(k - 1)
-	}
-	for i := lo; i < s.waveEnd(k); i++ {
-		if s.hosts[i] == from {
-			s.hosts[i], s.versions[i] = to, v
+// beat makes every host act on its desired state and report once.
+func (f *liveFleet) beat(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range f.hs {
+		d, _, err := f.svc.Desired(ctx, h.id)
+		if err != nil {
+			return fmt.Errorf("desired state of %s: %w", h.id, err)
 		}
-	}
-	s.tick()
-}
-
-// view is the rollout as the controller would show it now.
-func (s *simRollout) view() wire.Rollout {
-	ro := s.ro
-	ro.Updated = s.clock
-	ro.ByState = byState(nil)
-	ro.WaveStatus = nil
-	counts := map[string]int{}
-	for i, st := range s.hosts {
-		ro.ByState[st]++
-		counts[s.versions[i]]++
-	}
-	lo := 0
-	for k, p := range ro.Waves {
-		ws := wire.WaveStatus{Percent: p, Hosts: s.waveEnd(k) - lo, ByState: byState(nil)}
-		for _, st := range s.hosts[lo:s.waveEnd(k)] {
-			ws.ByState[st]++
-		}
-		for _, d := range ro.History {
-			switch {
-			case (d.Action == wire.ActionStart || d.Action == wire.ActionAdvance) && d.Wave == k:
-				ws.Started = &d.Time
-			case d.Action == wire.ActionAdvance && d.Wave == k+1, d.Action == wire.ActionComplete && d.Wave == k:
-				ws.Done = &d.Time
+		if v := d.Engine; v != nil && v.Version != h.engine {
+			if !h.broken[v.Version] {
+				h.engine = v.Version
+			} else if !slices.ContainsFunc(h.rejected, func(r wire.Rejected) bool { return r.Version == v.Version }) {
+				h.rejected = append(h.rejected, wire.Rejected{Kind: wire.KindEngine, Version: v.Version,
+					Reason: wire.RejectedRolledBack, Message: "dockerd did not turn healthy", Time: time.Now()})
 			}
 		}
-		ro.WaveStatus = append(ro.WaveStatus, ws)
-		lo = s.waveEnd(k)
+		h.seq++
+		now := time.Now()
+		b := wire.Batch{Agent: h.id, Records: []wire.Record{{Seq: h.seq, Kind: wire.KindHeartbeat, Time: now, Heartbeat: &wire.Heartbeat{
+			State: "Healthy", Engine: wire.Engine{Flavor: "docker", Version: h.engine, Active: true, Healthy: true},
+			AgentVersion: "0.4.0", Labels: map[string]string{"pool": "web"}, IntervalSeconds: 1,
+			OS: "linux", Arch: "amd64", Rejected: slices.Clone(h.rejected),
+		}}}}
+		if _, err := f.st.Ingest(ctx, b, now); err != nil {
+			return fmt.Errorf("ingest %s: %w", h.id, err)
+		}
 	}
-	ro.Versions = append(s.ro.Versions, wire.VersionSample{Time: s.clock, Counts: counts})
-	s.ro.Versions = ro.Versions
-	return ro
+	return nil
 }
 
-// TestBrowserRollout follows two rollouts in Chromium as their pages
-// refresh themselves: one from creation through its three waves to
-// completion, one to a halt on a failed host with the touched hosts rolled
-// back. Screenshots of each step go to the test's artifact directory.
+// breakOn makes every host fail on version v.
+func (f *liveFleet) breakOn(v string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range f.hs {
+		h.broken[v] = true
+	}
+}
+
+// startLive starts a rollout.Service on a fresh SQLite store, n hosts on
+// engine docker from beating every 250 ms, the controller, and the page
+// with both; all stop when the test ends.
+func startLive(t *testing.T, n int, from string) (*liveFleet, *httptest.Server) {
+	t.Helper()
+	st := openStore(t)
+	f := &liveFleet{st: st, svc: rollout.New(rollout.Options{Store: st, Tick: 100 * time.Millisecond, Holder: "browser-test"})}
+	for i := range n {
+		f.hs = append(f.hs, &liveHost{id: fmt.Sprintf("web-%02d", i), engine: from, broken: map[string]bool{}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := f.beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := f.svc.Run(ctx); err != nil {
+			t.Errorf("rollout controller: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := f.beat(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("simulated hosts: %v", err)
+				return
+			}
+		}
+	}()
+	srv := httptest.NewServer(New(Options{Store: st, Rollouts: f.svc, Refresh: time.Second}))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		wg.Wait()
+	})
+	return f, srv
+}
+
+// TestBrowserRollout follows real rollouts in Chromium, as an operator
+// watching the page would: a rollout.Service on SQLite moves ten simulated
+// hosts, which report through store.Ingest, from engine 27.3.1 to 27.4.0
+// in waves of 10, 50 and 100%, each baked 3 s, to completion; then a
+// rollout to a 27.5.0 that every host fails on halts in its first wave,
+// the later waves never told. The pages follow on their own refresh;
+// screenshots of each step go to the test's artifact directory (go test
+// -artifacts -outputdir DIR keeps them).
 func TestBrowserRollout(t *testing.T) {
 	browser := chromium.Start(t)
-	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
+	ctx, cancel := context.WithTimeout(browser, 2*time.Minute)
 	defer cancel()
-	f := &fakeRollouts{}
-	srv := httptest.NewServer(New(Options{Store: seed(t, nil), Rollouts: f, Refresh: time.Second}))
-	defer srv.Close()
-
-	start := time.Now().Add(-10 * time.Minute)
-	spec := wire.RolloutSpec{Selector: map[string]string{"pool": "web"}, Kind: wire.KindEngine, Flavor: "docker",
-		Version: "27.4.0", Waves: []float64{10, 50, 100}, Bake: wire.Duration(time.Minute)}
-	good := newSimRollout("ro-good", spec, 10, "27.3.1", start)
-	good.startWave(0)
-	f.set(good.view())
+	f, srv := startLive(t, 10, "27.3.1")
 
 	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/rollouts")))
-	waitFor(t, ctx, `#rollouts tr[data-rollout="ro-good"] .wave`, "1 of 3 (10%)")
+	waitFor(t, ctx, "#count", "No rollouts")
+	spec := wire.RolloutSpec{Selector: map[string]string{"pool": "web"}, Kind: wire.KindEngine, Flavor: "docker",
+		Version: "27.4.0", Waves: []float64{10, 50, 100}, Bake: wire.Duration(3 * time.Second)}
+	good, err := f.svc.Create(ctx, "alice", spec)
+	must(t, err)
+	row := fmt.Sprintf(`#rollouts tr[data-rollout=%q]`, good.ID)
+	waitFor(t, ctx, row+" td.id", good.ID)
 	chromium.SaveScreenshot(t, ctx, "rollouts-created.png")
-	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#rollouts tr[data-rollout="ro-good"] td.id a`))))
-	waitFor(t, ctx, "#wave", "1 of 3 (10%)")
-	chromium.SaveScreenshot(t, ctx, "rollout-created.png")
+	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+" td.id a"))))
+	waitFor(t, ctx, "#rollout-id", good.ID)
+	chromium.SaveScreenshot(t, ctx, "rollout-started.png")
 
-	// Each wave: told, updated, healthy, then the next starts; the page
-	// follows on its own.
-	for k := range 3 {
-		good.set(k, wire.HostTold, wire.HostUpdated, "27.4.0")
-		f.set(good.view())
-		waitFor(t, ctx, fmt.Sprintf(`#waves-table tr[data-wave="%d"] td[data-state="updated"]`, k+1), fmt.Sprint(good.waveHosts(k)))
-		good.set(k, wire.HostUpdated, wire.HostHealthy, "27.4.0")
-		if k < 2 {
-			good.startWave(k + 1)
-			f.set(good.view())
-			waitFor(t, ctx, "#wave", fmt.Sprintf("%d of 3 (%v%%)", k+2, spec.Waves[k+1]))
-			if k == 0 {
-				chromium.SaveScreenshot(t, ctx, "rollout-wave-2.png")
-			}
-			continue
-		}
-		good.decide("controller", wire.ActionComplete, k, wire.RolloutRunning, wire.RolloutCompleted, "every host healthy for 1m0s")
-		good.ro.State = wire.RolloutCompleted
-		f.set(good.view())
+	// A wave bakes 3 s and the page reloads every second: it shows each
+	// wave in turn, never going back, until the rollout completes.
+	seen := watchWaves(t, ctx, "completed")
+	if want := []string{"1 of 3 (10%)", "2 of 3 (50%)", "3 of 3 (100%)", "all 3 done"}; !slices.Equal(seen, want) {
+		t.Errorf("the page showed the waves %q, want %q", seen, want)
 	}
-	waitFor(t, ctx, "#state", "completed")
 	checkRolloutPage(t, ctx, rolloutSeen{
 		Progress: "10 of 10 healthy",
 		Waves:    []string{"done", "done", "done"},
 		Actions:  []string{"create", "start-wave", "advance", "advance", "complete"},
-		Bands:    map[string]string{"27.4.0": "10", "27.3.1": "0"},
+		Bands:    lastSample(t, ctx, f.svc, good.ID),
 		Colour:   "rgb(46, 125, 50)",
 	})
 	chromium.SaveScreenshot(t, ctx, "rollout-completed.png")
 
-	// A broken version: the first failed host halts it in wave 1, and the
-	// touched hosts go back; wave 2's hosts are never told.
-	spec.Version, spec.Waves, spec.RollbackOnHalt = "27.5.0", []float64{50, 100}, true
-	bad := newSimRollout("ro-bad", spec, 4, "27.4.0", time.Now().Add(-5*time.Minute))
-	bad.startWave(0)
-	bad.set(0, wire.HostTold, wire.HostFailed, "27.4.0")
-	bad.decide("controller", wire.ActionHalt, 0, wire.RolloutRunning, wire.RolloutHalted, "2 failed hosts is more than 0: h-1 rejected 27.5.0 (rolled-back)")
-	bad.ro.State = wire.RolloutHalted
-	f.set(bad.view())
-	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/rollouts/ro-bad")))
-	waitFor(t, ctx, "#state", "halted")
-	chromium.SaveScreenshot(t, ctx, "rollout-halted.png")
-	bad.set(0, wire.HostFailed, wire.HostRolledBack, "27.4.0")
-	bad.decide("controller", wire.ActionRollback, 0, wire.RolloutHalted, wire.RolloutRolledBack, "rollbackOnHalt: 2 touched hosts told 27.4.0")
-	bad.ro.State = wire.RolloutRolledBack
-	f.set(bad.view())
-	waitFor(t, ctx, "#state", "rolled-back")
+	// A version every host fails on: the first failure halts it.
+	f.breakOn("27.5.0")
+	spec.Version = "27.5.0"
+	bad, err := f.svc.Create(ctx, "bob", spec)
+	must(t, err)
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/rollouts/"+bad.ID)))
+	waitFor(t, ctx, "#rollout-id", bad.ID)
+	watchWaves(t, ctx, "halted")
 	checkRolloutPage(t, ctx, rolloutSeen{
-		Progress: "0 of 4 healthy, 2 rolled-back",
-		Waves:    []string{"rolled-back", "waiting"},
-		Actions:  []string{"create", "start-wave", "halt", "rollback"},
-		Bands:    map[string]string{"27.5.0": "0", "27.4.0": "4"},
-		Colour:   "rgb(117, 117, 117)",
+		Progress: "0 of 10 healthy, 1 failed",
+		Waves:    []string{"halted", "waiting", "waiting"},
+		Actions:  []string{"create", "start-wave", "halt"},
+		Colour:   "rgb(198, 40, 40)",
 	})
-	if got := eval[string](t, ctx, `document.querySelector('#waves-table tr[data-wave="2"] td[data-state="pending"]').textContent`); got != "2" {
-		t.Errorf("wave 2 has %s pending hosts, want 2: none was told", got)
+	for wave, want := range map[int]string{2: "4", 3: "5"} {
+		if got := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('#waves-table tr[data-wave="%d"] td[data-state="pending"]').textContent`, wave)); got != want {
+			t.Errorf("wave %d has %s hosts pending, want all %s: none is told", wave, got, want)
+		}
 	}
-	chromium.SaveScreenshot(t, ctx, "rollout-rolled-back.png")
+	chromium.SaveScreenshot(t, ctx, "rollout-halted.png")
+	// The list has both, newest first.
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/rollouts")))
+	waitLoaded(t, ctx)
+	type listRow struct{ ID, State, Hosts string }
+	rows := eval[[]listRow](t, ctx, `[...document.querySelectorAll("#rollouts tbody tr[data-rollout]")].map(tr => ({
+		ID: tr.dataset.rollout, State: tr.querySelector(".state").textContent, Hosts: tr.querySelector(".progress-text").textContent}))`)
+	want := []listRow{{bad.ID, "halted", "0 of 10 healthy, 1 failed"}, {good.ID, "completed", "10 of 10 healthy"}}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("the rollouts list (-want +got):\n%s", diff)
+	}
+	chromium.SaveScreenshot(t, ctx, "rollouts-end.png")
+}
+
+// watchWaves reads the rollout page as it refreshes itself until its state
+// is final, for at most 60 s, and returns the waves it showed in order;
+// the wave never goes back.
+func watchWaves(t *testing.T, ctx context.Context, final string) []string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var seen []string
+	for {
+		// A reload may be under way: an error just means "look again".
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
+			(document.getElementById("state") || {}).textContent || "",
+			(document.getElementById("wave") || {}).textContent || ""]`))
+		if err == nil && len(got) == 2 && got[1] != "" {
+			if len(seen) == 0 || seen[len(seen)-1] != got[1] {
+				seen = append(seen, got[1])
+			}
+			if got[0] == final {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rollout is not %s after 60 s: the page showed the waves %q, now %q (err %v)", final, seen, got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := 1; i < len(seen); i++ {
+		if waveOrder(seen[i]) < waveOrder(seen[i-1]) {
+			t.Errorf("the wave went back: %q", seen)
+		}
+	}
+	return seen
+}
+
+// waveOrder is the wave a wave text names: "2 of 3 (50%)" is 2, "all 3
+// done" is 4.
+func waveOrder(s string) int {
+	var n, of int
+	if _, err := fmt.Sscanf(s, "all %d done", &of); err == nil {
+		return of + 1
+	}
+	fmt.Sscanf(s, "%d of", &n)
+	return n
+}
+
+// lastSample is the count of the last version sample the service recorded
+// for rollout id, as the chart's bands show it; the samples are at most
+// one every wire.MinSampleGap, so a rollout of a few seconds may end
+// before its last move is sampled.
+func lastSample(t *testing.T, ctx context.Context, svc *rollout.Service, id string) map[string]string {
+	t.Helper()
+	r, err := svc.Get(ctx, id)
+	must(t, err)
+	if len(r.Versions) == 0 {
+		t.Fatalf("rollout %s has no version sample", id)
+	}
+	out := map[string]string{}
+	for v, n := range r.Versions[len(r.Versions)-1].Counts {
+		out[v] = strconv.Itoa(n)
+	}
+	if _, ok := out[r.Version]; !ok {
+		out[r.Version] = "0" // the target's band is there from the start
+	}
+	return out
 }
 
 // rolloutSeen is what a rollout's page shows, read in the browser.

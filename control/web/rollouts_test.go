@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/wire"
 )
 
@@ -445,3 +446,6 @@ func wantIn(t *testing.T, page, body string, want ...string) {
 		}
 	}
 }
+
+// The rollout controller is what the pages read.
+var _ Rollouts = (*rollout.Service)(nil)
