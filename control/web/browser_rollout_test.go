@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -148,10 +150,10 @@ func TestBrowserRollout(t *testing.T) {
 	must(t, err)
 	row := fmt.Sprintf(`#rollouts tr[data-rollout=%q]`, good.ID)
 	waitFor(t, ctx, row+" td.id", good.ID)
-	chromium.SaveScreenshot(t, ctx, "rollouts-created.png")
+	screenshot(t, ctx, "rollouts-created.png")
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+" td.id a"))))
 	waitFor(t, ctx, "#rollout-id", good.ID)
-	chromium.SaveScreenshot(t, ctx, "rollout-started.png")
+	screenshot(t, ctx, "rollout-started.png")
 
 	// A wave bakes 3 s and the page reloads every second: it shows each
 	// wave in turn, never going back, until the rollout completes.
@@ -166,7 +168,7 @@ func TestBrowserRollout(t *testing.T) {
 		Bands:    lastSample(t, ctx, f.svc, good.ID),
 		Colour:   "rgb(46, 125, 50)",
 	})
-	chromium.SaveScreenshot(t, ctx, "rollout-completed.png")
+	screenshot(t, ctx, "rollout-completed.png")
 
 	// A version every host fails on: the first failure halts it.
 	f.breakOn("27.5.0")
@@ -187,7 +189,7 @@ func TestBrowserRollout(t *testing.T) {
 			t.Errorf("wave %d has %s hosts pending, want all %s: none is told", wave, got, want)
 		}
 	}
-	chromium.SaveScreenshot(t, ctx, "rollout-halted.png")
+	screenshot(t, ctx, "rollout-halted.png")
 	// The list has both, newest first.
 	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/rollouts")))
 	waitLoaded(t, ctx)
@@ -198,7 +200,7 @@ func TestBrowserRollout(t *testing.T) {
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("the rollouts list (-want +got):\n%s", diff)
 	}
-	chromium.SaveScreenshot(t, ctx, "rollouts-end.png")
+	screenshot(t, ctx, "rollouts-end.png")
 }
 
 // watchWaves reads the rollout page as it refreshes itself until its state
@@ -322,4 +324,24 @@ func waitFor(t *testing.T, ctx context.Context, sel, want string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// screenshot keeps a full-page PNG of the tab in the test's artifact
+// directory. The page reloads itself every second, and a screenshot taken
+// in the middle of a reload fails (a page of no width): it is taken again
+// once the page has loaded.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var err error
+	for range 10 {
+		var png []byte
+		if png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			path := filepath.Join(t.ArtifactDir(), name)
+			must(t, os.WriteFile(path, png, 0o644))
+			t.Logf("screenshot: %s", path)
+			return
+		}
+		_, _ = chromedp.Run(ctx, chromedp.Poll[bool](`document.readyState === "complete"`))
+	}
+	t.Fatalf("screenshot %s: %v", name, err)
 }
