@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,12 +180,9 @@ func newVersionChart(ro wire.Rollout, now time.Time) *versionChart {
 	}
 	c.YMax = max(c.YMax, 1)
 	y := func(n int) float64 { return float64(vcTop+vcPlotH) - float64(vcPlotH)*float64(n)/float64(c.YMax) }
-	xs := make([]float64, len(samples)+1)
-	for i, s := range samples {
-		xs[i] = x(s.Time)
-	}
-	xs[len(samples)] = x(end)
-	c.Series = versionSeries(ro, xs, y)
+	samples, xs := thin(samples, x)
+	xs = append(xs, x(end))
+	c.Series = versionSeries(ro.Version, samples, xs, y)
 	for i, ws := range ro.WaveStatus {
 		if ws.Started == nil {
 			continue
@@ -197,18 +195,38 @@ func newVersionChart(ro wire.Rollout, now time.Time) *versionChart {
 	return c
 }
 
+// thin keeps at most one sample per unit of the plot's width, the last of
+// those that fall in it, drawn from where the first of them starts, and
+// returns them with their x. The page stays small however long the rollout
+// runs: a sample every 5 s for a day is 17,280, and the page reloads every
+// few seconds.
+func thin(samples []wire.VersionSample, x func(time.Time) float64) ([]wire.VersionSample, []float64) {
+	out := make([]wire.VersionSample, 0, min(len(samples), vcPlotW+1))
+	xs := make([]float64, 0, cap(out)+1)
+	for _, s := range samples {
+		sx := x(s.Time)
+		if n := len(out); n > 0 && math.Floor(xs[n-1]) == math.Floor(sx) {
+			out[n-1] = s
+			continue
+		}
+		out = append(out, s)
+		xs = append(xs, sx)
+	}
+	return out, xs
+}
+
 // versionSeries groups the samples' counts into the chart's bands, bottom
 // up: the target first (the band that grows), then the other versions,
-// newest first, then the rest as "other", then hosts with none.
-func versionSeries(ro wire.Rollout, xs []float64, y func(int) float64) []series {
-	samples := ro.Versions
+// newest first, then the rest as "other", then hosts with none. xs are
+// the samples' x and, last, where the last one ends.
+func versionSeries(target string, samples []wire.VersionSample, xs []float64, y func(int) float64) []series {
 	peak := map[string]int{}
 	for _, s := range samples {
 		for v, n := range s.Counts {
 			peak[v] = max(peak[v], n)
 		}
 	}
-	others := slices.DeleteFunc(slices.Collect(maps.Keys(peak)), func(v string) bool { return v == ro.Version || v == "" })
+	others := slices.DeleteFunc(slices.Collect(maps.Keys(peak)), func(v string) bool { return v == target || v == "" })
 	slices.SortFunc(others, func(a, b string) int { return cmp.Or(cmp.Compare(peak[b], peak[a]), -compareVersions(a, b)) })
 	room := vcMaxSeries - 2 // the target and none always have their band
 	var rest []string
@@ -221,7 +239,7 @@ func versionSeries(ro wire.Rollout, xs []float64, y func(int) float64) []series 
 		s        series
 		versions []string
 	}
-	groups := []group{{series{Version: ro.Version, Label: shorten(ro.Version, 20) + " (target)", Target: true, Color: "#2e7d32"}, []string{ro.Version}}}
+	groups := []group{{series{Version: target, Label: shorten(target, 20) + " (target)", Target: true, Color: "#2e7d32"}, []string{target}}}
 	for i, v := range others {
 		groups = append(groups, group{series{Version: v, Label: shorten(v, 20), Color: vcPalette[i%len(vcPalette)]}, []string{v}})
 	}

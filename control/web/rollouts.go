@@ -31,9 +31,15 @@ func rolloutsURL(refreshOff bool) string {
 	return "/rollouts"
 }
 
+// RolloutsListed is how many rollouts the list shows, the newest: the
+// page reloads every few seconds, and old rollouts stay in the store.
+const RolloutsListed = 200
+
 type rolloutsView struct {
 	base
 	Rows []rolloutRow
+	// Total is how many rollouts there are, when more than the rows.
+	Total int
 }
 
 // rolloutRow is one rollout of the list.
@@ -57,7 +63,11 @@ func (h *handler) rolloutList(w http.ResponseWriter, r *http.Request) error {
 	now := h.now()
 	off := refreshOff(r.URL.Query())
 	v := rolloutsView{base: h.withRefresh(h.base(r, "Rollouts"), r.URL)}
-	for _, ro := range list.Rollouts {
+	rollouts := list.Rollouts
+	if len(rollouts) > RolloutsListed {
+		v.Total, rollouts = len(rollouts), rollouts[:RolloutsListed]
+	}
+	for _, ro := range rollouts {
 		v.Rows = append(v.Rows, rolloutRow{
 			ID:         ro.ID,
 			URL:        rolloutURL(ro.ID, off),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -209,6 +210,19 @@ func TestRolloutList(t *testing.T) {
 	if _, body := get(t, empty, "/rollouts"); !strings.Contains(body, "No rollouts yet.") {
 		t.Errorf("an empty list does not say so:\n%s", body)
 	}
+
+	// Years of rollouts: the newest are listed, and the page says so.
+	many := &fakeRollouts{}
+	for i := range RolloutsListed + 50 {
+		r := testRollouts(testNow)[2]
+		r.ID = fmt.Sprintf("ro-%04d", RolloutsListed+50-i)
+		many.list = append(many.list, r)
+	}
+	_, body = get(t, newTestHandler(t, Options{Rollouts: many}), "/rollouts")
+	if n := len(rolloutRowRE.FindAllString(body, -1)); n != RolloutsListed || !strings.Contains(body, `data-rollout="ro-0250"`) || strings.Contains(body, `data-rollout="ro-0050"`) {
+		t.Errorf("%d rows listed, want the newest %d", n, RolloutsListed)
+	}
+	wantIn(t, "a long list", body, "The newest 200 of 250 rollouts")
 }
 
 func TestRolloutPage(t *testing.T) {
@@ -379,15 +393,41 @@ func TestVersionSeries(t *testing.T) {
 			[]wire.VersionSample{sample(0, many)},
 			[]string{"2.0=9", "1.9=9", "1.8=8", "1.7=7", "1.6=6", "1.5=5", "other=10", "=1"}},
 	} {
-		ro := wire.Rollout{RolloutSpec: wire.RolloutSpec{Kind: wire.KindAgent, Version: "2.0"}, Versions: tc.samples}
 		xs := make([]float64, len(tc.samples)+1)
 		var got []string
-		for _, s := range versionSeries(ro, xs, func(n int) float64 { return float64(n) }) {
+		for _, s := range versionSeries("2.0", tc.samples, xs, func(n int) float64 { return float64(n) }) {
 			got = append(got, s.Version+"="+strconv.Itoa(s.Last))
 		}
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("%s: bands (-want +got):\n%s", tc.name, diff)
 		}
+	}
+}
+
+// TestVersionChartBounded checks that a day of samples, one every 5 s,
+// makes a chart of at most one step per unit of width, each step the last
+// sample that falls in it.
+func TestVersionChartBounded(t *testing.T) {
+	start := testNow.Add(-24 * time.Hour)
+	ro := wire.Rollout{RolloutSpec: wire.RolloutSpec{Kind: wire.KindEngine, Version: "2.0"},
+		State: wire.RolloutRunning, Created: start}
+	const n = 24 * time.Hour / wire.MinSampleGap
+	for i := range int(n) {
+		ro.Versions = append(ro.Versions, wire.VersionSample{Time: start.Add(time.Duration(i) * wire.MinSampleGap),
+			Counts: map[string]int{"2.0": i, "1.0": int(n) - i}})
+	}
+	c := newVersionChart(ro, testNow)
+	if len(c.Series) != 2 {
+		t.Fatalf("%d bands, want 2", len(c.Series))
+	}
+	for _, s := range c.Series {
+		// 4 points a step; one step per unit of the width at most.
+		if pts := strings.Count(s.Points, " ") + 1; pts > 4*(vcPlotW+1) {
+			t.Errorf("band %s has %d points for %d samples, want at most %d", s.Version, pts, n, 4*(vcPlotW+1))
+		}
+	}
+	if got := c.Series[0].Last; got != int(n)-1 {
+		t.Errorf("the target's last count is %d, want the last sample's %d", got, int(n)-1)
 	}
 }
 
