@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -166,6 +168,25 @@ func TestRolloutsHiddenWithoutController(t *testing.T) {
 	_, body := get(t, with, "/")
 	if !strings.Contains(body, `<li><a href="/rollouts">Rollouts</a></li>`) {
 		t.Errorf("the fleet page has no Rollouts link:\n%s", body)
+	}
+}
+
+func TestRolloutsNeedAnOperator(t *testing.T) {
+	ss := newSessions()
+	h, _ := newRolloutHandler(t, ss.options())
+	for _, page := range []string{"/rollouts", "/rollouts/ro-3"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, page, nil))
+		if want := "/login?next=" + url.QueryEscape(page); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
+			t.Errorf("GET %s without a token = %d to %q, want 303 to %s", page, rec.Code, rec.Header().Get("Location"), want)
+		}
+		req := httptest.NewRequest(http.MethodGet, page, nil)
+		req.Header.Set("Authorization", "Bearer op-good")
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s as an operator = %d", page, rec.Code)
+		}
 	}
 }
 

@@ -58,6 +58,8 @@ type Options struct {
 	Store Reader
 	// Rollouts is where the rollout pages come from; nil (no rollout
 	// controller) leaves them out: no nav item, and their paths are 404.
+	// Leave it unset rather than set to a nil *rollout.Service, which is
+	// not a nil interface.
 	Rollouts Rollouts
 	// Authorize says whether a request may see the pages (an operator token
 	// in the Authorization header, or a live session in the cookie
