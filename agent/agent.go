@@ -25,7 +25,6 @@ import (
 	"github.com/berthhq/berth/imagecache"
 
 	"github.com/berthhq/berth/internal/hostid"
-	"github.com/berthhq/berth/internal/httpclient"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/provision"
@@ -115,17 +114,9 @@ func newEngine(ctx context.Context, cfg config.Config, db *statedb.DB, log *slog
 	}
 	stateDir := cfg.StateDir()
 	var rel *release.Client
-	if cfg.Engine.Managed && cfg.Engine.Releases.URL != "" {
-		rel, err = release.Open(ctx, release.Options{
-			URL:        cfg.Engine.Releases.URL,
-			Credential: cfg.Engine.Releases.Credential,
-			RootFile:   cfg.Engine.Releases.RootFile,
-			StateDir:   stateDir,
-			HTTPClient: httpclient.NewStandard(httpclient.Options{Logger: log}),
-			Logger:     log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("engine.releases: %w", err)
+	if cfg.Engine.Managed {
+		if rel, err = openReleases(ctx, cfg, log); err != nil {
+			return nil, err
 		}
 	}
 	mirror := ""

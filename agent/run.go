@@ -35,6 +35,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { mon.Run(bgCtx) })
 	bg.Go(func() { a.reporter.Run(bgCtx) })
 	bg.Go(func() { a.watchHealth(bgCtx, mon) })
+	bg.Go(func() { a.runSelfUpdate(bgCtx) })
 	if err := a.reporter.Event(ctx, "agent.started", "berth-agent "+buildinfo.Version+" started",
 		map[string]string{"version": buildinfo.Version, "commit": buildinfo.Commit, "osBuild": a.osBuild}); err != nil {
 		a.log.Error("queue the agent.started event", "err", err)

@@ -4,11 +4,14 @@
 # reporter (cmd/control TestReportsSurviveSIGKILL), ROUNDS kills each
 # (default 200; CI runs 21 and 24), and `berth-agent provision` (cmd/agent
 # TestProvisionSurvivesSIGKILL), PROVISION_ROUNDS rounds (default 50: each
-# round re-provisions a host, several from zero). Each test's full output
+# round re-provisions a host, several from zero), and the agent's
+# self-update (cmd/agent TestSelfUpdateSurvivesSIGKILL: the launcher, the
+# agent or the stager killed mid-update), SELFUPDATE_ROUNDS rounds (default
+# 50). Each test's full output
 # goes to test-output/soak-<name>.log; this prints each one's verdict, time
 # and tally.
 #
-# usage: scripts/soak.sh [ROUNDS [PROVISION_ROUNDS]]
+# usage: scripts/soak.sh [ROUNDS [PROVISION_ROUNDS [SELFUPDATE_ROUNDS]]]
 set -Euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -16,6 +19,7 @@ cd "$ROOT"
 export PATH="/usr/local/go/bin:$PATH"
 ROUNDS="${1:-200}"
 PROVISION_ROUNDS="${2:-50}"
+SELFUPDATE_ROUNDS="${3:-50}"
 mkdir -p test-output
 
 failed=0
@@ -42,8 +46,9 @@ soak() { # name package test [rounds]
 soak engine-switch ./cmd/agent/ TestUpgradeSurvivesSIGKILL
 soak reporter ./cmd/control/ TestReportsSurviveSIGKILL
 soak provision ./cmd/agent/ TestProvisionSurvivesSIGKILL "$PROVISION_ROUNDS"
+soak self-update ./cmd/agent/ TestSelfUpdateSurvivesSIGKILL "$SELFUPDATE_ROUNDS"
 
 echo
-echo "soak tally ($ROUNDS rounds each, provision $PROVISION_ROUNDS):"
+echo "soak tally ($ROUNDS rounds each, provision $PROVISION_ROUNDS, self-update $SELFUPDATE_ROUNDS):"
 for s in "${summary[@]}"; do echo "  $s"; done
 exit $failed

@@ -25,6 +25,7 @@ import (
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/units"
 	"github.com/berthhq/berth/provision"
+	"github.com/berthhq/berth/provision/selfupdate"
 	"github.com/berthhq/berth/telemetry"
 	"github.com/berthhq/berth/telemetry/report"
 )
@@ -38,6 +39,7 @@ type Config struct {
 	Agent     Agent                  `yaml:"agent" json:"agent"`
 	Control   report.Config          `yaml:"control" json:"control"`
 	Engine    engine.Config          `yaml:"engine" json:"engine"`
+	Update    selfupdate.Config      `yaml:"update" json:"update"`
 	Cache     imagecache.Config      `yaml:"cache" json:"cache"`
 	Health    telemetry.HealthConfig `yaml:"health" json:"health"`
 	Provision provision.Config       `yaml:"provision" json:"provision"`
@@ -71,6 +73,7 @@ func Default() Config {
 			Settings: map[string]any{},
 			Upgrade:  engine.UpgradeConfig{HealthTimeout: units.Duration(120 * time.Second)},
 		},
+		Update: selfupdate.Config{HealthTimeout: units.Duration(selfupdate.DefaultHealthTimeout)},
 		Cache: imagecache.Config{
 			Enabled:   true,
 			Listen:    "127.0.0.1:5050",

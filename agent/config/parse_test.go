@@ -224,7 +224,7 @@ func TestParse(t *testing.T) {
 }
 
 const (
-	topKeys    = "agent, control, engine, cache, health, provision"
+	topKeys    = "agent, control, engine, update, cache, health, provision"
 	engineKeys = "managed, flavor, version, channel, releases, endpoint, dataRoot, settings, upgrade"
 )
 
@@ -261,10 +261,11 @@ var errorCases = []struct {
 	},
 	{
 		name: "duration too short",
-		in:   "control:\n  reportInterval: 10ms\nengine:\n  upgrade:\n    healthTimeout: 0s\n",
+		in:   "control:\n  reportInterval: 10ms\nengine:\n  upgrade:\n    healthTimeout: 0s\nupdate:\n  healthTimeout: 500ms\n",
 		want: []string{
 			`agent.yaml:2:3: control.reportInterval: is 10ms; it must be at least 1s`,
 			`agent.yaml:5:5: engine.upgrade.healthTimeout: is 0s; it must be at least 1s`,
+			`agent.yaml:7:3: update.healthTimeout: is 500ms; it must be at least 1s`,
 		},
 	},
 	{

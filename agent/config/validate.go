@@ -34,6 +34,7 @@ func (c Config) validate() Errors {
 	v.agent(c.Agent)
 	v.control(c.Control)
 	v.engine(c.Engine)
+	v.atLeast("update", "healthTimeout", c.Update.HealthTimeout, time.Second)
 	v.cache(c.Cache)
 	v.listen("health", "listen", c.Health.Listen, false)
 	return v.errs.sorted()

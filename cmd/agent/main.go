@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -24,12 +23,10 @@ import (
 	"github.com/berthhq/berth/imagecache"
 	"github.com/berthhq/berth/imagecache/disk"
 
-	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/cli"
 	"github.com/berthhq/berth/internal/logging"
 	"github.com/berthhq/berth/internal/paths"
 	"github.com/berthhq/berth/internal/progress"
-	"github.com/berthhq/berth/internal/svc"
 	"github.com/berthhq/berth/internal/units"
 	"github.com/berthhq/berth/telemetry"
 )
@@ -54,6 +51,8 @@ type flags struct {
 	namespace string
 	to        string
 	all       bool
+	version   string // self-update --version
+	check     bool   // self-update --check
 }
 
 func program() *cli.Program {
@@ -97,20 +96,18 @@ func program() *cli.Program {
 				Flags: func(fs *flag.FlagSet) {
 					fs.BoolVar(&f.watch, "watch", false, "run the checks every 5 s until interrupted")
 				}},
-			{Name: "version", Summary: "version, commit, build date and platform", Run: cmdVersion},
+			{Name: "self-update", Summary: "update the agent itself from the signed releases; waits until the launcher has it Healthy", Run: f.selfUpdate,
+				Help: "Without --version, the newest agent package of engine.channel for this host. The launcher the service runs switches to it; a version that fails is blacklisted and the host goes back to the previous good one.",
+				Flags: func(fs *flag.FlagSet) {
+					fs.BoolVar(&f.check, "check", false, "only say whether an update is available")
+					fs.StringVar(&f.version, "version", "", "move to `VERSION` (also a downgrade; clears its blacklist entry)")
+				}},
+			{Name: "version", Summary: "version, commit, build date and platform; the launcher's and the running agent's versions", Run: f.cmdVersion},
 		},
 	}
 }
 
 func (f *flags) load() (config.Config, error) { return config.Load(f.config) }
-
-func cmdVersion(ctx context.Context, in *cli.Invocation) error {
-	info := buildinfo.Get()
-	return in.Print(info, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "berth-agent %s (commit %s, built %s, %s, %s)\n", info.Version, info.Commit, info.Date, info.Platform, info.Go)
-		return err
-	})
-}
 
 func (f *flags) configValidate(ctx context.Context, in *cli.Invocation) error {
 	path := f.config
@@ -283,32 +280,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func (f *flags) run(ctx context.Context, in *cli.Invocation) error {
-	cfg, err := f.load()
-	if err != nil {
-		return err
-	}
-	// The daemon logs JSON lines to its rotating file and to stderr (which
-	// journald or the SCM keep).
-	logFile := &logging.RotatingFile{Path: filepath.Join(cfg.StateDir(), paths.LogsDir, "agent.log"), MaxBytes: 20 << 20, Keep: 5}
-	defer logFile.Close()
-	log, err := logging.New(io.MultiWriter(in.Stderr, logFile), "json", in.LogLevel)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	s, err := svc.New(serviceConfig(f.config), func(ctx context.Context) error {
-		a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Progress: progress.New(nil, false, log).Update})
-		if err != nil {
-			return err
-		}
-		return a.Run(ctx)
-	})
-	if err != nil {
-		return err
-	}
-	return s.Run()
 }
 
 // pulled is one line of `pull`'s output.

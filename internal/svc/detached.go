@@ -110,6 +110,20 @@ func StartDetached(ctx context.Context, d Detached) (int, error) {
 	return pid, nil
 }
 
+// RecordPid writes pidFile for a process this one started (the self-update
+// launcher's agent), in DetachedPid's format, so that a later process can
+// find it and StopDetached it across pid reuse.
+func RecordPid(pidFile string, pid int) error {
+	start, err := processStart(pid)
+	if err != nil {
+		return fmt.Errorf("record pid %d in %s: %w", pid, pidFile, err)
+	}
+	if err := atomicfile.Write(pidFile, []byte(formatPidFile(pid, start)), 0o644); err != nil {
+		return fmt.Errorf("record pid %d in %s: %w", pid, pidFile, err)
+	}
+	return nil
+}
+
 // lockBeside takes an exclusive lock on pidFile+".lock", waiting for it,
 // and returns its release. The lock is the operating system's (flock,
 // LockFileEx): a holder that dies releases it.

@@ -260,3 +260,18 @@ func TestStartDetachedConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// RecordPid names a process another one can find (and stop) later, told
+// apart from a reuse of its pid.
+func TestRecordPid(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	if err := RecordPid(pidFile, os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if pid, running := DetachedPid(pidFile); pid != os.Getpid() || !running {
+		t.Fatalf("DetachedPid = %d, %v; want this process, running", pid, running)
+	}
+	if err := RecordPid(pidFile, 1<<30); err == nil {
+		t.Fatal("RecordPid of a process that does not exist succeeded")
+	}
+}
