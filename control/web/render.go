@@ -23,19 +23,29 @@ var staticFS embed.FS
 // parsed once at start: a broken template fails the first test, not a
 // request in production.
 var templates = func() map[string]*template.Template {
-	pages := []string{"fleet", "host", "login", "error"}
+	// Each page with the files of the parts it shares with other pages.
+	pages := map[string][]string{
+		"fleet": nil, "host": nil, "login": nil, "error": nil,
+		"rollouts": {"progress"}, "rollout": {"progress"},
+	}
 	m := make(map[string]*template.Template, len(pages))
-	for _, p := range pages {
-		m[p] = template.Must(template.New("layout.tmpl").Funcs(funcs).ParseFS(templateFS, "templates/layout.tmpl", "templates/"+p+".tmpl"))
+	for p, parts := range pages {
+		files := []string{"templates/layout.tmpl", "templates/" + p + ".tmpl"}
+		for _, part := range parts {
+			files = append(files, "templates/"+part+".tmpl")
+		}
+		m[p] = template.Must(template.New("layout.tmpl").Funcs(funcs).ParseFS(templateFS, files...))
 	}
 	return m
 }()
 
 // funcs are the helpers the templates call.
 var funcs = template.FuncMap{
-	"stateClass":  stateClass,
-	"statusClass": statusClass,
-	"abs":         absTime,
+	"stateClass":   stateClass,
+	"statusClass":  statusClass,
+	"abs":          absTime,
+	"rolloutClass": rolloutStateClass,
+	"hostClass":    hostStateClass,
 }
 
 // base is what the layout needs on every page.
@@ -60,17 +70,22 @@ type navItem struct {
 	Current bool
 }
 
-// navItems is the navigation. Rollouts join it when their page exists;
-// until then there is no item, rather than one leading nowhere.
-func navItems(path string) []navItem {
-	return []navItem{
+// navItems is the navigation. Rollouts are in it only when their pages
+// exist, rather than as an item leading nowhere.
+func navItems(path string, rollouts bool) []navItem {
+	items := []navItem{
 		{Label: "Fleet", URL: "/", Current: path == "/" || strings.HasPrefix(path, "/hosts/")},
 	}
+	if rollouts {
+		items = append(items, navItem{Label: "Rollouts", URL: "/rollouts",
+			Current: path == "/rollouts" || strings.HasPrefix(path, "/rollouts/")})
+	}
+	return items
 }
 
 // base returns the layout's view of r.
 func (h *handler) base(r *http.Request, title string) base {
-	b := base{Title: title, Nav: navItems(r.URL.Path)}
+	b := base{Title: title, Nav: navItems(r.URL.Path, h.rollouts != nil)}
 	if _, err := r.Cookie(CookieName); err == nil && h.login != nil {
 		b.LoggedIn = true
 	}

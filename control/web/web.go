@@ -1,7 +1,8 @@
 // Package web is berth-control's web page for operators: the fleet as a
 // table that filters, sorts and pages on the server, the hosts counted by
 // state and by engine version as a small chart, and one host's checks,
-// events and health history.
+// events and health history, and the rollouts: each with its waves, its
+// hosts per state, the decisions taken and a chart of versions over time.
 //
 // Pages are rendered on the server with html/template from embedded files:
 // there is no JavaScript and no build step, every control is a link or a
@@ -43,10 +44,23 @@ type Reader interface {
 	Counts(ctx context.Context, now time.Time) (wire.Counts, error)
 }
 
+// Rollouts is what the rollout pages read; *rollout.Service implements it.
+// It is an interface so the page links neither the controller nor the
+// store, and so tests can show any rollout the wire can carry.
+type Rollouts interface {
+	List(ctx context.Context) (wire.RolloutList, error)
+	Get(ctx context.Context, id string) (wire.Rollout, error)
+}
+
 // Options configure the handler New returns.
 type Options struct {
 	// Store is where hosts come from. Required.
 	Store Reader
+	// Rollouts is where the rollout pages come from; nil (no rollout
+	// controller) leaves them out: no nav item, and their paths are 404.
+	// Leave it unset rather than set to a nil *rollout.Service, which is
+	// not a nil interface.
+	Rollouts Rollouts
 	// Authorize says whether a request may see the pages (an operator token
 	// in the Authorization header, or a live session in the cookie
 	// CookieName). nil leaves the pages open, for the `--auth none` demo. A
@@ -76,6 +90,7 @@ type Options struct {
 // handler serves the pages; see New.
 type handler struct {
 	store      Reader
+	rollouts   Rollouts
 	authorize  func(*http.Request) error
 	login      func(ctx context.Context, token string) (string, time.Time, error)
 	endSession func(ctx context.Context, session string) error
@@ -90,6 +105,8 @@ type handler struct {
 //
 //	GET  /               the fleet: table, filters, counts
 //	GET  /hosts/{id}     one host
+//	GET  /rollouts       the rollouts, newest first (with Options.Rollouts)
+//	GET  /rollouts/{id}  one rollout: waves, hosts per state, decisions, versions
 //	GET  /login          the login form; POST /login checks a token, opens a session, sets the cookie
 //	POST /logout         ends the session and forgets the cookie
 //	GET  /static/...     the stylesheet
@@ -102,6 +119,7 @@ func New(o Options) http.Handler {
 	}
 	h := &handler{
 		store:      o.Store,
+		rollouts:   o.Rollouts,
 		authorize:  o.Authorize,
 		login:      o.Login,
 		endSession: o.Logout,
@@ -130,8 +148,10 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("POST /login", h.loginSubmit)
 	h.mux.HandleFunc("POST /logout", h.logout)
 	h.mux.Handle("GET /static/", staticHandler())
-	// Rollouts get their page here when the rollout store exists, with a
-	// nav item beside "Fleet" (see navItems).
+	if h.rollouts != nil {
+		h.mux.Handle("GET /rollouts", h.page(h.rolloutList))
+		h.mux.Handle("GET /rollouts/{id}", h.page(h.rolloutPage))
+	}
 	h.mux.HandleFunc("/", h.notFound)
 	return h
 }

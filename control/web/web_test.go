@@ -621,28 +621,31 @@ func TestCompareVersions(t *testing.T) {
 // (go test -run TestGolden -update rewrites it).
 func TestGolden(t *testing.T) {
 	h := newTestHandler(t, Options{})
-	for _, tc := range []struct{ page, file string }{
-		{"/hosts/h-prod-3", "host.golden.html"},
-		{"/?sort=state", "fleet.golden.html"},
-	} {
-		code, body := get(t, h, tc.page)
-		if code != http.StatusOK {
-			t.Fatalf("GET %s = %d", tc.page, code)
+	checkGolden(t, h, "/hosts/h-prod-3", "host.golden.html")
+	checkGolden(t, h, "/?sort=state", "fleet.golden.html")
+}
+
+// checkGolden compares the page at target with testdata/file, or rewrites
+// the file with -update.
+func checkGolden(t *testing.T, h http.Handler, target, file string) {
+	t.Helper()
+	code, body := get(t, h, target)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s = %d", target, code)
+	}
+	path := filepath.Join("testdata", file)
+	if *update {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		path := filepath.Join("testdata", tc.file)
-		if *update {
-			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -run TestGolden -update)", err)
-		}
-		if diff := cmp.Diff(string(want), body); diff != "" {
-			t.Errorf("GET %s differs from %s (-want +got):\n%s", tc.page, path, diff)
-		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), body); diff != "" {
+		t.Errorf("GET %s differs from %s (-want +got):\n%s", target, path, diff)
 	}
 }
 
