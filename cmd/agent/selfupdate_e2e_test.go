@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/control/auth"
+	"github.com/berthhq/berth/control/rollout"
 	"github.com/berthhq/berth/control/server"
 	"github.com/berthhq/berth/control/store"
 	"github.com/berthhq/berth/control/wire"
@@ -59,6 +60,7 @@ type suRig struct {
 	stateDir string
 	hostID   string
 	store    *store.Store
+	svc      *rollout.Service
 
 	mu       sync.Mutex
 	launcher *exec.Cmd
@@ -88,8 +90,14 @@ func newSURig(t testing.TB) *suRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a}))
-	t.Cleanup(hs.Close)
+	// The rollout service answers the desired state, so that control can
+	// move the agent too (TestSelfUpdateFollowsControl).
+	r.svc = rollout.New(rollout.Options{Store: st})
+	svcCtx, stopSvc := context.WithCancel(ctx)
+	svcDone := make(chan struct{})
+	go func() { r.svc.Run(svcCtx); close(svcDone) }()
+	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a, Rollouts: r.svc}))
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close(); stopSvc(); <-svcDone })
 	r.store = st
 	_, tok, err := st.IssueToken(ctx, store.RoleAgent, r.hostID, time.Now())
 	if err != nil {
