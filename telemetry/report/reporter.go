@@ -91,10 +91,14 @@ type Status struct {
 
 // Reporter writes heartbeats and events to the outbox and sends them.
 type Reporter struct {
-	o       Options
-	log     *slog.Logger
-	m       *metrics
-	wake    chan struct{}
+	o    Options
+	log  *slog.Logger
+	m    *metrics
+	wake chan struct{}
+	// soon asks for a heartbeat before the next interval: an event says the
+	// host changed (an engine switched, an agent version failed), and a
+	// rollout waiting on the new state should not wait a whole interval.
+	soon    chan struct{}
 	running atomic.Bool
 
 	mu     sync.Mutex
@@ -146,6 +150,7 @@ func New(o Options) (*Reporter, error) {
 		o:     o,
 		log:   o.Logger.With("component", "report"),
 		wake:  make(chan struct{}, 1),
+		soon:  make(chan struct{}, 1),
 		limit: o.BatchRecords,
 		bytes: o.BatchBytes,
 	}
@@ -190,16 +195,35 @@ func (r *Reporter) Run(ctx context.Context) {
 	first := r.o.FirstHeartbeat/2 + rand.N(r.o.FirstHeartbeat/2+1)
 	t := time.NewTimer(first)
 	defer t.Stop()
+	next := time.Now().Add(first)
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-r.soon:
+			// An early heartbeat, but never closer than soonGap to the
+			// last: a flapping check must not turn events into a stream.
+			at := last.Add(r.soonGap())
+			if now := time.Now(); at.Before(now) {
+				at = now
+			}
+			if at.Before(next) {
+				next = at
+				t.Reset(time.Until(at))
+			}
+			continue
 		case <-t.C:
 		}
 		r.beat(ctx)
+		last = time.Now()
+		next = last.Add(r.o.Interval)
 		t.Reset(r.o.Interval)
 	}
 }
+
+// soonGap is the least time between a heartbeat and an early one.
+func (r *Reporter) soonGap() time.Duration { return min(r.o.Interval, 5*time.Second) }
 
 // beat appends one heartbeat.
 func (r *Reporter) beat(ctx context.Context) {
@@ -239,6 +263,10 @@ func (r *Reporter) Event(ctx context.Context, kind, message string, fields map[s
 	r.m.events.Inc()
 	r.refreshStats(ctx)
 	r.poke()
+	select {
+	case r.soon <- struct{}{}:
+	default:
+	}
 	return nil
 }
 

@@ -588,3 +588,39 @@ func TestEndpointGone(t *testing.T) {
 		t.Error("the record was lost")
 	}
 }
+
+// An event asks for an early heartbeat: a host whose engine just switched
+// shows its new version to a waiting rollout within seconds, not a whole
+// interval later. Two heartbeats are never closer than soonGap.
+func TestEventBringsAHeartbeatSooner(t *testing.T) {
+	ob := outbox.New(openDB(t), outbox.Options{})
+	o := fast(ob, nil)
+	o.Interval = time.Hour
+	var mu sync.Mutex
+	var beats []time.Time
+	o.Heartbeat = func(ctx context.Context) (wire.Heartbeat, error) {
+		mu.Lock()
+		beats = append(beats, time.Now())
+		mu.Unlock()
+		return heartbeat(ctx)
+	}
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(beats) }
+	eventually(t, "the first heartbeat", func() bool { return count() == 1 })
+	emit(t, r, "engine.upgrade.succeeded", "engine.upgrade.succeeded")
+	eventually(t, "a heartbeat soon after the event, not an hour later", func() bool { return count() == 2 })
+	mu.Lock()
+	gap := beats[1].Sub(beats[0])
+	mu.Unlock()
+	if gap < r.soonGap()-50*time.Millisecond {
+		t.Errorf("early heartbeat %v after the last; want at least %v between heartbeats", gap, r.soonGap())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := count(); n != 2 {
+		t.Errorf("%d heartbeats; two events in a row must bring one early heartbeat, not one each", n)
+	}
+}
