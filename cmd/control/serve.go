@@ -169,6 +169,7 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	signIn := server.NewWebAuth(server.WebAuthOptions{Auth: authn, Sessions: st, Cookie: web.CookieName, TrustedProxies: proxies})
 	page := web.New(web.Options{
 		Store:     st,
+		Rollouts:  ro,
 		Authorize: signIn.Authorize,
 		Login:     signIn.Login,
 		Logout:    signIn.Logout,
