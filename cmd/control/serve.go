@@ -168,8 +168,7 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	defer closeReleases()
 	signIn := server.NewWebAuth(server.WebAuthOptions{Auth: authn, Sessions: st, Cookie: web.CookieName, TrustedProxies: proxies})
 	page := web.New(web.Options{
-		Store:     st,
-		Rollouts:  ro,
+		Store: st, Rollouts: ro,
 		Authorize: signIn.Authorize,
 		Login:     signIn.Login,
 		Logout:    signIn.Logout,
