@@ -163,14 +163,17 @@ func (p *plan) waveDone() (bool, int) {
 }
 
 // sample adds a version sample when the members' versions of the kind
-// differ from the last sample and that is at least MinSampleGap old.
+// differ from the last sample and that is at least MinSampleGap old, or
+// the step ends the rollout: an ended rollout is never stepped again, so
+// its last sample must be the final versions.
 func (p *plan) sample(last *wire.VersionSample) {
 	counts := map[string]int{}
 	for _, m := range p.members {
 		_, v := reported(m.Facts, p.t.kind)
 		counts[v]++
 	}
-	if last != nil && (maps.Equal(last.Counts, counts) || p.now.Sub(last.Time) < wire.MinSampleGap) {
+	ending := !store.IsActive(p.c.State)
+	if last != nil && (maps.Equal(last.Counts, counts) || p.now.Sub(last.Time) < wire.MinSampleGap && !ending) {
 		return
 	}
 	p.c.Sample = &wire.VersionSample{Time: p.now, Counts: counts}

@@ -100,3 +100,25 @@ func TestStep(t *testing.T) {
 		}
 	}
 }
+
+// The step that ends a rollout records the final versions even when the
+// last sample is younger than MinSampleGap: an ended rollout is never
+// stepped again, and its chart would otherwise stop short of the end.
+func TestEndingStepSamplesTheFinalVersions(t *testing.T) {
+	now := t0.Add(time.Hour)
+	snap := stepWorld(wire.RolloutRunning, 1, [4]string{wire.HostHealthy, wire.HostHealthy, wire.HostHealthy, wire.HostHealthy})
+	snap.LastSample = &wire.VersionSample{Time: now.Add(-time.Second), Counts: map[string]int{"1.0.0": 2, "2.0.0": 2}}
+	ch := step(snap, now)
+	if ch == nil || ch.State != wire.RolloutCompleted {
+		t.Fatalf("step = %+v; want the rollout completed", ch)
+	}
+	if ch.Sample == nil || ch.Sample.Counts["2.0.0"] != 4 {
+		t.Errorf("sample = %+v; want the final versions (4 on 2.0.0) although the last sample is 1 s old", ch.Sample)
+	}
+	// While the rollout goes on, a young sample is not repeated.
+	snap = stepWorld(wire.RolloutRunning, 0, [4]string{wire.HostHealthy, wire.HostTold, wire.HostPending, wire.HostPending})
+	snap.LastSample = &wire.VersionSample{Time: now.Add(-time.Second), Counts: map[string]int{"1.0.0": 4}}
+	if ch := step(snap, now); ch != nil && ch.Sample != nil {
+		t.Errorf("sample %+v taken %v after the last; want none closer than %v while running", ch.Sample, time.Second, wire.MinSampleGap)
+	}
+}
