@@ -23,6 +23,7 @@ import (
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/internal/testenv/registry"
 	"github.com/berthhq/berth/provision"
+	"github.com/berthhq/berth/provision/selfupdate"
 )
 
 // provisionRig is a host from zero: no engine, no agent service, signed
@@ -108,7 +109,10 @@ func (p *provisionRig) stopService() {
 	os.Remove(filepath.Join(p.host.Dir, "agent.pid"))
 }
 
-// agentsOf lists the `berth-agent run` processes of a config file.
+// agentsOf lists the `berth-agent run` processes of a config file that
+// the service or the detached start made: the launchers. The agent each
+// launcher supervises runs `run` too, marked by selfupdate.ChildEnv, and
+// is not counted: it lives and dies with its launcher.
 func agentsOf(config string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
@@ -120,6 +124,9 @@ func agentsOf(config string) []int {
 		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
 		args := strings.Split(string(cmdline), "\x00")
 		if err != nil || len(args) < 4 || args[1] != "run" || !strings.Contains(string(cmdline), "\x00"+config+"\x00") {
+			continue
+		}
+		if env, err := os.ReadFile("/proc/" + e.Name() + "/environ"); err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+selfupdate.ChildEnv+"=")) {
 			continue
 		}
 		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
