@@ -64,7 +64,9 @@ type Options struct {
 	// Dir holds each host's agent.db as <Dir>/<id>.db; required.
 	Dir string
 	// Interval is control.reportInterval (default report.DefaultInterval);
-	// the first heartbeat comes within it.
+	// the first heartbeat comes within it. Heartbeats carry it in whole
+	// seconds: under 1 s they say 0 and control assumes its default, so
+	// a silent host is counted failed only after 3 minutes.
 	Interval time.Duration
 	// Wait is each long poll's ?wait= (default wire.DefaultWait).
 	Wait time.Duration
