@@ -193,7 +193,12 @@ func newRollRig(t *testing.T, db string, rel rollReleases, n int) *rollRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r.sims, err = fleetsim.Start(ctx, fleetsim.Options{URL: r.control.URL, Dir: dir, Interval: 2 * time.Second, Jitter: 500 * time.Millisecond}, specs)
+	// Each simulated heartbeat costs this machine a few transactions in
+	// the host's agent.db and one in the store: a larger fleet (the soak)
+	// reports less often, about 250 heartbeats a second in all, or the
+	// load generator itself would fall silent and fail hosts.
+	interval := max(2*time.Second, time.Duration(n)*time.Second/250)
+	r.sims, err = fleetsim.Start(ctx, fleetsim.Options{URL: r.control.URL, Dir: dir, Interval: interval, Jitter: 500 * time.Millisecond}, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,6 +682,13 @@ func (r *rollRig) brokenHalts() {
 		}
 	}
 	r.checkHistory(ro, wire.ActionHalt, wire.ActionRollback)
+	var first []string
+	for _, h := range r.real {
+		if waves[h.id] == 0 {
+			first = append(first, h.id)
+		}
+	}
+	t.Logf("rollout %s to the broken %s: %v; real hosts in its first wave (through their own health gate): %v", ro.ID, rollV3, ro.ByState, first)
 }
 
 // checkHistory: the rollout's history has each action once.
