@@ -662,6 +662,9 @@ func (r *rollRig) brokenHalts() {
 	if f := ro.ByState[wire.HostFailed] + ro.ByState[wire.HostRolledBack]; f <= 2 {
 		t.Errorf("halted with %d failed or rolled back hosts, want more than the 2 allowed: %v", f, ro.ByState)
 	}
+	if i := slices.IndexFunc(ro.History, func(d wire.Decision) bool { return d.Action == wire.ActionHalt }); i < 0 || !strings.Contains(ro.History[i].Reason, "more than maxFailures 2") {
+		t.Errorf("no halt at the threshold in the history: %+v", ro.History)
+	}
 	r.waitEngines(2*time.Minute, func(string) string { return rollV2 })
 	time.Sleep(3 * time.Second) // the controller's ticks after the halt: still no later wave
 	all := r.toldAll()
@@ -790,4 +793,15 @@ func (r *rollRig) pauseResumeAbort() {
 	}
 	r.checkToldInWave(ro, waves, all)
 	r.checkHistory(ro, wire.ActionPause, wire.ActionResume, wire.ActionAbort)
+
+	// Unpinned, the simulated host is told what the rollouts decide for
+	// it again: V2, from the first rollout (it took no part in the
+	// aborted one).
+	sim := r.sims.Host(pinned[1])
+	before := len(sim.History())
+	r.cli("hosts", "unpin", pinned[1], "--engine")
+	waitFor(t, 30*time.Second, pinned[1]+" to hear of its unpinning", func() bool { return len(sim.History()) > before })
+	if d := sim.Status().Desired; d.Engine == nil || d.Engine.Version != rollV2 || len(d.Rollouts) != 1 {
+		t.Errorf("%s unpinned is told %+v, want %s from one rollout", pinned[1], d, rollV2)
+	}
 }
