@@ -48,10 +48,7 @@ func (a *Agent) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 	hb.Engine.Flavor = a.cfg.Engine.Flavor
 	var failed map[string]engine.Failure
 	if st, err := a.engine.Status(ctx); err == nil {
-		hb.Engine = wire.Engine{Flavor: st.Flavor, Version: st.Active, Active: st.Running || st.API != nil, Healthy: st.Healthy}
-		if hb.Engine.Version == "" && st.API != nil {
-			hb.Engine.Version = st.API.Version // an engine Berth does not manage
-		}
+		hb.Engine = reportedEngine(st)
 		failed = st.Failed
 	}
 	hb.Rejected = a.rejected(ctx, failed)
@@ -59,6 +56,25 @@ func (a *Agent) heartbeat(ctx context.Context) (wire.Heartbeat, error) {
 		hb.Cache = a.cacheFigures()
 	}
 	return hb, nil
+}
+
+// reportedEngine is the engine a heartbeat reports. While a switch
+// between versions is under way (the journal holds it), the host has not
+// moved yet: it reports the version it is leaving. Reporting the new one
+// while its health gate runs, with the engine stopped or starting, would
+// tell control that the new version runs Unhealthy, which a rollout
+// counts as a failure of that version; the host reports the new version
+// once the gate passed, and never when the switch is rolled back.
+func reportedEngine(st engine.Status) wire.Engine {
+	e := wire.Engine{Flavor: st.Flavor, Version: st.Active, Active: st.Running || st.API != nil, Healthy: st.Healthy}
+	if j := st.Journal; j != nil {
+		e.Version = j.From
+		return e
+	}
+	if e.Version == "" && st.API != nil {
+		e.Version = st.API.Version // an engine Berth does not manage
+	}
+	return e
 }
 
 // cacheFigures flattens the cache's Prometheus figures (hits, misses and

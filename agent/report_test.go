@@ -131,3 +131,39 @@ func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
 		t.Fatal("Run did not return within 10s of its context ending")
 	}
 }
+
+// A heartbeat taken while the engine switches versions reports the
+// version being left, so that control never sees the new version
+// Unhealthy while its health gate runs; the new one once the switch is
+// done.
+func TestReportedEngine(t *testing.T) {
+	api := &engine.APIStatus{Version: "24.0.7"}
+	for _, tc := range []struct {
+		name string
+		st   engine.Status
+		want wire.Engine
+	}{
+		{"settled", engine.Status{Flavor: "docker", Active: "2.0.0", Running: true, Healthy: true},
+			wire.Engine{Flavor: "docker", Version: "2.0.0", Active: true, Healthy: true}},
+		{"new version started, gate running", engine.Status{Flavor: "docker", Active: "2.0.0", Running: true,
+			Journal: &engine.Journal{Op: "upgrade", From: "1.0.0", To: "2.0.0", Step: engine.StepStarted}},
+			wire.Engine{Flavor: "docker", Version: "1.0.0", Active: true}},
+		{"old version stopped", engine.Status{Flavor: "docker", Active: "1.0.0",
+			Journal: &engine.Journal{Op: "upgrade", From: "1.0.0", To: "2.0.0", Step: engine.StepStopped}},
+			wire.Engine{Flavor: "docker", Version: "1.0.0"}},
+		{"rolling back", engine.Status{Flavor: "docker", Active: "2.0.0", API: api,
+			Journal: &engine.Journal{Op: "upgrade", From: "1.0.0", To: "2.0.0", Step: engine.StepRollingBack}},
+			wire.Engine{Flavor: "docker", Version: "1.0.0", Active: true}},
+		{"first install under way", engine.Status{Flavor: "docker", API: api,
+			Journal: &engine.Journal{Op: "install", To: "1.0.0", Step: engine.StepStarted}},
+			wire.Engine{Flavor: "docker", Active: true}},
+		{"an engine Berth does not manage", engine.Status{Flavor: "docker", API: api, Healthy: true},
+			wire.Engine{Flavor: "docker", Version: "24.0.7", Active: true, Healthy: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reportedEngine(tc.st); got != tc.want {
+				t.Errorf("reportedEngine = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
