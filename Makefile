@@ -54,9 +54,12 @@ SOAK_ROUNDS ?= 200
 PROVISION_SOAK_ROUNDS ?= 50
 # SELFUPDATE_SOAK_ROUNDS rounds of an agent self-update with a SIGKILL in it.
 SELFUPDATE_SOAK_ROUNDS ?= 50
+# ROLLOUT_REPLICA_SOAK_ROUNDS rollouts run by two serve replicas, one of
+# them SIGKILLed at random moments.
+ROLLOUT_REPLICA_SOAK_ROUNDS ?= 20
 
-soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and reporter, SOAK_ROUNDS (200) kills each, provision 50 rounds, self-update 50 rounds; prints the tally
-	bash scripts/soak.sh $(SOAK_ROUNDS) $(PROVISION_SOAK_ROUNDS) $(SELFUPDATE_SOAK_ROUNDS)
+soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and reporter, SOAK_ROUNDS (200) kills each, provision 50 rounds, self-update 50 rounds, serve replicas 20 rollouts; prints the tally
+	bash scripts/soak.sh $(SOAK_ROUNDS) $(PROVISION_SOAK_ROUNDS) $(SELFUPDATE_SOAK_ROUNDS) $(ROLLOUT_REPLICA_SOAK_ROUNDS)
 
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh

@@ -7,11 +7,14 @@
 # round re-provisions a host, several from zero), and the agent's
 # self-update (cmd/agent TestSelfUpdateSurvivesSIGKILL: the launcher, the
 # agent or the stager killed mid-update), SELFUPDATE_ROUNDS rounds (default
-# 50). Each test's full output
+# 50), and two `serve` replicas on one PostgreSQL, one of them killed at
+# random moments while a rollout runs (cmd/control
+# TestRolloutSurvivesReplicaSIGKILL), REPLICA_ROUNDS rollouts (default
+# 20). Each test's full output
 # goes to test-output/soak-<name>.log; this prints each one's verdict, time
 # and tally.
 #
-# usage: scripts/soak.sh [ROUNDS [PROVISION_ROUNDS [SELFUPDATE_ROUNDS]]]
+# usage: scripts/soak.sh [ROUNDS [PROVISION_ROUNDS [SELFUPDATE_ROUNDS [REPLICA_ROUNDS]]]]
 set -Euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -20,6 +23,7 @@ export PATH="/usr/local/go/bin:$PATH"
 ROUNDS="${1:-200}"
 PROVISION_ROUNDS="${2:-50}"
 SELFUPDATE_ROUNDS="${3:-50}"
+REPLICA_ROUNDS="${4:-20}"
 mkdir -p test-output
 
 failed=0
@@ -47,8 +51,9 @@ soak engine-switch ./cmd/agent/ TestUpgradeSurvivesSIGKILL
 soak reporter ./cmd/control/ TestReportsSurviveSIGKILL
 soak provision ./cmd/agent/ TestProvisionSurvivesSIGKILL "$PROVISION_ROUNDS"
 soak self-update ./cmd/agent/ TestSelfUpdateSurvivesSIGKILL "$SELFUPDATE_ROUNDS"
+soak replicas ./cmd/control/ TestRolloutSurvivesReplicaSIGKILL "$REPLICA_ROUNDS"
 
 echo
-echo "soak tally ($ROUNDS rounds each, provision $PROVISION_ROUNDS, self-update $SELFUPDATE_ROUNDS):"
+echo "soak tally ($ROUNDS rounds each, provision $PROVISION_ROUNDS, self-update $SELFUPDATE_ROUNDS, replicas $REPLICA_ROUNDS):"
 for s in "${summary[@]}"; do echo "  $s"; done
 exit $failed

@@ -99,29 +99,7 @@ func newSURig(t testing.TB) *suRig {
 	hs := httptest.NewServer(server.New(server.Options{Store: st, Auth: a, Rollouts: r.svc}))
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close(); stopSvc(); <-svcDone })
 	r.store = st
-	_, tok, err := st.IssueToken(ctx, store.RoleAgent, r.hostID, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokFile := filepath.Join(r.work, "token")
-	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := map[string]any{
-		"agent":   map[string]any{"id": r.hostID, "stateDir": r.stateDir},
-		"control": map[string]any{"url": hs.URL, "auth": "token", "tokenFile": tokFile, "reportInterval": "2s"},
-		"engine": map[string]any{"managed": false, "endpoint": host.Endpoint, "releases": map[string]any{
-			"url": r.pub, "auth": "none", "rootFile": filepath.Join(r.repo, "metadata", "root.json"),
-		}},
-		"update": map[string]any{"healthTimeout": suHealthTimeout.String()},
-		"cache":  map[string]any{"enabled": false},
-		"health": map[string]any{"listen": testenv.FreePort(t)},
-	}
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	r.config = filepath.Join(r.work, "agent.yaml")
-	if err := os.WriteFile(r.config, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r.writeConfig(hs.URL, host.Endpoint, nil)
 	t.Cleanup(r.stopLauncher)
 	return r
 }
