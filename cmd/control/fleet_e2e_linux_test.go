@@ -95,7 +95,7 @@ func TestFleetRolloutsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts berth-control, three dockerd with their agents, PostgreSQL and hundreds of simulated hosts")
 	}
-	t.Parallel() // overlaps the package's ten-minute outage test, which mostly waits
+	t.Parallel()       // overlaps the package's ten-minute outage test, which mostly waits
 	dockerd.NewHost(t) // root and dockerd, or skip (fail under CI) before building anything
 	rel := buildRollReleases(t)
 	for _, backend := range []string{"sqlite", "postgres"} {
