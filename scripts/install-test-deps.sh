@@ -22,6 +22,15 @@ have curl || need_apt+=(curl)
 # web page's browser tests. Tests start their own instances of both.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 have chromium || need_apt+=(chromium)
+# `make package` and its tests: wixl builds the MSI (its own package),
+# msitools reads it back (msiinfo, msibuild), faketime pins wixl's clock so
+# the MSI is reproducible, osslsigncode signs, lintian checks the .deb.
+have wixl || need_apt+=(wixl)
+have msiinfo || need_apt+=(msitools)
+have faketime || need_apt+=(faketime)
+have osslsigncode || need_apt+=(osslsigncode)
+have lintian || need_apt+=(lintian)
+have dpkg-deb || need_apt+=(dpkg)
 export PATH="/usr/local/go/bin:$PATH"
 go_version=1.26.8
 go_ok() { command -v go >/dev/null 2>&1 && [ "$(go env GOVERSION 2>/dev/null)" = "go$go_version" ] || go version 2>/dev/null | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; }
