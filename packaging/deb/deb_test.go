@@ -24,6 +24,17 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // sourceDate is the fixed time every test package carries.
 var sourceDate = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 
+// anyELF returns a linux/amd64 executable that is quick to get: this test
+// binary, for tests that never look inside the package.
+func anyELF(t *testing.T) string {
+	t.Helper()
+	p, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 var agent struct {
 	once sync.Once
 	path string
@@ -35,6 +46,9 @@ var agent struct {
 // make package does (static, stripped, trimmed paths).
 func agentBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds the agent and runs the Debian tools")
+	}
 	agent.once.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-deb-agent-")
 		if err != nil {

@@ -20,7 +20,7 @@ func TestHostileOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := func() deb.Options {
-		return deb.Options{Version: "1.2.3", Binary: agentBinary(t), Out: filepath.Join(dir, "out.deb"), SourceDate: sourceDate}
+		return deb.Options{Version: "1.2.3", Binary: anyELF(t), Out: filepath.Join(dir, "out.deb"), SourceDate: sourceDate}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -58,7 +58,7 @@ func TestCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	out := filepath.Join(t.TempDir(), "x.deb")
-	err := deb.Build(ctx, deb.Options{Version: "1.2.3", Binary: agentBinary(t), Out: out, SourceDate: sourceDate})
+	err := deb.Build(ctx, deb.Options{Version: "1.2.3", Binary: anyELF(t), Out: out, SourceDate: sourceDate})
 	if err == nil || !strings.Contains(err.Error(), "canceled") {
 		t.Fatalf("Build with a cancelled context = %v, want context canceled", err)
 	}
