@@ -102,11 +102,15 @@ func document(name string, data []byte) (*yaml.Node, error) {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map",
+			HeadComment: "Berth agent configuration (docs/configuration.md); every key left out has its default."}}}
 	}
 	if doc.Content[0].Kind != yaml.MappingNode {
 		return nil, config.Errors{{File: name, Msg: "the config is not a mapping of keys; configure edits YAML files only"}}
 	}
+	// An empty file written earlier reads back as a flow "{}"; what is
+	// added to it should be block YAML, as people write it.
+	doc.Content[0].Style &^= yaml.FlowStyle
 	return &doc, nil
 }
 
