@@ -43,6 +43,11 @@ func (s *Service) install(ctx context.Context) (InstallChange, error) {
 		return Created, setRecovery(sv, want)
 	}
 	defer sv.Close()
+	// An existing service (an MSI's, or one from before the source was
+	// registered) gets the source too.
+	if err := registerEventSource(want.Name); err != nil {
+		return "", err
+	}
 	got, err := readDefinition(sv)
 	if err != nil {
 		return "", err
