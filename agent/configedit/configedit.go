@@ -27,9 +27,6 @@ type Settings struct {
 	Labels     string // agent.labels, written k=v,k=v; replaces the whole map
 }
 
-// Empty reports whether s changes nothing.
-func (s Settings) Empty() bool { return s.ControlURL == "" && s.Audience == "" && s.Labels == "" }
-
 // ParseLabels reads k=v,k=v. Every item needs a '=' and a key; a key given
 // twice is refused rather than one value silently winning.
 func ParseLabels(s string) (map[string]string, error) {
