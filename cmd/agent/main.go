@@ -51,8 +51,9 @@ type flags struct {
 	namespace string
 	to        string
 	all       bool
-	version   string // self-update --version
-	check     bool   // self-update --check
+	version   string         // self-update --version
+	check     bool           // self-update --check
+	cfgEdit   configureFlags // service configure
 }
 
 func program() *cli.Program {

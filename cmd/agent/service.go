@@ -50,7 +50,7 @@ func (f *flags) serviceCommands() []*cli.Command {
 		cs = append(cs, &cli.Command{Name: c.name, Summary: c.summary, Run: f.service,
 			Help: "Where no service manager runs (Linux without systemd, such as a container), every service command exits 1 and says so."})
 	}
-	return cs
+	return append(cs, f.configureCommand())
 }
 
 // serviceResult is what a service command prints.

@@ -10,6 +10,8 @@
 // definition that drifted; a run function that gets a context cancelled on
 // stop and is waited for; control calls that are idempotent; and, for hosts
 // with no service manager, the agent started detached (StartDetached).
+// SetupHost does for an MSI-installed service what wixl cannot express:
+// recovery, delayed start, the state folder's ACL, the Event Log source.
 package svc
 
 import (

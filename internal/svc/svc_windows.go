@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
-	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
@@ -38,14 +36,18 @@ func (s *Service) install(ctx context.Context) (InstallChange, error) {
 			return "", fmt.Errorf("create service: %w", err)
 		}
 		defer sv.Close()
-		// The agent's logs go to the Event Log under its own source; an
-		// existing source (from an earlier install) is fine.
-		if err := eventlog.InstallAsEventCreate(want.Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil && !strings.Contains(err.Error(), "exists") {
-			return "", fmt.Errorf("register the event log source: %w", err)
+		// The agent's logs go to the Event Log under its own source.
+		if err := registerEventSource(want.Name); err != nil {
+			return "", err
 		}
 		return Created, setRecovery(sv, want)
 	}
 	defer sv.Close()
+	// An existing service (an MSI's, or one from before the source was
+	// registered) gets the source too.
+	if err := registerEventSource(want.Name); err != nil {
+		return "", err
+	}
 	got, err := readDefinition(sv)
 	if err != nil {
 		return "", err
