@@ -72,7 +72,7 @@ func (g *Guard) Secret(what, value string) {
 func (g *Guard) Logs(paths ...string) {
 	g.t.Cleanup(func() {
 		for _, p := range paths {
-			g.check(Files(p))
+			g.check(p, Files(p))
 		}
 	})
 }
@@ -82,11 +82,11 @@ func (g *Guard) Logs(paths ...string) {
 // that it runs after.
 func (g *Guard) Output(name string, text func() string) {
 	g.t.Cleanup(func() {
-		g.check([]Source{{Name: name, Text: text}})
+		g.check(name, []Source{{Name: name, Text: text}})
 	})
 }
 
-func (g *Guard) check(srcs []Source) {
+func (g *Guard) check(where string, srcs []Source) {
 	g.t.Helper()
 	g.mu.Lock()
 	secrets := make(map[string]string, len(g.secrets))
@@ -94,6 +94,8 @@ func (g *Guard) check(srcs []Source) {
 		secrets[v] = w
 	}
 	g.mu.Unlock()
+	// Said under -v, so that a run shows what was searched.
+	g.t.Logf("secretlog: %d secrets searched for in %d logs (%s)", len(secrets), len(srcs), where)
 	for _, h := range Scan(srcs, secrets) {
 		g.t.Errorf("secretlog: %s", h)
 	}

@@ -56,6 +56,7 @@ type recorder struct {
 
 func (r *recorder) Errorf(f string, a ...any) { r.errs = append(r.errs, f) }
 func (r *recorder) Helper()                   {}
+func (r *recorder) Logf(string, ...any)       {}
 func (r *recorder) Cleanup(f func())          { r.cleanups = append(r.cleanups, f) }
 
 // The guard fails the test at its end when a registered log holds a
