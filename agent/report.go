@@ -186,6 +186,7 @@ func (a *Agent) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 		var events []func() error
 		if seen.State != "" && seen.State != next.State {
 			from, to := seen.State, next.State
+			a.log.Log(ctx, levelOf(to == string(telemetry.Healthy)), "host health changed", "from", from, "to", to)
 			events = append(events, func() error {
 				return a.reporter.Event(ctx, "health.changed", fmt.Sprintf("host health went from %s to %s", from, to),
 					map[string]string{"from": from, "to": to})
@@ -207,6 +208,7 @@ func (a *Agent) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 				kind = "cache.tier.up"
 			}
 			msg := c.Message
+			a.log.Log(ctx, levelOf(up), strings.ReplaceAll(kind, ".", " "), "tier", tier, "message", msg)
 			events = append(events, func() error {
 				return a.reporter.Event(ctx, kind, msg, map[string]string{"tier": tier})
 			})
@@ -225,4 +227,13 @@ func (a *Agent) watchHealth(ctx context.Context, mon *telemetry.Monitor) {
 			seen = next
 		}
 	}
+}
+
+// levelOf is the level of a state change's log line: info for a change
+// to good, warn for one away from it.
+func levelOf(good bool) slog.Level {
+	if good {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }

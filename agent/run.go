@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -74,11 +75,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(superviseEvery)
 	defer tick.Stop()
+	said := &rounds{log: a.log}
 	for {
 		// First, so that the event is queued before a long engine change.
 		a.logStateErr(ctx, "queue the state.rebuilt event", a.reportRebuild(ctx))
 		a.control.judgeAgent(ctx, time.Now())
-		a.converge(ctx, plan)
+		if r, ran, err := plan.TryRun(ctx); ctx.Err() == nil {
+			said.note(r, ran, err)
+		}
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; the engine keeps running")
@@ -116,17 +120,38 @@ func latestChecks(ctx context.Context, mon *telemetry.Monitor) []telemetry.Check
 	return cur.Checks
 }
 
-// converge is one round of the daemon's loop: the provision plan, run
-// again. When `berth-agent provision` runs it, the daemon leaves it be
-// until the next round. Failures are logged by the plan and retried.
-func (a *Agent) converge(ctx context.Context, plan *provision.Plan) {
-	r, ran, err := plan.TryRun(ctx)
+// rounds logs the daemon's rounds of the provision plan (its steps log
+// their own changes) one line per change: the loop runs every 5 s, and a
+// plan that cannot run for an hour must not write 720 lines saying so.
+// When `berth-agent provision` runs the plan, the daemon leaves it be
+// until the next round.
+type rounds struct {
+	log    *slog.Logger
+	err    string // the error the last round ended in; "" after one that ran
+	reboot bool   // the last round left a reboot pending
+}
+
+func (o *rounds) note(r provision.Result, ran bool, err error) {
+	if err != nil {
+		if err.Error() == o.err {
+			o.log.Debug("the provision plan still cannot run", "err", err)
+		} else {
+			o.log.Error("run the provision plan", "err", err)
+		}
+		o.err = err.Error()
+		return
+	}
+	if o.err != "" {
+		o.log.Info("the provision plan runs again", "after", o.err)
+		o.err = ""
+	}
 	switch {
-	case err != nil && ctx.Err() == nil:
-		a.log.Error("run the provision plan", "err", err)
 	case !ran:
-		a.log.Debug("another berth-agent runs the provision plan; next round")
-	case r.RebootPending:
-		a.log.Warn("the host reboots to finish provisioning")
+		o.log.Debug("another berth-agent runs the provision plan; next round")
+	case r.RebootPending && !o.reboot:
+		o.log.Warn("the host reboots to finish provisioning")
+	}
+	if ran {
+		o.reboot = r.RebootPending
 	}
 }

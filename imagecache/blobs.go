@@ -36,7 +36,9 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, req request) e
 		} else {
 			c.m.misses.WithLabelValues(t.Name()).Inc()
 			if !errors.Is(err, cas.ErrNotFound) {
-				c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+				// Per request: the tier's going down and coming back are
+				// logged once each by the tier and by the agent's health.
+				c.log.Debug("tier unavailable; skipping it", "tier", t.Name(), "err", err)
 			}
 		}
 	}

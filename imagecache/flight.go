@@ -286,7 +286,7 @@ func (c *Cache) sources(req request) []source {
 			if err != nil {
 				c.m.misses.WithLabelValues(t.Name()).Inc()
 				if !errors.Is(err, cas.ErrNotFound) {
-					c.log.Warn("tier unavailable; skipping it", "tier", t.Name(), "err", err)
+					c.log.Debug("tier unavailable; skipping it", "tier", t.Name(), "err", err) // once each way by the tier
 				}
 				return nil, 0, err
 			}

@@ -249,7 +249,13 @@ func (p *Plan) runStep(ctx context.Context, s Step, j *journal) (StepResult, err
 			return StepResult{}, err
 		}
 		p.step(ctx, StepResult{Name: s.Name(), State: Running, Message: msg})
-		p.log.Info("provision step acting", "step", s.Name(), "because", msg)
+		// A failing step is tried again every round; its failure was
+		// logged once, and so is its acting.
+		lv := slog.LevelInfo
+		if p.last[s.Name()].State == Failed {
+			lv = slog.LevelDebug
+		}
+		p.log.Log(ctx, lv, "provision step acting", "step", s.Name(), "because", msg)
 		if err = s.Apply(ctx); err == nil {
 			if done, msg, err = s.Check(ctx); err == nil && !done {
 				err = fmt.Errorf("step %s acted, yet its check still says: %s", s.Name(), msg)

@@ -21,6 +21,7 @@ import (
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/provision/desired"
 	"github.com/berthhq/berth/telemetry/report"
 )
@@ -75,6 +76,7 @@ func (c *control) agentToken(id string) string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	secretlog.For(c.t).Secret("control token", secret)
 	f := filepath.Join(c.t.TempDir(), "agent.token")
 	if err := os.WriteFile(f, []byte(secret+"\n"), 0o600); err != nil {
 		c.t.Fatal(err)

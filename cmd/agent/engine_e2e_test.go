@@ -23,6 +23,7 @@ import (
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -74,6 +75,7 @@ func newRig(t testing.TB, versions ...string) *rig {
 		t.Fatal(err)
 	}
 	b := &rig{t: t, host: host, az: az, repo: repo, keyFile: keyFile, config: filepath.Join(work, "agent.yaml")}
+	secretlog.For(t).Logs(filepath.Join(host.Dir, "logs")) // Azurite registered its key
 	b.cfg = map[string]any{
 		"agent": map[string]any{"stateDir": host.Dir},
 		"engine": map[string]any{
@@ -126,6 +128,7 @@ func (b *rig) run(args ...string) (int, string, string) {
 	cmd := b.agent(ctx, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	secretlog.For(b.t).Output(fmt.Sprintf("berth-agent %v's output", args), func() string { return stdout.String() + stderr.String() })
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -321,6 +324,7 @@ func (b *rig) startDaemon() *testenv.Buffer {
 		b.t.Fatal(err)
 	}
 	daemons.Store(b, &daemon{cmd: cmd, logs: logs})
+	secretlog.For(b.t).Output("berth-agent run's output", logs.String) // read after the stop below
 	b.t.Cleanup(b.stopDaemon)
 	return logs
 }

@@ -66,13 +66,15 @@ func extensionLog(folder string, in *cli.Invocation) (*slog.Logger, func()) {
 	if folder == "" {
 		return in.Log, func() {}
 	}
-	file := &logging.RotatingFile{Path: filepath.Join(folder, "berth-extension.log"), MaxBytes: 10 << 20, Keep: 3}
-	log, err := logging.New(io.MultiWriter(in.Stderr, file), "json", in.LogLevel)
+	log, closeLog, err := logging.Open(logging.Options{
+		Path: filepath.Join(folder, "berth-extension.log"), Rotation: logging.Rotation{MaxMiB: 10, Keep: 3},
+		Level: in.LogLevel, Stderr: in.Stderr,
+	})
 	if err != nil {
-		file.Close()
+		in.Log.Warn("the extension logs to stderr only", "err", err)
 		return in.Log, func() {}
 	}
-	return log, func() { file.Close() }
+	return log, func() { _ = closeLog() }
 }
 
 // extensionService fills extension.Service with internal/svc: the service

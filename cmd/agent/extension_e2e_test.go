@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/provision/extension/waagenttest"
+
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 )
 
 // TestExtensionEndToEnd runs the handler as WALinuxAgent does on a host
@@ -28,6 +30,8 @@ func TestExtensionEndToEnd(t *testing.T) {
 	const v1 = "1.0.0"
 	g.Unpack(v1, os.Args[0])
 	g.WriteSettings(v1, 0, p.cfg, map[string]any{"control": map[string]any{"token": "e2e-secret-token"}})
+	secretlog.For(t).Secret("protected control token", "e2e-secret-token")
+	secretlog.For(t).Logs(g.Handler(v1).LogFolder)
 	ctx := context.Background()
 	install, enable := g.Install(ctx, v1, os.Args[0], 0)
 	if install.ExitCode != 0 || enable.ExitCode != 0 {

@@ -33,18 +33,20 @@ func (f *flags) run(ctx context.Context, in *cli.Invocation) error {
 	}
 	launcher, child := selfupdate.IsChild()
 	// The agent logs JSON lines to agent.log, the launcher to launcher.log
-	// (one writer per file), both to stderr too (which journald or the
-	// SCM keep).
+	// (one writer per file), both to stderr too (journald keeps it) and on
+	// Windows warnings and errors to the Event Log (docs/logs.md).
 	name := "launcher.log"
 	if child {
 		name = "agent.log"
 	}
-	logFile := &logging.RotatingFile{Path: filepath.Join(cfg.StateDir(), paths.LogsDir, name), MaxBytes: 20 << 20, Keep: 5}
-	defer logFile.Close()
-	log, err := logging.New(io.MultiWriter(in.Stderr, logFile), "json", in.LogLevel)
+	log, closeLog, err := logging.Open(logging.Options{
+		Path: filepath.Join(cfg.StateDir(), paths.LogsDir, name), Level: in.LogLevel,
+		Stderr: in.Stderr, EventLog: true,
+	})
 	if err != nil {
-		return cli.Usage(err)
+		return err
 	}
+	defer closeLog()
 	if child {
 		ctx, cancel := selfupdate.ChildContext(ctx, os.Stdin)
 		defer cancel()

@@ -29,6 +29,7 @@ import (
 	"github.com/berthhq/berth/internal/statedb"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/packaging/tufrepo"
 	"github.com/berthhq/berth/provision/selfupdate"
 )
@@ -100,6 +101,8 @@ func newSURig(t testing.TB) *suRig {
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close(); stopSvc(); <-svcDone })
 	r.store = st
 	r.writeConfig(hs.URL, host.Endpoint, nil)
+	secretlog.For(t).Logs(filepath.Join(host.Dir, "logs"))
+	secretlog.For(t).Output("berth-agent run's output", func() string { return string(r.logs.Bytes()) })
 	t.Cleanup(r.stopLauncher)
 	return r
 }
@@ -440,6 +443,9 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *lockedBuffer) Bytes() []byte {
+	if l == nil {
+		return nil // never started
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return bytes.Clone(l.b.Bytes())

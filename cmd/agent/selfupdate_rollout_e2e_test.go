@@ -22,6 +22,7 @@ import (
 	"github.com/berthhq/berth/control/wire"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
 
@@ -128,6 +129,7 @@ func (r *suRig) writeConfig(controlURL, endpoint string, labels map[string]strin
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	secretlog.For(r.t).Secret("control token", tok)
 	tokFile := filepath.Join(r.work, "token")
 	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 		r.t.Fatal(err)

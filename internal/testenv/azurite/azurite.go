@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 )
 
 // Azurite's well-known development account; every Azurite instance accepts
@@ -88,6 +89,8 @@ func start(t testing.TB, node, main string) (*Server, error) {
 		<-exited
 	}
 	a := &Server{Addr: addr, Account: Account, Key: Key, Dir: dir}
+	// Public, yet a key all the same: the agent must not log it.
+	secretlog.For(t).Secret("storage account key", Key)
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
 	for {
@@ -155,6 +158,8 @@ func (a *Server) SAS(t testing.TB, container, perms string) string {
 	if err != nil {
 		t.Fatalf("azurite SAS: %v", err)
 	}
+	secretlog.For(t).Secret("SAS token", qp.Encode())
+	secretlog.For(t).Secret("SAS signature", qp.Signature())
 	return qp.Encode()
 }
 

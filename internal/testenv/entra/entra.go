@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 )
 
 // Options configure Start.
@@ -76,6 +78,9 @@ type Server struct {
 	IdentityHeader   string
 
 	opts Options
+	// guard fails the test when a log it registered holds a token issued
+	// here or the identity header.
+	guard *secretlog.Guard
 
 	mu         sync.Mutex
 	keys       []entraKey // published; the last one signs
@@ -134,7 +139,9 @@ func Start(t testing.TB, o Options) *Server {
 		IdentityHeader: "fake-identity-header-" + entraGUID(t),
 		opts:           o,
 		identities:     map[string]identity{},
+		guard:          secretlog.For(t),
 	}
+	e.guard.Secret("managed identity header", e.IdentityHeader)
 	e.keys = append(e.keys, newEntraKey(t))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", e.serveDiscovery)
@@ -561,6 +568,7 @@ func (e *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		claims["roles"] = e.opts.Roles
 	}
 	token := e.Mint(claims)
+	e.guard.Secret("managed-identity token", token)
 	// expires_on is at most four minutes away (the token itself may live
 	// longer): MSAL's process-wide cache serves a token again only when it
 	// has five minutes left, so one test never gets a token another
