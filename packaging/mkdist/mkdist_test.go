@@ -117,6 +117,12 @@ func TestMakePackageReproducible(t *testing.T) {
 			t.Errorf("signed exe: %v", err)
 		}
 	}
+	// The agent reports the version its package is signed under, and the
+	// build date is SOURCE_DATE_EPOCH's.
+	ver, err := exec.Command(filepath.Join(work, "dist1", "berth-agent-"+testName+"-linux-amd64"), "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(ver), "berth-agent "+testName+" (commit abc1234, built 2024-12-04T08:13:20Z") {
+		t.Errorf("berth-agent version: %v\n%s", err, ver)
+	}
 	checkExtensionZips(t, first)
 	checkReleaseRepo(t, filepath.Join(work, "repo1"))
 }
