@@ -64,12 +64,12 @@ soak: deps ## SIGKILL fault injection at length, not in CI: engine switch and re
 demo: deps build ## end to end on this machine: Azurite, signed packages, dockerd installed by the agent
 	bash scripts/demo.sh
 
-package: build build-windows ## release packages into dist/: the VM extension zips (linux, windows); says what is not built yet
-	@mkdir -p dist
-	$(GO) run ./packaging/extzip/mkextzip -os linux -version $(VERSION) -binary bin/berth-agent -manifest packaging/HandlerManifest.json -out dist
-	$(GO) run ./packaging/extzip/mkextzip -os windows -version $(VERSION) -binary bin/windows-amd64/berth-agent.exe -manifest packaging/HandlerManifest.windows.json -out dist
-	@echo "make package: built dist/berth-extension-$(VERSION)-linux.zip and dist/berth-extension-$(VERSION)-windows.zip."
-	@echo "make package: not built yet (the packaging issue): the signed exe, the MSI, the .deb, the agent packages and their release metadata."
+# make package: DIST is the output folder; SIGN_CERT/SIGN_KEY (PEM),
+# SIGN_TIMESTAMP_URL and RELEASE_REPO are read from the environment or the
+# make line by packaging/mkdist (docs/packaging.md).
+DIST ?= dist
+package: ## release files into dist/: binaries (Windows ones signed with SIGN_CERT/SIGN_KEY), agent packages, extension zips, MSI, .deb; RELEASE_REPO=DIR signs the agent packages
+	$(GO) run -buildvcs=false ./packaging/mkdist -version '$(VERSION)' -commit '$(COMMIT)' -out '$(DIST)'
 
 clean: ## remove build output
 	rm -rf bin/ dist/ test-output/
