@@ -31,7 +31,6 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/berthhq/berth/control/wire"
-	"github.com/berthhq/berth/internal/buildinfo"
 	"github.com/berthhq/berth/internal/clip"
 	"github.com/berthhq/berth/telemetry/report"
 )
@@ -48,7 +47,8 @@ const (
 // version that is not a version, no ETag). The last good answer stays.
 var ErrBadAnswer = errors.New("bad desired-state answer")
 
-// ClientOptions wire a Client.
+// ClientOptions wire a Client; they are the reporter's, converted, and
+// resolved by report.ClientOptions.Resolve with this package's HTTP client.
 type ClientOptions struct {
 	// URL is control.url, the endpoint's base.
 	URL string
@@ -72,23 +72,11 @@ type Client struct {
 
 // NewClient returns a Client of o.URL, which must be an http(s) URL.
 func NewClient(o ClientOptions) (*Client, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("control.url %q is not an http(s) URL", o.URL)
+	ro, base, err := report.ClientOptions(o).Resolve(NewHTTPClient)
+	if err != nil {
+		return nil, err
 	}
-	if o.Tokens == nil {
-		o.Tokens = report.NoToken{}
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.HTTP == nil {
-		o.HTTP = NewHTTPClient(o.Logger)
-	}
-	if o.UserAgent == "" {
-		o.UserAgent = "berth-agent/" + buildinfo.Version
-	}
-	return &Client{base: strings.TrimSuffix(o.URL, "/"), tokens: o.Tokens, http: o.HTTP, ua: o.UserAgent, log: o.Logger.With("component", "desired")}, nil
+	return &Client{base: base, tokens: ro.Tokens, http: ro.HTTP, ua: ro.UserAgent, log: ro.Logger.With("component", "desired")}, nil
 }
 
 // NewHTTPClient is the Client's default: the reporter's (internal/

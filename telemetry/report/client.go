@@ -27,7 +27,7 @@ import (
 
 // ClientOptions wire a Client.
 type ClientOptions struct {
-	// URL is control.url, the endpoint's base; wire.ReportsPath is added.
+	// URL is control.url, the endpoint's base; each client adds its path.
 	URL string
 	// Tokens gives the bearer token; nil sends none.
 	Tokens TokenSource
@@ -52,9 +52,28 @@ type Client struct {
 
 // NewClient returns a Client of o.URL, which must be an http(s) URL.
 func NewClient(o ClientOptions) (*Client, error) {
+	o, base, err := o.Resolve(NewHTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		url:    base + wire.ReportsPath,
+		tokens: o.Tokens,
+		http:   o.HTTP,
+		ua:     o.UserAgent,
+		log:    o.Logger.With("component", "report"),
+	}, nil
+}
+
+// Resolve checks o.URL and fills in o's defaults, newHTTP making the HTTP
+// client when none is given, and returns o with the URL's base (no
+// trailing slash). The agent's other clients of control (the desired
+// state's) resolve their options here too, so that every call to control
+// carries the same token source, user agent and URL rules.
+func (o ClientOptions) Resolve(newHTTP func(*slog.Logger) *retryablehttp.Client) (ClientOptions, string, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("control.url %q is not an http(s) URL", o.URL)
+		return o, "", fmt.Errorf("control.url %q is not an http(s) URL; give the endpoint's base, such as https://control.example:8443", o.URL)
 	}
 	if o.Tokens == nil {
 		o.Tokens = NoToken{}
@@ -63,18 +82,12 @@ func NewClient(o ClientOptions) (*Client, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.HTTP == nil {
-		o.HTTP = NewHTTPClient(o.Logger)
+		o.HTTP = newHTTP(o.Logger)
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "berth-agent/" + buildinfo.Version
 	}
-	return &Client{
-		url:    strings.TrimSuffix(o.URL, "/") + wire.ReportsPath,
-		tokens: o.Tokens,
-		http:   o.HTTP,
-		ua:     o.UserAgent,
-		log:    o.Logger.With("component", "report"),
-	}, nil
+	return o, strings.TrimSuffix(o.URL, "/"), nil
 }
 
 // NewHTTPClient returns the HTTP client a Client uses by default: the one
