@@ -22,6 +22,7 @@ import (
 	"github.com/berthhq/berth/internal/testenv/azurite"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/internal/testenv/registry"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 )
@@ -61,6 +62,7 @@ func newContainerdRig(t *testing.T, versions ...string) (*rig, *dockerd.Containe
 		t.Fatal(err)
 	}
 	b := &rig{t: t, az: az, repo: repo, keyFile: keyFile, config: filepath.Join(work, "agent.yaml")}
+	secretlog.For(t).Logs(filepath.Join(host.Dir, "logs")) // Azurite registered its key
 	b.cfg = map[string]any{
 		"agent": map[string]any{"stateDir": host.Dir},
 		"engine": map[string]any{

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/internal/testenv/registry"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/provision"
 	"github.com/berthhq/berth/provision/selfupdate"
 )
@@ -72,6 +74,7 @@ func (p *provisionRig) provision(args ...string) (int, provision.Result, string)
 	cmd := p.provisionCmd(ctx, append([]string{"--output", "json"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	secretlog.For(p.t).Output(fmt.Sprintf("berth-agent provision %v's output", args), func() string { return stdout.String() + stderr.String() })
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/testenv"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 )
 
 // The end-to-end tests of issue 4 run the real binaries: berth-control
@@ -78,6 +79,8 @@ func startProc(t testing.TB, env []string, bin string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
+	// Registered before the cleanups that stop the process, so read after.
+	secretlog.For(t).Output(fmt.Sprintf("%s %s's output", filepath.Base(bin), args[0]), p.logs.String)
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	return p
 }
@@ -172,7 +175,16 @@ func (c *controlServer) cli(env []string, args ...string) string {
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	// token issue prints its secret on stdout on purpose; nothing else may.
+	printsSecret := len(args) > 1 && args[0] == "token" && args[1] == "issue"
+	secretlog.For(c.t).Output("berth-control "+strings.Join(args, " ")+"'s output", func() string {
+		if printsSecret {
+			return stderr.String()
+		}
+		return stdout.String() + stderr.String()
+	})
+	if err != nil {
 		c.t.Fatalf("berth-control %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String()
@@ -181,7 +193,9 @@ func (c *controlServer) cli(env []string, args ...string) string {
 // issue returns a new token for --agent or --operator name.
 func (c *controlServer) issue(role, name string) string {
 	c.t.Helper()
-	return strings.TrimSpace(c.cli(nil, "token", "issue", "--db", c.db, "--"+role, name))
+	secret := strings.TrimSpace(c.cli(nil, "token", "issue", "--db", c.db, "--"+role, name))
+	secretlog.For(c.t).Secret(role+" token of "+name, secret)
+	return secret
 }
 
 // agentHost is one berth-agent run process with its state folder and
@@ -208,6 +222,7 @@ func newAgent(t testing.TB, cfg map[string]any, env ...string) *agentHost {
 		cfg["agent"] = agent
 	}
 	agent["stateDir"] = filepath.Join(dir, "state")
+	secretlog.For(t).Logs(filepath.Join(dir, "state", "logs"))
 	cfg["health"] = map[string]any{"listen": a.health}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

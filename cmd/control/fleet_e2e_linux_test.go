@@ -31,6 +31,7 @@ import (
 	"github.com/berthhq/berth/internal/secret"
 	"github.com/berthhq/berth/internal/testenv/dockerd"
 	"github.com/berthhq/berth/internal/testenv/postgres"
+	"github.com/berthhq/berth/internal/testenv/secretlog"
 	"github.com/berthhq/berth/packaging/enginebundle/enginebundletest"
 	"github.com/berthhq/berth/packaging/tufrepo"
 	"github.com/berthhq/berth/provision/desired/fleetsim"
@@ -154,6 +155,12 @@ func newRollRig(t *testing.T, db string, rel rollReleases, n int) *rollRig {
 	r := &rollRig{t: t}
 	op := issue(store.RoleOperator, "fleet-e2e")
 	realTokens := []string{issue(store.RoleAgent, "real-0"), issue(store.RoleAgent, "real-1"), issue(store.RoleAgent, "real-2")}
+	// The simulated hosts' 500 tokens reach only control's log, which
+	// these cover as well as any token would.
+	secretlog.For(t).Secret("operator token", op)
+	for i, tok := range realTokens {
+		secretlog.For(t).Secret(fmt.Sprintf("agent token of real-%d", i), tok)
+	}
 	var specs []fleetsim.Spec
 	for i := range n {
 		id := fmt.Sprintf("sim-%05d", i)
